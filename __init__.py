@@ -1,0 +1,17 @@
+"""noise-calibration: ComfyUI nodes that make diffusion models sample well at
+low resolution and few steps by calibrating the noise level they are told.
+
+Imports cleanly without ComfyUI (tools and tests load the pack that way):
+the nodes are only imported when a `comfy` package can be found.
+"""
+
+import importlib.util
+
+WEB_DIRECTORY = "./web"
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+
+if importlib.util.find_spec("comfy") is not None:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -1,0 +1,384 @@
+"""Calibration store: one JSON file per (checkpoint, resolution), schema version 1.
+
+Files are read from several folders (the pack's shipped `calibration_data/`
+and the user's folder) and written to one (the user's). Writes are atomic:
+a temp file in the target folder, fsync, then rename, so a crash or a failed
+write never leaves a partial file or destroys the previous one.
+
+Lookup policy for a resolution with no file of its own (see `find`):
+1. a file for exactly this latent size (h x w) wins;
+2. otherwise the two files of the same checkpoint whose token counts
+   (latent h*w) bracket the requested one are returned, for interpolation in
+   log token count; one of them alone if it is within 1% of the count;
+3. otherwise (outside the calibrated range, or nothing for this checkpoint)
+   `CalibrationNotFound`, naming the checkpoint, the resolution and what
+   exists. We do not extrapolate: a schedule outside its range is a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
+PARAMETERIZATIONS = ("flow", "eps", "v")
+
+
+class CalibrationError(Exception):
+    """A calibration file or record is missing, unreadable or invalid."""
+
+
+class CalibrationNotFound(CalibrationError):
+    """No calibration covers the requested checkpoint and resolution."""
+
+
+@dataclass(frozen=True)
+class CheckpointKey:
+    """Identifies a checkpoint: weights fingerprint, model class, latent format.
+
+    A user label, when given, replaces the fingerprint as the identity, so
+    one calibration can serve e.g. a merged or re-saved copy of a checkpoint.
+    """
+
+    fingerprint: str
+    model_class: str
+    latent_format: str
+    label: str | None = None
+
+    def __post_init__(self):
+        if self.label is not None and not LABEL_PATTERN.fullmatch(self.label):
+            raise CalibrationError(
+                f"label {self.label!r} is not allowed: use 1-64 letters, digits, spaces or "
+                f"- _ . + ( ), starting with a letter or digit (no path separators)"
+            )
+
+    @property
+    def identity(self) -> str:
+        if self.label:
+            return f"label:{self.label}"
+        return f"{self.model_class}:{self.latent_format}:{self.fingerprint}"
+
+    def file_stem(self) -> str:
+        """A file-name-safe stem: no user text can leave the folder."""
+        if self.label:
+            slug = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")[:40] or "label"
+            digest = hashlib.sha256(self.label.encode()).hexdigest()[:8]
+            return f"label-{slug}-{digest}"
+        cls = re.sub(r"[^A-Za-z0-9]+", "", self.model_class)[:24] or "model"
+        fp = re.sub(r"[^0-9a-f]", "", self.fingerprint.lower())[:16] or "nofingerprint"
+        return f"{cls}-{fp}"
+
+    def to_json(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "model_class": self.model_class,
+            "latent_format": self.latent_format,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CheckpointKey:
+        return cls(
+            data["fingerprint"], data["model_class"], data["latent_format"], data.get("label")
+        )
+
+    def describe(self) -> str:
+        if self.label:
+            return f"'{self.label}' ({self.model_class})"
+        return f"{self.model_class} checkpoint {self.fingerprint[:16]}"
+
+
+_number = {"type": "number"}
+_number_list = {"type": "array", "items": _number}
+_optional_object = {"type": ["object", "null"]}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": [
+        "schema_version",
+        "pack_version",
+        "checkpoint",
+        "resolution",
+        "parameterization",
+        "method",
+        "sigmas",
+        "sigma_hat",
+        "calibration_set",
+        "metrics",
+        "cost",
+        "created_at",
+    ],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "pack_version": {"type": "string"},
+        "checkpoint": {
+            "type": "object",
+            "required": ["fingerprint", "model_class", "latent_format"],
+            "properties": {
+                "fingerprint": {"type": "string", "minLength": 1},
+                "model_class": {"type": "string", "minLength": 1},
+                "latent_format": {"type": "string", "minLength": 1},
+                "label": {"type": ["string", "null"]},
+            },
+        },
+        "resolution": {
+            "type": "object",
+            "required": ["image_width", "image_height", "latent_width", "latent_height"],
+            "properties": {
+                k: {"type": "integer", "minimum": 1}
+                for k in ("image_width", "image_height", "latent_width", "latent_height")
+            },
+        },
+        "parameterization": {"enum": list(PARAMETERIZATIONS)},
+        "method": {
+            "type": "object",
+            "required": ["name", "params"],
+            "properties": {"name": {"type": "string"}, "params": {"type": "object"}},
+        },
+        "sigmas": {**_number_list, "minItems": 1},
+        "sigma_hat": {**_number_list, "minItems": 1},
+        "correction": _optional_object,
+        "spectrum": _optional_object,
+        "calibration_set": {
+            "type": "object",
+            "required": ["count", "source", "seed"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 1},
+                "source": {"type": "string"},
+                "seed": {"type": "integer"},
+            },
+        },
+        "metrics": {
+            "type": "object",
+            "properties": {"error_before": _number_list, "error_after": _number_list},
+        },
+        "cost": {
+            "type": "object",
+            "required": ["network_evaluations", "wall_time_s"],
+            "properties": {
+                "network_evaluations": {"type": "integer", "minimum": 0},
+                "wall_time_s": {"type": "number", "minimum": 0},
+            },
+        },
+        "created_at": {"type": "string"},
+    },
+}
+
+
+def validate(record: dict, source: str = "calibration") -> dict:
+    """Check a record against the schema and its own consistency."""
+    if not isinstance(record, dict):
+        raise CalibrationError(f"{source}: expected a JSON object, got {type(record).__name__}")
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CalibrationError(
+            f"{source}: schema_version {version!r} is not supported "
+            f"(this pack reads version {SCHEMA_VERSION}); recalibrate"
+        )
+    try:
+        jsonschema.validate(record, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise CalibrationError(f"{source}: invalid at {where}: {exc.message}") from None
+    sigmas, sigma_hat = record["sigmas"], record["sigma_hat"]
+    if len(sigmas) != len(sigma_hat):
+        raise CalibrationError(
+            f"{source}: sigmas has {len(sigmas)} entries but sigma_hat has {len(sigma_hat)}"
+        )
+    if not all(math.isfinite(v) for v in sigmas + sigma_hat):
+        raise CalibrationError(f"{source}: sigmas and sigma_hat must be finite numbers")
+    if any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)):
+        raise CalibrationError(f"{source}: sigmas must be strictly descending")
+    return record
+
+
+def make_record(
+    *,
+    key: CheckpointKey,
+    image_size: tuple[int, int],
+    latent_size: tuple[int, int],
+    parameterization: str,
+    method: str,
+    method_params: dict,
+    sigmas,
+    sigma_hat,
+    calibration_set: dict,
+    error_before=None,
+    error_after=None,
+    network_evaluations: int = 0,
+    wall_time_s: float = 0.0,
+    correction: dict | None = None,
+    spectrum: dict | None = None,
+) -> dict:
+    """Build a schema-1 record (image_size is (W, H), latent_size is (h, w))."""
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "pack_version": __version__,
+        "checkpoint": key.to_json(),
+        "resolution": {
+            "image_width": int(image_size[0]),
+            "image_height": int(image_size[1]),
+            "latent_height": int(latent_size[0]),
+            "latent_width": int(latent_size[1]),
+        },
+        "parameterization": parameterization,
+        "method": {"name": method, "params": dict(method_params)},
+        "sigmas": [float(v) for v in sigmas],
+        "sigma_hat": [float(v) for v in sigma_hat],
+        "correction": correction,
+        "spectrum": spectrum,
+        "calibration_set": dict(calibration_set),
+        "metrics": {
+            "error_before": [float(v) for v in (error_before or [])],
+            "error_after": [float(v) for v in (error_after or [])],
+        },
+        "cost": {
+            "network_evaluations": int(network_evaluations),
+            "wall_time_s": float(wall_time_s),
+        },
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return validate(record, "new calibration")
+
+
+def file_name(key: CheckpointKey, latent_size: tuple[int, int]) -> str:
+    h, w = (int(v) for v in latent_size)
+    return f"{key.file_stem()}__{h}x{w}.json"
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read and validate one calibration file; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise CalibrationError(f"{path}: cannot read ({exc.strerror})") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, source: str = "inline calibration") -> dict:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(
+            f"{source}: not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); the file may be truncated"
+        ) from None
+    return validate(record, source)
+
+
+def record_key(record: dict) -> CheckpointKey:
+    return CheckpointKey.from_json(record["checkpoint"])
+
+
+def record_latent_size(record: dict) -> tuple[int, int]:
+    res = record["resolution"]
+    return res["latent_height"], res["latent_width"]
+
+
+def save(record: dict, folder: str | os.PathLike) -> Path:
+    """Atomically write a validated record into `folder`; returns its path."""
+    validate(record, "calibration to save")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / file_name(record_key(record), record_latent_size(record))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+@dataclass(frozen=True)
+class Match:
+    """What `find` returns: one record, or two that bracket the token count."""
+
+    records: tuple[dict, ...]
+    weights: tuple[float, ...]  # interpolation weights in log token count, sum 1
+    paths: tuple[str, ...]
+
+
+class CalibrationStore:
+    """Read from several folders (first wins on equal names), write to one."""
+
+    def __init__(self, read_dirs, write_dir=None):
+        self.read_dirs = [Path(d) for d in read_dirs]
+        self.write_dir = Path(write_dir) if write_dir is not None else None
+
+    def save(self, record: dict) -> Path:
+        if self.write_dir is None:
+            raise CalibrationError("this store has no folder to write to")
+        return save(record, self.write_dir)
+
+    def files_for(self, key: CheckpointKey) -> dict[tuple[int, int], Path]:
+        """Calibration files of one checkpoint, by latent (h, w)."""
+        prefix = key.file_stem() + "__"
+        found: dict[tuple[int, int], Path] = {}
+        for folder in self.read_dirs:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob(prefix + "*.json")):
+                m = re.fullmatch(re.escape(prefix) + r"(\d+)x(\d+)\.json", path.name)
+                if m:
+                    found.setdefault((int(m.group(1)), int(m.group(2))), path)
+        return found
+
+    def find(self, key: CheckpointKey, latent_size: tuple[int, int]) -> Match:
+        """Apply the lookup policy in the module docstring."""
+        files = self.files_for(key)
+        latent_size = (int(latent_size[0]), int(latent_size[1]))
+        if latent_size in files:
+            return self._match([files[latent_size]], [1.0], key)
+        tokens = latent_size[0] * latent_size[1]
+        by_tokens = sorted(files.items(), key=lambda kv: kv[0][0] * kv[0][1])
+        for size, path in by_tokens:
+            if abs(size[0] * size[1] - tokens) <= 0.01 * tokens:
+                return self._match([path], [1.0], key)
+        lower = [(s, p) for s, p in by_tokens if s[0] * s[1] < tokens]
+        upper = [(s, p) for s, p in by_tokens if s[0] * s[1] > tokens]
+        if lower and upper:
+            (s0, p0), (s1, p1) = lower[-1], upper[0]
+            t0, t1 = math.log(s0[0] * s0[1]), math.log(s1[0] * s1[1])
+            w1 = (math.log(tokens) - t0) / (t1 - t0)
+            return self._match([p0, p1], [1.0 - w1, w1], key)
+        have = ", ".join(f"{h}x{w}" for (h, w) in sorted(files)) or "none"
+        raise CalibrationNotFound(
+            f"no calibration for {key.describe()} at latent {latent_size[0]}x{latent_size[1]} "
+            f"(image about {latent_size[1] * 8}x{latent_size[0] * 8} px); calibrated latent "
+            f"sizes: {have}. Run the 'Noise Calibration: Calibrate' node (or "
+            f"`python -m noisecal_host calibrate`) for this checkpoint and resolution."
+        )
+
+    def _match(self, paths, weights, key: CheckpointKey) -> Match:
+        records = []
+        for path in paths:
+            record = load(path)
+            if record_key(record).identity != key.identity:
+                raise CalibrationError(
+                    f"{path}: belongs to {record_key(record).describe()}, "
+                    f"not {key.describe()} (renamed file?)"
+                )
+            records.append(record)
+        return Match(tuple(records), tuple(weights), tuple(str(p) for p in paths))
