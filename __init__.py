@@ -11,7 +11,9 @@ WEB_DIRECTORY = "./web"
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
-if importlib.util.find_spec("comfy") is not None:
+# __package__ is empty when a tool imports this file as a plain module (pytest
+# does, for a folder like `noise-calibration` that is no valid package name).
+if __package__ and importlib.util.find_spec("comfy") is not None:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
