@@ -1,8 +1,21 @@
 """ComfyUI node adapters: thin wrappers over noisecal (math) and noisecal_host.
 
 Always imported relatively from the pack's root (ComfyUI has its own
-top-level `nodes` module). Each feature module exports its own mappings.
+top-level `nodes` module). Node ids and widget names never change: shared
+workflow files must keep loading.
 """
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from ..noisecal_host import folders
+from .calibrate_node import Calibrate
+from .noiseshift_node import NoiseShift
+
+folders.register_folder()
+
+NODE_CLASS_MAPPINGS = {
+    "NoiseCalibrationCalibrate": Calibrate,
+    "NoiseCalibrationNoiseShift": NoiseShift,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "NoiseCalibrationCalibrate": "Noise Calibration: Calibrate",
+    "NoiseCalibrationNoiseShift": "NoiseShift (calibrated noise levels)",
+}

@@ -283,6 +283,22 @@ def loads(text: str, source: str = "inline calibration") -> dict:
     return validate(record, source)
 
 
+def loads_many(text: str, source: str = "inline calibration") -> list[dict]:
+    """One record or a JSON list of records (a workflow carrying several sizes)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(
+            f"{source}: not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); was it pasted whole?"
+        ) from None
+    items = data if isinstance(data, list) else [data]
+    return [
+        validate(item, f"{source} [{i}]" if len(items) > 1 else source)
+        for i, item in enumerate(items)
+    ]
+
+
 def record_key(record: dict) -> CheckpointKey:
     return CheckpointKey.from_json(record["checkpoint"])
 
@@ -311,6 +327,37 @@ def save(record: dict, folder: str | os.PathLike) -> Path:
     return target
 
 
+def choose_sizes(sizes, latent_size) -> list[tuple[tuple[int, int], float]] | None:
+    """The lookup policy on a list of calibrated latent sizes: [(size, weight)] or None."""
+    latent_size = (int(latent_size[0]), int(latent_size[1]))
+    if latent_size in sizes:
+        return [(latent_size, 1.0)]
+    tokens = latent_size[0] * latent_size[1]
+    by_tokens = sorted(sizes, key=lambda size: size[0] * size[1])
+    for size in by_tokens:
+        if abs(size[0] * size[1] - tokens) <= 0.01 * tokens:
+            return [(size, 1.0)]
+    lower = [size for size in by_tokens if size[0] * size[1] < tokens]
+    upper = [size for size in by_tokens if size[0] * size[1] > tokens]
+    if not (lower and upper):
+        return None
+    s0, s1 = lower[-1], upper[0]
+    t0, t1 = math.log(s0[0] * s0[1]), math.log(s1[0] * s1[1])
+    w1 = (math.log(tokens) - t0) / (t1 - t0)
+    return [(s0, 1.0 - w1), (s1, w1)]
+
+
+def not_found(key: CheckpointKey, latent_size, sizes) -> CalibrationNotFound:
+    have = ", ".join(f"{h}x{w}" for (h, w) in sorted(sizes)) or "none"
+    h, w = int(latent_size[0]), int(latent_size[1])
+    return CalibrationNotFound(
+        f"no calibration for {key.describe()} at latent {h}x{w} (image about {w * 8}x{h * 8} "
+        f"px); calibrated latent sizes: {have}. Run the 'Noise Calibration: Calibrate' node "
+        f"(or `python -m noisecal calibrate`) for this checkpoint and resolution, or connect "
+        f"a calibration to the node."
+    )
+
+
 @dataclass(frozen=True)
 class Match:
     """What `find` returns: one record, or two that bracket the token count."""
@@ -332,6 +379,16 @@ class CalibrationStore:
             raise CalibrationError("this store has no folder to write to")
         return save(record, self.write_dir)
 
+    def fingerprint_files(self) -> str:
+        """Names, sizes and times of every calibration file: changes when any does."""
+        parts = []
+        for folder in self.read_dirs:
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.json")):
+                    stat = path.stat()
+                    parts.append(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
     def files_for(self, key: CheckpointKey) -> dict[tuple[int, int], Path]:
         """Calibration files of one checkpoint, by latent (h, w)."""
         prefix = key.file_stem() + "__"
@@ -348,28 +405,10 @@ class CalibrationStore:
     def find(self, key: CheckpointKey, latent_size: tuple[int, int]) -> Match:
         """Apply the lookup policy in the module docstring."""
         files = self.files_for(key)
-        latent_size = (int(latent_size[0]), int(latent_size[1]))
-        if latent_size in files:
-            return self._match([files[latent_size]], [1.0], key)
-        tokens = latent_size[0] * latent_size[1]
-        by_tokens = sorted(files.items(), key=lambda kv: kv[0][0] * kv[0][1])
-        for size, path in by_tokens:
-            if abs(size[0] * size[1] - tokens) <= 0.01 * tokens:
-                return self._match([path], [1.0], key)
-        lower = [(s, p) for s, p in by_tokens if s[0] * s[1] < tokens]
-        upper = [(s, p) for s, p in by_tokens if s[0] * s[1] > tokens]
-        if lower and upper:
-            (s0, p0), (s1, p1) = lower[-1], upper[0]
-            t0, t1 = math.log(s0[0] * s0[1]), math.log(s1[0] * s1[1])
-            w1 = (math.log(tokens) - t0) / (t1 - t0)
-            return self._match([p0, p1], [1.0 - w1, w1], key)
-        have = ", ".join(f"{h}x{w}" for (h, w) in sorted(files)) or "none"
-        raise CalibrationNotFound(
-            f"no calibration for {key.describe()} at latent {latent_size[0]}x{latent_size[1]} "
-            f"(image about {latent_size[1] * 8}x{latent_size[0] * 8} px); calibrated latent "
-            f"sizes: {have}. Run the 'Noise Calibration: Calibrate' node (or "
-            f"`python -m noisecal_host calibrate`) for this checkpoint and resolution."
-        )
+        chosen = choose_sizes(list(files), latent_size)
+        if chosen is None:
+            raise not_found(key, latent_size, list(files))
+        return self._match([files[size] for size, _ in chosen], [w for _, w in chosen], key)
 
     def _match(self, paths, weights, key: CheckpointKey) -> Match:
         records = []

@@ -4,7 +4,8 @@ Read: the user folder(s) first, then the pack's shipped `calibration_data/`.
 Write: the user folder. Inside ComfyUI that is `<models>/noise_calibration`,
 registered with folder_paths under the name "noise_calibration" (so
 extra_model_paths.yaml can add more, and pack updates never wipe it).
-Outside ComfyUI the caller names the folder.
+Outside ComfyUI the caller names the folder, or the environment variable
+NOISE_CALIBRATION_DIR does (it also overrides the folder inside ComfyUI).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..noisecal.store import CalibrationStore
 
 FOLDER_NAME = "noise_calibration"
+ENV_DIR = "NOISE_CALIBRATION_DIR"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
 
 
@@ -33,6 +35,7 @@ def register_folder() -> Path | None:
 def user_store(write_dir: str | os.PathLike | None = None) -> CalibrationStore:
     """The store nodes and the CLI use. `write_dir` overrides the user folder."""
     read_dirs: list[Path] = []
+    write_dir = write_dir or os.environ.get(ENV_DIR) or None
     if write_dir is None:
         default = register_folder()
         if default is not None:

@@ -27,6 +27,16 @@ class ExactDenoiserNetwork(torch.nn.Module):
         self.denoiser = denoiser
         self.multiplier = multiplier
         self.dtype = torch.float32
+        # what defines this "checkpoint", as a weight, so it has a fingerprint
+        spec = denoiser.spectrum
+        variant = ["pixel", "image"].index(denoiser.variant)
+        self.register_buffer(
+            "definition",
+            torch.tensor(
+                [spec.f0, spec.alpha, spec.channels, denoiser.train_res, variant],
+                dtype=torch.float64,
+            ),
+        )
 
     def forward(self, x, timesteps, context=None, **kwargs):
         s_cond = timesteps.to(torch.float64) / self.multiplier

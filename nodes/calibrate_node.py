@@ -1,0 +1,215 @@
+"""Calibration node: runs the NoiseShift search on the local GPU and writes the file."""
+
+from __future__ import annotations
+
+import comfy.samplers
+import comfy.utils
+import torch
+
+from ..noisecal import store
+from ..noisecal.plots import calibration_plot
+from ..noisecal_host import calibrate, folders
+from .common import CALIBRATION_TYPE, CATEGORY, LATENT_DOWNSCALE, rgb_to_image
+
+
+class Calibrate:
+    DESCRIPTION = (
+        "Calibrates NoiseShift for this checkpoint at one resolution: for every step of the "
+        "schedule it searches the noise level the network should be told so that one "
+        "sampler step best reproduces real data, and writes the result to "
+        "models/noise_calibration (once per checkpoint and resolution; NoiseShift nodes "
+        "then find it). Feed it 16-64 latents of real images at the target resolution "
+        "(LATENT, or IMAGE + VAE which are resized and center-cropped). Shows progress and "
+        "can be cancelled; an earlier file is only replaced when the run completes."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (CALIBRATION_TYPE, "STRING", "IMAGE")
+    RETURN_NAMES = ("calibration", "file", "plot")
+    OUTPUT_NODE = True
+    FUNCTION = "calibrate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The model to calibrate (after any "
+                        "ModelSampling node you sample with)."
+                    },
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 20,
+                        "min": 2,
+                        "max": 200,
+                        "tooltip": "Steps of the schedule to calibrate at; the "
+                        "result is a curve over sigma that serves "
+                        "other step counts too.",
+                    },
+                ),
+                "scheduler": (
+                    comfy.samplers.KSampler.SCHEDULERS,
+                    {
+                        "default": "simple",
+                        "tooltip": "Scheduler giving the calibration sigmas (from this model's "
+                        "own sampling, so a shift is respected).",
+                    },
+                ),
+                "search_mode": (
+                    ["fast", "grid"],
+                    {
+                        "default": "fast",
+                        "tooltip": "fast: bracketing + parabolic refinement (few evaluations). "
+                        "grid: the paper's coarse-to-fine grid (slower).",
+                    },
+                ),
+                "sample_count": (
+                    "INT",
+                    {
+                        "default": 32,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "How many calibration latents to use "
+                        "(the first N of the batch).",
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 0xFFFFFFFFFFFFFFFF,
+                        "tooltip": "Seed of the calibration noise.",
+                    },
+                ),
+                "width": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 16,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Target width in pixels when calibrating from "
+                        "IMAGE (a LATENT input sets it itself).",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 16,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Target height in pixels when calibrating from IMAGE.",
+                    },
+                ),
+                "label": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Optional name to store the calibration under "
+                        "instead of the weights fingerprint.",
+                    },
+                ),
+                "max_batch": (
+                    "INT",
+                    {
+                        "default": 32,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "Memory budget: latents per forward pass. "
+                        "Lower it if you run out of VRAM.",
+                    },
+                ),
+            },
+            "optional": {
+                "latent": (
+                    "LATENT",
+                    {
+                        "tooltip": "Calibration latents (VAE-encoded real "
+                        "images at the target resolution)."
+                    },
+                ),
+                "image": ("IMAGE", {"tooltip": "Calibration images; needs the VAE input."}),
+                "vae": ("VAE", {"tooltip": "VAE to encode the calibration images."}),
+                "positive": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "Conditioning during calibration; default: the model's empty "
+                        "(zero) conditioning."
+                    },
+                ),
+                "sigmas": (
+                    "SIGMAS",
+                    {"tooltip": "Calibrate at these sigmas instead of steps + scheduler."},
+                ),
+            },
+        }
+
+    def calibrate(
+        self,
+        model,
+        steps,
+        scheduler,
+        search_mode,
+        sample_count,
+        seed,
+        width,
+        height,
+        label,
+        max_batch,
+        latent=None,
+        image=None,
+        vae=None,
+        positive=None,
+        sigmas=None,
+    ):
+        latents, source = self._latents(latent, image, vae, width, height)
+        latents = latents[:sample_count]
+        h, w = latents.shape[-2:]
+        if sigmas is None:
+            ms = model.get_model_object("model_sampling")
+            sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, steps)
+        calibration_store = folders.user_store()
+        progress = calibrate.comfy_progress(len(sigmas) - 1)
+        record, path = calibrate.calibrate(
+            model,
+            latents,
+            sigmas,
+            image_size=(w * LATENT_DOWNSCALE, h * LATENT_DOWNSCALE),
+            source=source,
+            positive=positive,
+            mode=search_mode,
+            seed=seed,
+            label=label or None,
+            max_batch=max_batch,
+            calibration_store=calibration_store,
+            progress=progress,
+        )
+        plot = rgb_to_image(calibration_plot(record))
+        return {"ui": {"text": [path]}, "result": ([record], path, plot)}
+
+    @staticmethod
+    def _latents(latent, image, vae, width, height) -> tuple[torch.Tensor, str]:
+        if latent is not None:
+            samples = latent["samples"]
+            if torch.count_nonzero(samples) == 0:
+                raise store.CalibrationError(
+                    "the calibration latent is empty (all zeros): connect latents of real "
+                    "images (VAE Encode), or connect IMAGE + VAE"
+                )
+            return samples, "LATENT input"
+        if image is None:
+            raise store.CalibrationError(
+                "connect calibration data: a LATENT of encoded real images, or IMAGE + VAE"
+            )
+        if vae is None:
+            raise store.CalibrationError("an IMAGE input needs the VAE input to encode it")
+        width, height = width // 8 * 8, height // 8 * 8
+        pixels = comfy.utils.common_upscale(
+            image.movedim(-1, 1), width, height, "bilinear", "center"
+        ).movedim(1, -1)
+        return vae.encode(pixels[:, :, :, :3]), "images + VAE"

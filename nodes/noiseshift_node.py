@@ -1,0 +1,118 @@
+"""NoiseShift node: MODEL -> MODEL with calibrated conditioning noise levels."""
+
+from __future__ import annotations
+
+from ..noisecal import store
+from ..noisecal.noiseshift import ShiftResolver
+from ..noisecal_host import conditioning_level, folders
+from ..noisecal_host.calibrate import max_level, parameterization_of
+from ..noisecal_host.fingerprint import checkpoint_key
+from .common import CALIBRATION_TYPE, CATEGORY, log
+
+ON_MISSING = ["error", "pass through"]
+
+
+class NoiseShift:
+    DESCRIPTION = (
+        "NoiseShift (arXiv 2510.02307): tells the network a recalibrated noise level for the "
+        "resolution you sample at, so SD3/SD3.5/Flux (and SD1.5/SDXL) stop producing "
+        "cramped, noisy images below their training resolution. Only the conditioning "
+        "changes: the sampler's steps, input scaling and denoised estimate keep the true "
+        "sigma, so it works with KSampler, SamplerCustom and every sampler and scheduler.\n"
+        "The resolution is read from the latent at sampling time; the calibration is found "
+        "by checkpoint and resolution in models/noise_calibration (between two calibrated "
+        "resolutions it interpolates by token count). Create one with 'Noise Calibration: "
+        "Calibrate'. Place this node after any ModelSampling* node: a ModelSampling node "
+        "after it replaces the model's sampling object and drops NoiseShift."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.05,
+                        "tooltip": "0 = off (plain noise levels), 1 = the calibrated levels; "
+                        "values in between scale the shift.",
+                    },
+                ),
+                "if_missing": (
+                    ON_MISSING,
+                    {
+                        "default": "error",
+                        "tooltip": "No calibration for this checkpoint and resolution: stop with "
+                        "instructions, or sample unchanged with a warning.",
+                    },
+                ),
+                "label": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Optional name used instead of the weights fingerprint to "
+                        "find calibrations (must match the label used when "
+                        "calibrating). Leave empty normally.",
+                    },
+                ),
+            },
+            "optional": {
+                "calibration": (
+                    CALIBRATION_TYPE,
+                    {
+                        "tooltip": "A calibration straight from the Calibrate node; used before "
+                        "any file."
+                    },
+                ),
+                "inline_calibration": (
+                    "STRING",
+                    {
+                        "multiline": True,
+                        "default": "",
+                        "tooltip": "Paste a calibration file's JSON (one record or a list) so a "
+                        "shared workflow carries its own schedule.",
+                    },
+                ),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        # calibration files are written by another node or the CLI: re-run when they change
+        return folders.user_store().fingerprint_files()
+
+    def apply(self, model, strength, if_missing, label="", calibration=None, inline_calibration=""):
+        if if_missing not in ON_MISSING:
+            raise ValueError(f"if_missing must be one of {ON_MISSING}, got {if_missing!r}")
+        if strength == 0:
+            return (model,)
+        parameterization_of(model)  # clear error for unsupported model types
+        key = checkpoint_key(model, label)
+        provided = list(calibration or [])
+        if inline_calibration.strip():
+            provided += store.loads_many(inline_calibration, "inline_calibration")
+        for record in provided:
+            if store.record_key(record).identity != key.identity:
+                log.warning(
+                    "NoiseShift: a connected calibration was made for %s, this model "
+                    "is %s; using it anyway",
+                    store.record_key(record).describe(),
+                    key.describe(),
+                )
+        resolver = ShiftResolver(
+            key,
+            provided,
+            folders.user_store(),
+            strength=strength,
+            on_missing=if_missing,
+            max_level=max_level(model),
+            warn=log.warning,
+        )
+        return (conditioning_level.patch_model(model, resolver),)

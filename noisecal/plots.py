@@ -1,0 +1,48 @@
+"""Plots people would rather look at than read, as RGB arrays (for IMAGE outputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _figure_to_rgb(fig) -> np.ndarray:
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return rgb
+
+
+def calibration_plot(record: dict) -> np.ndarray:
+    """sigma_hat against sigma (with the identity) and the one-step error per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sigmas, hats = record["sigmas"], record["sigma_hat"]
+    res = record["resolution"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    top = max(max(sigmas), max(hats))
+    left.plot([0, top], [0, top], color="0.6", linestyle="--", label="identity")
+    left.plot(sigmas, hats, marker="o", markersize=3, label="calibrated")
+    left.set_xlabel("sigma (trajectory)")
+    left.set_ylabel("sigma_hat (told to the network)")
+    left.set_title(
+        f"{record['checkpoint']['model_class']} at {res['image_width']}x{res['image_height']}"
+    )
+    left.legend(loc="upper left")
+    before = record["metrics"].get("error_before") or []
+    after = record["metrics"].get("error_after") or []
+    steps = np.arange(len(before))
+    if before:
+        right.semilogy(steps, before, marker="o", markersize=3, label="plain sigma")
+    if after:
+        right.semilogy(steps[: len(after)], after, marker="o", markersize=3, label="sigma_hat")
+    right.set_xlabel("step (noisiest first)")
+    right.set_ylabel("one-step error (MSE)")
+    right.set_title(f"{record['cost']['network_evaluations']} network evaluations")
+    right.legend(loc="best")
+    fig.tight_layout()
+    return _figure_to_rgb(fig)

@@ -1,0 +1,644 @@
+"""NoiseShift calibration search (arXiv 2510.02307; DESIGN.md section 2.1).
+
+For each step of a sampling schedule we look for the level ``sigma_hat`` the
+network should be *conditioned on* while the trajectory really sits at
+``sigma``. Input scaling, the denoised formula and the step sizes keep the
+true ``sigma``; only the conditioning changes.
+
+Objective for step i (state level ``s_i``, next level ``s_{i+1}``, one fixed
+``eps`` per sample drawn from ``seed``)::
+
+    x_i    = noised x0 at s_i
+    x_hat  = x_i + (s_{i+1} - s_i) * (x_i - denoise(x_i, s_i, c)) / s_i
+    err(c) = mean over samples of mean((x_hat - noised x0 at s_{i+1}) ** 2)
+
+A final step to ``s_{i+1} = 0`` is included: its Euler step lands on the
+denoised output itself.
+
+Level space. Windows, steps and tolerances are measured in the
+flow-equivalent level ``u``:
+
+- ``"flow"`` (``x = (1 - s) x0 + s eps``): ``u = sigma``.
+- ``"ve"`` (``x = x0 + sigma eps``, ComfyUI's eps/v discrete models in the
+  k-diffusion form): ``u = sigma / (1 + sigma)``. A flow state at level ``u``
+  divided by ``1 - u`` is ``x0 + u / (1 - u) eps``, so ``u`` has the same
+  signal-to-noise ratio as ``sigma``; candidates map back with
+  ``sigma = u / (1 - u)``. A window of +-0.1 thus means the same thing for
+  SD1.5 as for SD3.
+
+Order and constraint. Steps are searched from the noisiest (i = 0) to the
+cleanest; step i may only choose ``u`` in ``[0, u_hat_{i-1}]``, so
+``sigma_hat`` is monotone non-increasing along the schedule. The first step's
+upper limit is the model's largest level ``sigma_max``: 1 for flow; for "ve"
+it defaults to ``sigmas[0]``, because ComfyUI's ve schedules start at the
+model's ``sigma_max`` and the discrete ``timestep()`` clamps above it, so
+larger candidates could not be told apart. Pass ``model_sampling.sigma_max``
+when the schedule starts lower (e.g. img2img).
+
+Modes:
+
+- ``"grid"``: the paper's coarse-to-fine search. Coarse window +-0.1 around
+  ``u_i`` in steps of 0.01 (21 candidates), then +-0.01 around the coarse
+  optimum in steps of 0.001 (21 candidates, the coarse optimum reused).
+  Candidates are clipped to the allowed range and deduplicated. The paper
+  gives the window half-widths but not the step sizes: 0.01 and 0.001 are our
+  choice (one tenth of each window).
+- ``"fast"`` (ours): same objective, far fewer evaluations. A three-point
+  stencil (spacing 0.01) around a warm start (``u_i`` plus the previous
+  steps' shift, linearly extrapolated), bracket expansion (gap doubled each
+  round) towards lower error, then parabolic steps with golden-section
+  fallback (Brent's safeguard) until two successive parabola vertices agree
+  to 0.001 in ``u``, or earlier when the parabola predicts less than
+  ``ftol`` = 1e-5 of the step's error left to gain (then the position is
+  only as fine as the stencil, the error within about 1e-5 relative of the
+  parabola's minimum).
+  Flat objectives and minima at the range ends are detected. Unlike the
+  grid, the search is not confined to +-0.1 around ``u_i``: bracketing finds
+  large shifts. It is a local search: on a multimodal objective it keeps to
+  the basin of the warm start and ``u_i``, as the grid keeps to its window.
+
+All candidates of a round go through ``denoise`` as one batch
+(candidates x samples rows), split into chunks of at most ``max_batch`` rows;
+NFE counts rows. Ties (relative 1e-9, e.g. a clamped timestep) go to the
+candidate closest to ``u_i``, so a flat objective gives no shift.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SearchResult",
+    "calibrate_noiseshift",
+    "interp_sigma_hat",
+    "step_errors",
+    "sigma_to_u",
+    "u_to_sigma",
+    "GRID_PARAMS",
+    "FAST_PARAMS",
+]
+
+Denoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+PARAMETERIZATIONS = ("flow", "ve")
+MODES = ("grid", "fast")
+
+GRID_PARAMS = {
+    "coarse_window": 0.1,
+    "coarse_step": 0.01,
+    "fine_window": 0.01,
+    "fine_step": 0.001,
+}
+FAST_PARAMS = {
+    "initial_step": 0.01,
+    "growth": 2.0,
+    "tolerance": 0.001,
+    "ftol": 1e-5,
+    "trend": 1.0,
+    "max_rounds": 40,
+}
+
+_TIE_RTOL = 1e-9  # errors this close count as equal (flat objective)
+_KEY_DIGITS = 10  # u values equal to this many decimals are the same candidate
+
+
+@dataclass
+class SearchResult:
+    """Outcome of a calibration; lists are per searched step, noisiest first."""
+
+    sigmas: list[float]
+    sigma_hat: list[float]
+    error_before: list[float]
+    error_after: list[float]
+    nfe: int
+    wall_time_s: float
+    mode: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def total_error_before(self) -> float:
+        return float(sum(self.error_before))
+
+    @property
+    def total_error_after(self) -> float:
+        return float(sum(self.error_after))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sigma_to_u(sigma: float, parameterization: str) -> float:
+    """Flow-equivalent level of ``sigma`` (same signal-to-noise ratio)."""
+    _check_param(parameterization)
+    sigma = float(sigma)
+    return sigma if parameterization == "flow" else sigma / (1.0 + sigma)
+
+
+def u_to_sigma(u: float, parameterization: str) -> float:
+    """Inverse of :func:`sigma_to_u`."""
+    _check_param(parameterization)
+    u = float(u)
+    if parameterization == "flow":
+        return u
+    if u >= 1.0:
+        raise ValueError(f"flow-equivalent level u={u} has no ve sigma (needs u < 1)")
+    return u / (1.0 - u)
+
+
+def _check_param(parameterization: str) -> None:
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+        )
+
+
+def _key(u: float) -> float:
+    return round(float(u), _KEY_DIGITS)
+
+
+def _noised(x0: torch.Tensor, eps: torch.Tensor, sigma: float, parameterization: str):
+    if parameterization == "flow":
+        return (1.0 - sigma) * x0 + sigma * eps
+    return x0 + sigma * eps
+
+
+def _draw_eps(x0: torch.Tensor, seed: int) -> torch.Tensor:
+    # A CPU generator gives the same noise on every device.
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+
+
+def _state_dtype(x0: torch.Tensor) -> torch.dtype:
+    return x0.dtype if x0.is_floating_point() else torch.float32
+
+
+class _StepObjective:
+    """err(c) for one step, batched over candidates x samples within max_batch rows."""
+
+    def __init__(
+        self,
+        denoise: Denoise,
+        x0: torch.Tensor,
+        eps: torch.Tensor,
+        sigma: float,
+        sigma_next: float,
+        parameterization: str,
+        max_batch: int,
+    ):
+        # float64 keeps differences between close candidates well above
+        # rounding; MPS has no float64.
+        self.acc = torch.float32 if x0.device.type == "mps" else torch.float64
+        x0d = x0.to(self.acc)
+        epsd = eps.to(device=x0.device, dtype=self.acc)
+        self.denoise = denoise
+        # The network sees the state in the latent's own dtype; the error is
+        # measured against that same (rounded) state.
+        self.x = _noised(x0d, epsd, sigma, parameterization).to(_state_dtype(x0))
+        self.target = _noised(x0d, epsd, sigma_next, parameterization)
+        self.sigma = float(sigma)
+        self.ratio = (float(sigma_next) - float(sigma)) / float(sigma)
+        self.max_batch = int(max_batch)
+        self.sigma_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
+        self.rows = 0
+
+    def __call__(self, conds: Sequence[float]) -> list[float]:
+        n = self.x.shape[0]
+        m = len(conds)
+        if m == 0:
+            return []
+        device = self.x.device
+        cond = torch.tensor([float(c) for c in conds], dtype=self.sigma_dtype, device=device)
+        total = m * n
+        per_row = torch.empty(total, dtype=self.acc, device=device)
+        for start in range(0, total, self.max_batch):
+            idx = torch.arange(start, min(start + self.max_batch, total), device=device)
+            sample = idx % n
+            x = self.x[sample]
+            sig = torch.full((len(idx),), self.sigma, dtype=self.sigma_dtype, device=device)
+            out = self.denoise(x, sig, cond[idx // n])
+            if tuple(out.shape) != tuple(x.shape):
+                raise ValueError(
+                    f"denoise returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
+                )
+            self.rows += len(idx)
+            xd = x.to(self.acc)
+            x_hat = xd + self.ratio * (xd - out.to(self.acc))
+            diff = (x_hat - self.target[sample]).reshape(len(idx), -1)
+            per_row[start : start + len(idx)] = diff.pow(2).mean(dim=1)
+        return per_row.reshape(m, n).mean(dim=1).double().cpu().tolist()
+
+
+class _Points:
+    """Evaluated candidates of one step, keyed by u, with exact pinned sigmas."""
+
+    def __init__(self, objective, parameterization, u_ref, pinned, lo, hi):
+        self.objective = objective
+        self.param = parameterization
+        self.u_ref = u_ref
+        self.pinned = pinned  # key(u) -> exact sigma (identity, range ends)
+        self.lo, self.hi = lo, hi
+        self.f: dict[float, float] = {}  # key(u) -> error, candidates in range only
+        self.u: dict[float, float] = {}
+        self.extra: dict[float, float] = {}  # out-of-range points (error_before)
+
+    def sigma_of(self, u: float) -> float:
+        k = _key(u)
+        return self.pinned[k] if k in self.pinned else u_to_sigma(u, self.param)
+
+    def clip(self, u: float) -> float:
+        return min(max(u, self.lo), self.hi)
+
+    def known(self, u: float) -> bool:
+        k = _key(u)
+        return k in self.f or k in self.extra
+
+    def evaluate(self, us: Sequence[float]) -> None:
+        """One batched round for the not yet evaluated points."""
+        todo: dict[float, float] = {}
+        for u in us:
+            k = _key(u)
+            if k not in self.f and k not in self.extra and k not in todo:
+                todo[k] = float(u)
+        if not todo:
+            return
+        errs = self.objective([self.sigma_of(u) for u in todo.values()])
+        for (k, u), e in zip(todo.items(), errs, strict=True):
+            if self.lo - 1e-12 <= u <= self.hi + 1e-12:
+                self.f[k], self.u[k] = e, u
+            else:
+                self.extra[k] = e
+
+    def error_at(self, u: float) -> float:
+        k = _key(u)
+        return self.f[k] if k in self.f else self.extra[k]
+
+    def best(self) -> float:
+        """u of the lowest error; near-ties go to the point closest to u_ref."""
+        fmin = min(self.f.values())
+        tie = fmin + _TIE_RTOL * abs(fmin) + 1e-300
+        cands = [self.u[k] for k, e in self.f.items() if e <= tie]
+        return min(cands, key=lambda u: (abs(u - self.u_ref), u))
+
+    def sorted_u(self) -> list[float]:
+        return sorted(self.u.values())
+
+
+def _flat(*errs: float) -> bool:
+    lo, hi = min(errs), max(errs)
+    return hi - lo <= _TIE_RTOL * abs(lo) + 1e-300
+
+
+def _search_grid(pts: _Points, u_i: float, p: dict) -> None:
+    def window(center, half, step):
+        k = int(round(half / step))
+        return [pts.clip(round(center + j * step, _KEY_DIGITS)) for j in range(-k, k + 1)]
+
+    coarse = window(u_i, p["coarse_window"], p["coarse_step"])
+    pts.evaluate([u_i if _key(c) == _key(u_i) else c for c in coarse])
+    u_c = pts.best()
+    pts.evaluate(window(u_c, p["fine_window"], p["fine_step"]))
+
+
+def _vertex(a, fa, b, fb, c, fc) -> float | None:
+    """Abscissa of the parabola's minimum through three points, None if not convex."""
+    num = (b - a) ** 2 * (fb - fc) - (b - c) ** 2 * (fb - fa)
+    den = (b - a) * (fb - fc) - (b - c) * (fb - fa)
+    if not den < 0.0 and not den > 0.0:
+        return None
+    v = b - 0.5 * num / den
+    # A maximum (concave fit) is useless for a minimum search.
+    curv = ((fc - fb) / (c - b) - (fb - fa) / (b - a)) / (c - a)
+    return v if curv > 0 and math.isfinite(v) else None
+
+
+def _parabola(a, fa, b, fb, c, fc, x) -> float:
+    """Value at x of the parabola through three points (Newton form)."""
+    ab = (fb - fa) / (b - a)
+    curv = ((fc - fb) / (c - b) - ab) / (c - a)
+    return fa + ab * (x - a) + curv * (x - a) * (x - b)
+
+
+def _search_fast(pts: _Points, u_i: float, u_warm: float, p: dict) -> None:
+    d, tol, growth = p["initial_step"], p["tolerance"], p["growth"]
+    lo, hi = pts.lo, pts.hi
+    gold = 0.5 * (3.0 - math.sqrt(5.0))
+
+    # Round 1: a stencil around the warm start. u_i is evaluated anyway (it
+    # gives error_before), so use it as a stencil point when it is close.
+    u_w = pts.clip(u_warm)
+    if abs(u_w - u_i) < 0.5 * d:
+        u_w = pts.clip(u_i)
+    stencil = [u_w - d, u_w, u_w + d]
+    off = u_i - u_w
+    if 0.5 * d <= abs(off) <= 1.5 * d:
+        stencil[2 if off > 0 else 0] = u_i
+    first = [pts.clip(u) for u in stencil]
+    pts.evaluate([u_i, *first])
+
+    last_vertex = None
+    moves: list[float] = []  # distance of each refinement step from the best point
+    for _ in range(int(p["max_rounds"])):
+        if not pts.f:
+            return
+        b = pts.best()
+        us = pts.sorted_u()
+        left = [u for u in us if u < b]
+        right = [u for u in us if u > b]
+        L = left[-1] if left else None
+        R = right[0] if right else None
+        if L is None and R is None:
+            return  # a single admissible point (lo == hi)
+        if L is None or R is None:
+            # b is the outermost point: expand outwards, or probe the range end.
+            inner = R if L is None else L
+            sign = -1.0 if L is None else 1.0
+            end = lo if L is None else hi
+            if abs(b - end) > 1e-12:
+                step = max(d, growth * abs(inner - b))
+                new = pts.clip(b + sign * step)
+            else:
+                # Minimum at the range end unless a point within tol beats it.
+                if abs(inner - b) <= tol * (1 + 1e-6):
+                    return
+                new = b - sign * tol
+            if pts.known(new):
+                return
+            pts.evaluate([new])
+            continue
+        fL, fb, fR = pts.f[_key(L)], pts.f[_key(b)], pts.f[_key(R)]
+        if R - L <= 2 * tol * (1 + 1e-6) or _flat(fL, fb, fR):
+            return
+        v = _vertex(L, fL, b, fb, R, fR)
+        if v is not None and _parabola(L, fL, b, fb, R, fR, v) >= fb * (1 - p["ftol"]):
+            return  # what is left to gain is below ftol of this step's error
+        if v is not None and abs(v - b) < tol:
+            converged = last_vertex is not None and abs(b - last_vertex) <= 1e-12
+            if converged or R - L <= 2 * d * (1 + 1e-6):
+                return
+            v = None  # trust the parabola only on a narrow bracket
+        if v is not None and len(moves) >= 2 and abs(v - b) > 0.5 * moves[-2]:
+            # Brent's safeguard: parabolic steps must halve every two rounds,
+            # else they creep along a lopsided bracket.
+            v = None
+        if v is None:
+            # Golden-section step into the larger side of the bracket.
+            v = b + gold * (R - b) if R - b > b - L else b - gold * (b - L)
+            last_vertex = None
+        else:
+            v = min(max(v, L + 0.5 * tol), R - 0.5 * tol)
+            last_vertex = v
+        if pts.known(v):
+            return
+        moves.append(abs(v - b))
+        pts.evaluate([v])
+
+
+def _predict_shift(shifts: list[float], p: dict) -> float:
+    """Warm start: the last shift, extrapolated along its trend (``trend`` = 1: linear).
+
+    Shifts drift smoothly along a schedule, so the extrapolation usually lands
+    the first stencil on the minimum and saves the bracketing rounds.
+    """
+    if not shifts:
+        return 0.0
+    if len(shifts) == 1:
+        return shifts[-1]
+    return shifts[-1] + p["trend"] * (shifts[-1] - shifts[-2])
+
+
+def step_errors(
+    denoise: Denoise,
+    x0: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    candidates: Sequence[float],
+    *,
+    parameterization: str = "flow",
+    seed: int = 0,
+    max_batch: int = 64,
+) -> list[float]:
+    """One-step error at each conditioning level in ``candidates`` (sigmas).
+
+    Same objective and noise as :func:`calibrate_noiseshift` for the same seed,
+    e.g. for an exhaustive reference search.
+    """
+    _check_param(parameterization)
+    _check_batch(max_batch)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    eps = _draw_eps(x0, seed)
+    with torch.no_grad():
+        obj = _StepObjective(
+            denoise, x0, eps, float(sigma), float(sigma_next), parameterization, max_batch
+        )
+        return obj(list(candidates))
+
+
+def _settings(mode: str, overrides: Mapping[str, float] | None) -> dict:
+    settings = dict(GRID_PARAMS if mode == "grid" else FAST_PARAMS)
+    for name, value in (overrides or {}).items():
+        if name not in settings:
+            raise ValueError(f"unknown {mode} search parameter {name!r}; known: {sorted(settings)}")
+        value = float(value)
+        zero_ok = name in ("ftol", "trend")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise ValueError(f"search parameter {name} must be a positive number, got {value}")
+        settings[name] = int(value) if name == "max_rounds" else value
+    if mode == "grid" and (
+        settings["coarse_step"] > settings["coarse_window"]
+        or settings["fine_step"] > settings["fine_window"]
+    ):
+        raise ValueError("grid steps must not exceed their windows")
+    if mode == "fast" and settings["growth"] <= 1:
+        raise ValueError("fast search growth must be > 1")
+    return settings
+
+
+def _check_batch(max_batch) -> None:
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+
+
+def _as_sigma_list(sigmas) -> list[float]:
+    if isinstance(sigmas, torch.Tensor):
+        if sigmas.dim() != 1:
+            raise ValueError(f"sigmas must be 1-D, got shape {tuple(sigmas.shape)}")
+        return [float(s) for s in sigmas.detach().cpu().tolist()]
+    return [float(s) for s in np.asarray(sigmas, dtype=np.float64).reshape(-1)]
+
+
+def calibrate_noiseshift(
+    denoise: Denoise,
+    x0: torch.Tensor,
+    sigmas,
+    *,
+    parameterization: str = "flow",
+    mode: str = "fast",
+    seed: int = 0,
+    max_batch: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+    sigma_max: float | None = None,
+    search_params: Mapping[str, float] | None = None,
+) -> SearchResult:
+    """Search sigma_hat for every step of ``sigmas`` (see the module docstring).
+
+    ``denoise(x, sigma, sigma_cond)`` gets ``x`` [rows, ...] and two [rows]
+    tensors: the true level and the conditioning level. ``progress(done,
+    total)`` is called after each step; an exception from it or from
+    ``denoise`` propagates (that is how a cancel works) and leaves no state.
+    ``sigma_max`` is the first step's upper limit (default: 1 for flow,
+    ``sigmas[0]`` for ve). ``search_params`` overrides entries of
+    :data:`GRID_PARAMS` or :data:`FAST_PARAMS` (e.g. a wider coarse window).
+    """
+    t_start = time.perf_counter()
+    _check_param(parameterization)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _check_batch(max_batch)
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 1 or x0.shape[0] < 1:
+        raise ValueError("x0 must be a tensor [n, ...] with n >= 1 calibration latents")
+    levels = _as_sigma_list(sigmas)
+    if len(levels) < 2:
+        raise ValueError("sigmas needs at least two levels (one step)")
+    if any(not math.isfinite(s) for s in levels):
+        raise ValueError("sigmas must be finite")
+    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise ValueError("sigmas must be strictly descending")
+    if levels[-1] < 0 or levels[-2] <= 0:
+        raise ValueError("sigmas must be > 0 except a final 0")
+    if parameterization == "flow" and levels[0] > 1.0:
+        raise ValueError(f"flow sigmas must be <= 1, got {levels[0]}")
+    if sigma_max is None:
+        sigma_max = 1.0 if parameterization == "flow" else levels[0]
+    sigma_max = float(sigma_max)
+    if not (sigma_max > 0 and math.isfinite(sigma_max)):
+        raise ValueError(f"sigma_max must be a positive finite level, got {sigma_max}")
+    if parameterization == "flow" and sigma_max > 1.0:
+        raise ValueError(f"flow sigma_max must be <= 1, got {sigma_max}")
+
+    settings = _settings(mode, search_params)
+    params = {
+        "mode": mode,
+        "parameterization": parameterization,
+        "level_space": "flow_u",
+        "sigma_max": sigma_max,
+        "seed": int(seed),
+        "n_samples": int(x0.shape[0]),
+        "max_batch": int(max_batch),
+        **settings,
+    }
+
+    eps = _draw_eps(x0, seed)
+    n_steps = len(levels) - 1
+    out_hat: list[float] = []
+    err_before: list[float] = []
+    err_after: list[float] = []
+    nfe = 0
+    upper_sigma = sigma_max
+    shifts: list[float] = []  # u_hat - u per step, the fast mode's warm start
+
+    with torch.no_grad():
+        for i in range(n_steps):
+            s, s_next = levels[i], levels[i + 1]
+            u_i = sigma_to_u(s, parameterization)
+            hi = sigma_to_u(upper_sigma, parameterization)
+            obj = _StepObjective(denoise, x0, eps, s, s_next, parameterization, max_batch)
+            # The range end last: if it coincides with u_i, monotonicity wins.
+            pinned = {_key(u_i): s, _key(0.0): 0.0, _key(hi): upper_sigma}
+            pts = _Points(obj, parameterization, u_i, pinned, 0.0, hi)
+            if mode == "grid":
+                _search_grid(pts, u_i, settings)
+            else:
+                _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)
+            pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
+            u_hat = pts.best()
+            nfe += obj.rows
+            sig_hat = pts.sigma_of(u_hat)
+            out_hat.append(sig_hat)
+            err_before.append(pts.error_at(u_i))
+            err_after.append(pts.f[_key(u_hat)])
+            shifts.append(u_hat - u_i)
+            upper_sigma = sig_hat
+            if progress is not None:
+                progress(i + 1, n_steps)
+
+    return SearchResult(
+        sigmas=levels[:-1],
+        sigma_hat=out_hat,
+        error_before=err_before,
+        error_after=err_after,
+        nfe=int(nfe),
+        wall_time_s=time.perf_counter() - t_start,
+        mode=mode,
+        params=params,
+    )
+
+
+def interp_sigma_hat(sigmas, sigma_hat, query, *, max_level: float | None = None):
+    """Monotone, piecewise-linear (in sigma) map sigma -> sigma_hat.
+
+    Exact at the calibrated points; between the smallest calibrated level and
+    0 it runs linearly to (0, 0), so sigma = 0 gives 0. Above the largest
+    calibrated level it keeps that level's additive shift
+    (``sigma + sigma_hat_max - sigma_max``, slope 1), clipped to
+    ``[0, max_level]`` when ``max_level`` is given (1.0 for flow models).
+    Negative queries are returned unchanged. ``query`` may be a float (float
+    returned), a tensor (tensor of the same dtype and device) or an
+    array-like (numpy array).
+    """
+    xs = _as_sigma_list(sigmas)
+    ys = _as_sigma_list(sigma_hat)
+    if len(xs) != len(ys) or not xs:
+        raise ValueError("sigmas and sigma_hat must be non-empty and of equal length")
+    pairs = sorted(zip(xs, ys, strict=True))
+    if any(x < 0 or y < 0 for x, y in pairs):
+        raise ValueError("calibrated levels must be >= 0")
+    pairs = [(x, y) for x, y in pairs if x > 0 or y != 0]  # (0, 0) is the anchor anyway
+    if any(x == 0 for x, _ in pairs):
+        raise ValueError("sigma_hat at sigma = 0 must be 0")
+    if not pairs:
+        raise ValueError("no calibrated level > 0")
+    pairs = [(0.0, 0.0), *pairs]
+    if any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:], strict=False)):
+        raise ValueError("calibrated sigmas must be distinct")
+    if any(b[1] < a[1] for a, b in zip(pairs, pairs[1:], strict=False)):
+        raise ValueError("sigma_hat must be monotone (non-increasing along the schedule)")
+
+    kx = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+    ky = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+
+    if isinstance(query, torch.Tensor):
+        q = query.detach().to("cpu", torch.float64)
+        return _interp(kx, ky, q, max_level).to(device=query.device, dtype=query.dtype)
+    if isinstance(query, (int, float)):
+        return float(_interp(kx, ky, torch.tensor([float(query)], dtype=torch.float64), max_level))
+    arr = np.asarray(query, dtype=np.float64)
+    res = _interp(kx, ky, torch.from_numpy(arr.copy()), max_level)
+    return res.numpy()
+
+
+def _interp(kx, ky, q, max_level):
+    flat = q.reshape(-1)
+    idx = torch.searchsorted(kx, flat.clamp(min=0.0, max=float(kx[-1])), right=False)
+    idx = idx.clamp(1, len(kx) - 1)
+    x0, x1 = kx[idx - 1], kx[idx]
+    y0, y1 = ky[idx - 1], ky[idx]
+    t = (flat - x0) / (x1 - x0)
+    inside = y0 + t * (y1 - y0)
+    above = flat + (ky[-1] - kx[-1])
+    if max_level is not None:
+        above = above.clamp(max=float(max_level))
+    above = above.clamp(min=0.0)
+    res = torch.where(flat > kx[-1], above, inside)
+    res = torch.where(flat < 0, flat, res)
+    if max_level is not None:
+        # Inside the calibrated range values never exceed max_level for valid
+        # input; the clamp keeps the contract for hand-edited tables.
+        res = torch.where(flat >= 0, res.clamp(max=float(max_level)), res)
+    return res.reshape(q.shape)

@@ -1,0 +1,209 @@
+"""Run the NoiseShift calibration search on a ComfyUI MODEL and store it.
+
+The network is evaluated through ComfyUI's own sampling pipeline: a custom
+KSAMPLER receives the guided denoiser (conditioning prepared, model loaded
+within ComfyUI's memory management for a batch of `max_batch` latents) and
+runs the whole search inside it, with cfg = 1 so only the positive branch is
+evaluated. The conditioning level of each row is set through the
+`conditioning_level` patch; input scaling and the denoised estimate use the
+row's true sigma, exactly as NoiseShift will at sampling time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import torch
+
+from ..noisecal import store
+from ..noisecal.search import SearchResult, calibrate_noiseshift
+from . import conditioning_level
+from .fingerprint import checkpoint_key
+
+
+def parameterization_of(model) -> str:
+    """The calibration file's parameterization: flow, eps or v."""
+    ms = model.get_model_object("model_sampling")
+    if isinstance(ms, comfy.model_sampling.CONST):
+        return "flow"
+    if isinstance(ms, comfy.model_sampling.V_PREDICTION):
+        return "v"
+    if isinstance(ms, comfy.model_sampling.EPS):
+        return "eps"
+    raise store.CalibrationError(
+        f"model sampling {type(ms).__name__} is not supported: NoiseShift needs a flow "
+        f"(SD3, Flux, AuraFlow) or an eps/v (SD1.5, SDXL) model"
+    )
+
+
+def search_space(parameterization: str) -> str:
+    return "flow" if parameterization == "flow" else "ve"
+
+
+def max_level(model) -> float:
+    return float(model.get_model_object("model_sampling").sigma_max)
+
+
+def zero_conditioning(model, tokens: int = 1) -> list:
+    """Empty conditioning for a model whose text encoders are not at hand."""
+    net = model.model.diffusion_model
+    extras: dict = {}
+    if hasattr(net, "context_embedder") and hasattr(net, "y_embedder"):  # SD3 MMDiT
+        dim = getattr(net.context_embedder, "in_features", None)
+        extras["pooled_output"] = torch.zeros(1, net.y_embedder.mlp[0].in_features)
+    elif hasattr(net, "txt_in") and hasattr(net, "vector_in"):  # Flux
+        dim = net.txt_in.in_features
+        extras["pooled_output"] = torch.zeros(1, net.vector_in.in_layer.in_features)
+    else:
+        dim = model.model.model_config.unet_config.get("context_dim")
+        if model.model.adm_channels:
+            raise store.CalibrationError(
+                "this model needs pooled text conditioning (e.g. SDXL): connect a "
+                "'positive' CONDITIONING (an empty prompt is fine) to the calibration node"
+            )
+    if dim is None:
+        dim = 1  # a network that ignores its context (the testbed)
+    return [[torch.zeros(1, tokens, dim), extras]]
+
+
+def run_search(
+    model,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    positive=None,
+    mode: str = "fast",
+    seed: int = 0,
+    max_batch: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """latents: clean latents as a LATENT holds them (before process_latent_in)."""
+    param = parameterization_of(model)
+    latents = latents.to(torch.float32)
+    x0 = model.model.process_latent_in(latents)  # the model's own latent space
+    rows = max_batch
+    levels = {"cond": None}
+
+    def level_fn(sigma, latent_hw):
+        return levels["cond"] if levels["cond"] is not None else sigma
+
+    patched = conditioning_level.patch_model(model, level_fn)
+    positive = positive if positive is not None else zero_conditioning(model)
+    result: dict = {}
+
+    def search_inside_sampler(
+        model_k, x, sampler_sigmas, extra_args=None, callback=None, disable=None
+    ):
+        extra_args = extra_args or {}
+
+        def denoise(xb, sigma, sigma_cond):
+            # ComfyUI repeats the conditioning to each call's batch size
+            levels["cond"] = sigma_cond.to(x.device, torch.float32)
+            try:
+                out = model_k(
+                    xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args
+                )
+            finally:
+                levels["cond"] = None
+            return out.to(x0.device, x0.dtype)
+
+        result["search"] = calibrate_noiseshift(
+            denoise,
+            x0,
+            sigmas.tolist(),
+            parameterization=search_space(param),
+            mode=mode,
+            seed=seed,
+            max_batch=rows,
+            progress=progress,
+            sigma_max=max_level(model) if param != "flow" else None,
+        )
+        return x
+
+    shape = (rows, *latents.shape[1:])
+    dummy = torch.zeros(shape)
+    sampler = comfy.samplers.KSAMPLER(search_inside_sampler)
+    outer_sigmas = torch.tensor([float(sigmas[0]), 0.0])
+    comfy.sample.sample_custom(
+        patched,
+        dummy,
+        1.0,
+        sampler,
+        outer_sigmas,
+        positive,
+        positive,
+        dummy,
+        disable_pbar=True,
+        seed=seed,
+    )
+    return result["search"]
+
+
+def comfy_progress(total: int, also: Callable[[int, int], None] | None = None):
+    """Progress to ComfyUI's bar; honours Cancel between calibration steps."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def update(done: int, total_steps: int) -> None:
+        bar.update_absolute(done, total_steps)
+        if also is not None:
+            also(done, total_steps)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    return update
+
+
+def calibrate(
+    model,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    image_size,
+    source: str,
+    positive=None,
+    mode="fast",
+    seed=0,
+    label=None,
+    max_batch=32,
+    calibration_store=None,
+    progress=None,
+) -> tuple[dict, str | None]:
+    """Search, build the schema-1 record and (if a store is given) write it atomically.
+
+    Returns (record, path). Nothing is written unless the search completed.
+    """
+    key = checkpoint_key(model, label)
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    started = time.perf_counter()
+    searched = run_search(
+        model,
+        latents,
+        sigmas,
+        positive=positive,
+        mode=mode,
+        seed=seed,
+        max_batch=max_batch,
+        progress=progress,
+    )
+    record = store.make_record(
+        key=key,
+        image_size=image_size,
+        latent_size=tuple(latents.shape[-2:]),
+        parameterization=parameterization_of(model),
+        method=f"noiseshift-{mode}",
+        method_params={**searched.params, "max_batch": max_batch},
+        sigmas=searched.sigmas,
+        sigma_hat=searched.sigma_hat,
+        calibration_set={"count": int(latents.shape[0]), "source": source, "seed": int(seed)},
+        error_before=searched.error_before,
+        error_after=searched.error_after,
+        network_evaluations=searched.nfe,
+        wall_time_s=time.perf_counter() - started,
+    )
+    path = str(calibration_store.save(record)) if calibration_store is not None else None
+    return record, path

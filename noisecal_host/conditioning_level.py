@@ -1,0 +1,93 @@
+"""Change only the noise level the network is conditioned on.
+
+ComfyUI derives the network's conditioning from `model_sampling.timestep(sigma)`
+and nothing else; input scaling (`calculate_input`), the denoised estimate
+(`calculate_denoised`), noise scaling and the sampler keep the true sigma. So
+we object-patch `model_sampling` with a copy whose class subclasses the current
+one (an earlier ModelSamplingSD3/Flux shift is kept, and isinstance checks such
+as k-diffusion's `CONST` still hold) and overrides `timestep()` only.
+
+The level function also gets the latent's spatial size, recorded from
+`calculate_input`, which ComfyUI calls right before `timestep` in every
+`apply_model`; NoiseShift uses it to pick the calibration for the resolution
+being sampled. Patching again (two nodes) chains the level functions in order.
+
+Discrete (eps/v) models round `timestep()` to an integer training step, which
+would swallow small shifts: there the result is ComfyUI's own rounded step plus
+the continuous (log-sigma interpolated) difference between the two levels, so
+an unchanged level gives exactly ComfyUI's value and small shifts still count.
+A ModelSampling* node placed AFTER ours replaces the whole object and drops
+our patch: put NoiseShift after any ModelSampling node.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import comfy.model_sampling
+import torch
+
+# level_fn(sigma [B], latent (h, w) or None) -> conditioning level [B]
+LevelFn = Callable[[torch.Tensor, tuple | None], torch.Tensor]
+
+
+class ConditioningLevelMixin:
+    level_fns: tuple = ()
+    latent_hw: tuple | None = None
+
+    def calculate_input(self, sigma, noise):
+        self.latent_hw = tuple(noise.shape[-2:])
+        return super().calculate_input(sigma, noise)
+
+    def timestep(self, sigma):
+        level = sigma
+        for fn in self.level_fns:
+            level = fn(level, self.latent_hw)
+        if level is sigma or torch.equal(level, sigma):
+            return super().timestep(sigma)
+        if isinstance(self, comfy.model_sampling.ModelSamplingDiscrete):
+            offset = _continuous_step(self, level) - _continuous_step(self, sigma)
+            return super().timestep(sigma).to(offset.dtype) + offset
+        return super().timestep(level)
+
+
+_classes: dict[type, type] = {}
+
+
+def _level_class(base: type) -> type:
+    if base not in _classes:
+        _classes[base] = type(f"NoiseCalibrated{base.__name__}", (ConditioningLevelMixin, base), {})
+    return _classes[base]
+
+
+def with_conditioning_level(model_sampling, level_fn: LevelFn):
+    """A copy of `model_sampling` whose network conditioning goes through level_fn."""
+    patched = copy.deepcopy(model_sampling)  # small: a few schedule buffers
+    if isinstance(patched, ConditioningLevelMixin):
+        patched.level_fns = tuple(patched.level_fns) + (level_fn,)
+    else:
+        patched.__class__ = _level_class(type(model_sampling))
+        patched.level_fns = (level_fn,)
+    patched.latent_hw = None
+    return patched
+
+
+def patch_model(model, level_fn: LevelFn):
+    """model.clone() with the conditioning level patched; the input is untouched."""
+    patched = model.clone()
+    current = patched.get_model_object("model_sampling")
+    patched.add_object_patch("model_sampling", with_conditioning_level(current, level_fn))
+    return patched
+
+
+def _continuous_step(ms, sigma: torch.Tensor) -> torch.Tensor:
+    """Fractional training step of `sigma`, linear in log sigma between steps."""
+    log_sigmas = ms.log_sigmas.to(torch.float64)
+    log_sigma = (
+        sigma.to(log_sigmas.device, torch.float64).log().clamp(log_sigmas[0], log_sigmas[-1])
+    )
+    hi = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+    lo = hi - 1
+    frac = (log_sigma - log_sigmas[lo]) / (log_sigmas[hi] - log_sigmas[lo])
+    return (lo.to(torch.float64) + frac).to(sigma.device, torch.float32)
