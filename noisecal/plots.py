@@ -46,3 +46,16 @@ def calibration_plot(record: dict) -> np.ndarray:
     right.legend(loc="best")
     fig.tight_layout()
     return _figure_to_rgb(fig)
+
+
+def save_png(image, path) -> None:
+    """Write an RGB array (uint8 HxWx3, or float in [0, 1]) as PNG, making folders."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)

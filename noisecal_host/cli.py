@@ -1,70 +1,269 @@
-"""Headless command line: the same code the nodes run, without a UI."""
+"""Headless command line: the same code the nodes run, without a UI.
+
+python -m noisecal demo        the main job: calibrate the testbed at M/2 with the
+                               calibration node, sample plain vs NoiseShift, FD table
+python -m noisecal calibrate   calibrate a diffusion-model file (or the testbed)
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from pathlib import Path
+
+import torch
+
+from ..noisecal.plots import calibration_plot, save_png
+
+DEFAULT_OUT = Path("out")
+
+
+def _nodes():
+    from .. import nodes
+
+    return nodes.NODE_CLASS_MAPPINGS
+
+
+def _testbed_setup(args):
+    from ..noisecal.testbed import FieldSpectrum, sample_field
+    from .testbed_model import make_testbed_model
+
+    spectrum = FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=4)
+    model = make_testbed_model(spectrum, args.train_res, args.variant)
+    # data seed far from the search/sampling seeds: equal seeds would make x0 and eps one noise
+    latents = sample_field(
+        spectrum, args.res, args.samples, torch.Generator().manual_seed(10_000 + args.seed)
+    )
+    return spectrum, model, latents
 
 
 def _demo(args) -> int:
-    """The main job on the embedded default: the exact-denoiser testbed."""
-    from ..noisecal.metrics import fd_noise_floor, frechet_distance
-    from ..noisecal.testbed import FieldSpectrum
+    """Main job on the embedded default: calibrate -> apply -> measure on the testbed."""
+    from ..noisecal.metrics import fd_noise_floor, frechet_distance, gap_closed
     from .sampling import empty_latent, ksample
     from .testbed_model import make_testbed_conditioning, make_testbed_model
 
-    spectrum = FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=4)
-    train_res = args.train_res
-    print(
-        f"testbed: Gaussian field f0={spectrum.f0} alpha={spectrum.alpha} "
-        f"C={spectrum.channels}, model trained at M={train_res}, "
-        f"{args.samples} samples, ComfyUI sampler '{args.sampler}', scheduler 'simple'"
+    out_dir = Path(args.out) / "demo"
+    os.environ["NOISE_CALIBRATION_DIR"] = str(out_dir / "calibrations")
+    nodes = _nodes()
+    calibrate, noiseshift = (
+        nodes["NoiseCalibrationCalibrate"](),
+        nodes["NoiseCalibrationNoiseShift"](),
     )
-    header = f"{'N':>4} {'model':<22} " + " ".join(f"{s:>7} st" for s in args.steps)
+    print(
+        f"testbed: Gaussian field f0={args.f0} alpha={args.alpha} C=4, model trained at "
+        f"M={args.train_res} ({args.variant} variant), sampled through ComfyUI "
+        f"(euler, simple), {args.eval_samples} samples per cell"
+    )
+    rows = []
+    for n in (args.train_res, args.train_res // 2):
+        args.res = n
+        spectrum, model, latents = _testbed_setup(args)
+        started = time.perf_counter()
+        records, path, plot = calibrate.calibrate(
+            model,
+            args.steps,
+            "simple",
+            args.mode,
+            args.samples,
+            args.seed,
+            n * 8,
+            n * 8,
+            "",
+            args.max_batch,
+            latent={"samples": latents},
+        )["result"]
+        seconds = time.perf_counter() - started
+        save_png(plot[0], out_dir / f"calibration_N{n}.png")
+        (shifted,) = noiseshift.apply(model, 1.0, "error")
+        native = make_testbed_model(spectrum, n)
+        latent = empty_latent(model, n, n, args.eval_samples)
+        cond = make_testbed_conditioning(args.eval_samples)
+        fd = {
+            name: frechet_distance(
+                ksample(m, latent, cond, steps=args.steps, seed=args.seed + 1), spectrum.power(n)
+            )
+            for name, m in (("plain", model), ("noiseshift", shifted), ("native", native))
+        }
+        record = records[0]
+        max_shift = max(
+            abs(h - s) for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)
+        )
+        floor = fd_noise_floor(spectrum.power(n), args.eval_samples, spectrum.channels)
+        try:
+            closed = f"{100 * gap_closed(fd['plain'], fd['noiseshift'], fd['native']):.1f}%"
+        except ValueError:
+            closed = "no gap"
+        rows.append(
+            (
+                n,
+                fd["plain"],
+                fd["noiseshift"],
+                fd["native"],
+                closed,
+                floor,
+                max_shift,
+                record["cost"]["network_evaluations"],
+                seconds,
+            )
+        )
+        print(f"  calibrated N={n}: {path}")
+    header = (
+        f"{'N':>4} {'FD plain':>10} {'FD NoiseShift':>14} {'FD native':>10} "
+        f"{'gap closed':>11} {'floor':>9} {'max|shift|':>11} {'NFE':>7} {'calib s':>8}"
+    )
     print(header)
     print("-" * len(header))
-    for n in (train_res, train_res // 2):
-        floor = fd_noise_floor(spectrum.power(n), args.samples, spectrum.channels)
-        latent = empty_latent(make_testbed_model(spectrum, n), n, n, args.samples)
-        cond = make_testbed_conditioning(args.samples)
-        models = [
-            (
-                f"trained at M={train_res} ({args.variant})",
-                make_testbed_model(spectrum, train_res, args.variant),
-            )
-        ]
-        if n != train_res:
-            models.append((f"native (trained at {n})", make_testbed_model(spectrum, n)))
-        for name, model in models:
-            fds = []
-            for steps in args.steps:
-                out = ksample(
-                    model, latent, cond, steps=steps, sampler_name=args.sampler, seed=args.seed
-                )
-                fds.append(frechet_distance(out, spectrum.power(n)))
-            print(f"{n:>4} {name:<22} " + " ".join(f"{fd:10.5f}" for fd in fds))
-        print(f"{n:>4} {'noise floor':<22} {floor:10.5f}")
+    for n, plain, shifted_fd, native_fd, closed, floor, shift, nfe, seconds in rows:
+        print(
+            f"{n:>4} {plain:10.5f} {shifted_fd:14.5f} {native_fd:10.5f} {closed:>11} "
+            f"{floor:9.5f} {shift:11.4f} {nfe:7d} {seconds:8.2f}"
+        )
+    print(f"plots: {out_dir}/calibration_N*.png")
     return 0
 
 
+def _load_latents(args) -> tuple[torch.Tensor, str]:
+    import comfy.utils
+
+    if args.latents:
+        tensors = comfy.utils.load_torch_file(args.latents)
+        samples = tensors.get("latents", tensors.get("samples"))
+        if samples is None:
+            samples = next(iter(tensors.values()))
+        return samples.float(), f"latents file {Path(args.latents).name}"
+    if not (args.images and args.vae):
+        raise SystemExit(
+            "calibrate needs --latents FILE, or --images DIR with --vae FILE, or --testbed"
+        )
+    import comfy.sd
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(
+        p
+        for p in Path(args.images).iterdir()
+        if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}
+    )[: args.samples]
+    if not files:
+        raise SystemExit(f"no images in {args.images}")
+    width, height = args.width // 8 * 8, args.height // 8 * 8
+    batch = []
+    for path in files:
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        image = torch.from_numpy(rgb)[None].movedim(-1, 1)
+        batch.append(comfy.utils.common_upscale(image, width, height, "bilinear", "center"))
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(args.vae))
+    return vae.encode(torch.cat(batch).movedim(1, -1)), f"{len(files)} images + VAE"
+
+
+def _calibrate(args) -> int:
+    import comfy.samplers
+
+    from ..noisecal.store import CalibrationStore
+    from . import calibrate
+
+    if args.testbed:
+        _, model, latents = _testbed_setup(args)
+        source = "testbed"
+    else:
+        if not args.model:
+            raise SystemExit("calibrate needs --model FILE (a diffusion model) or --testbed")
+        import comfy.sd
+
+        model = comfy.sd.load_diffusion_model(args.model)
+        latents, source = _load_latents(args)
+    latents = latents[: args.samples]
+    ms = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(ms, args.scheduler, args.steps)
+    out = Path(args.out) / "calibrations" if args.out_dir is None else Path(args.out_dir)
+    h, w = latents.shape[-2:]
+
+    def progress(done, total):
+        print(f"\r  step {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    record, path = calibrate.calibrate(
+        model,
+        latents,
+        sigmas,
+        image_size=(w * 8, h * 8),
+        source=source,
+        mode=args.mode,
+        seed=args.seed,
+        label=args.label,
+        max_batch=args.max_batch,
+        calibration_store=CalibrationStore([out], out),
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    plot_path = Path(path).with_suffix(".png")
+    save_png(calibration_plot(record), plot_path)
+    before, after = record["metrics"]["error_before"], record["metrics"]["error_after"]
+    print(
+        f"wrote {path}\nplot  {plot_path}\n"
+        f"one-step error {sum(before):.5g} -> {sum(after):.5g}, "
+        f"{record['cost']['network_evaluations']} network evaluations, "
+        f"{record['cost']['wall_time_s']:.1f} s"
+    )
+    return 0
+
+
+def _testbed_args(p, res_default):
+    p.add_argument("--train-res", type=int, default=32, help="M, the testbed's training size")
+    p.add_argument("--res", type=int, default=res_default, help="N, the latent size to use")
+    p.add_argument("--variant", choices=["pixel", "image"], default="image")
+    p.add_argument("--f0", type=float, default=3.0)
+    p.add_argument("--alpha", type=float, default=2.5)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m noisecal", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m noisecal",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--gpu", action="store_true", help="use ComfyUI's GPU device instead of forcing CPU"
     )
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default out/)")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="sample the testbed at M and M/2 and print FD")
-    demo.add_argument("--train-res", type=int, default=32, help="M, the training resolution")
-    demo.add_argument("--variant", choices=["pixel", "image"], default="image")
-    demo.add_argument("--f0", type=float, default=3.0)
-    demo.add_argument("--alpha", type=float, default=2.5)
-    demo.add_argument("--samples", type=int, default=128)
-    demo.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50])
-    demo.add_argument("--sampler", default="euler")
+
+    demo = sub.add_parser("demo", help="calibrate the testbed at M/2, sample, print FD")
+    _testbed_args(demo, 16)
+    demo.add_argument("--samples", type=int, default=64, help="calibration latents")
+    demo.add_argument("--eval-samples", type=int, default=256, help="samples per FD cell")
+    demo.add_argument("--steps", type=int, default=20)
+    demo.add_argument("--mode", choices=["fast", "grid"], default="fast")
+    demo.add_argument("--max-batch", type=int, default=256)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    cal = sub.add_parser("calibrate", help="calibrate NoiseShift for a model file")
+    cal.add_argument("--model", help="diffusion model file (.safetensors), as UNETLoader loads")
+    cal.add_argument("--latents", help="safetensors with a 'latents' tensor [n, C, h, w]")
+    cal.add_argument("--images", help="folder of calibration images (needs --vae)")
+    cal.add_argument("--vae", help="VAE file to encode --images")
+    cal.add_argument("--width", type=int, default=512, help="target width for --images")
+    cal.add_argument("--height", type=int, default=512, help="target height for --images")
+    cal.add_argument("--testbed", action="store_true", help="calibrate the embedded testbed")
+    _testbed_args(cal, 16)
+    cal.add_argument("--steps", type=int, default=20)
+    cal.add_argument("--scheduler", default="simple")
+    cal.add_argument("--mode", choices=["fast", "grid"], default="fast")
+    cal.add_argument("--samples", type=int, default=32)
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--label", default=None)
+    cal.add_argument("--max-batch", type=int, default=32)
+    cal.add_argument(
+        "--out-dir",
+        default=None,
+        help="folder for the calibration file (default <out>/calibrations; "
+        "point it at ComfyUI/models/noise_calibration to use it there)",
+    )
+    cal.set_defaults(run=_calibrate)
     return parser
 
 

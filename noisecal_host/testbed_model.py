@@ -49,14 +49,14 @@ def _config_class(channels: int):
         # state is pure noise, as for real models
         latent_channels = channels
 
-    class ExactDenoiserConfig(comfy.supported_models_base.BASE):
+    class ExactDenoiserTestbed(comfy.supported_models_base.BASE):
         unet_config: dict = {}
         unet_extra_config: dict = {}
         sampling_settings = {"shift": 1.0, "multiplier": 1000}
         latent_format = ExactDenoiserLatent
         memory_usage_factor = 1.0
 
-    return ExactDenoiserConfig
+    return ExactDenoiserTestbed
 
 
 def make_testbed_model(spectrum: FieldSpectrum, train_res: int, variant: str = "pixel"):

@@ -1,0 +1,80 @@
+"""The headless command line, run as a user would (a separate process)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd=ROOT):
+    out = subprocess.run(
+        [sys.executable, "-m", "noisecal", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
+    tiny = pack_module("noisecal_host.tiny_models").tiny_sd3(seed=3)
+    weights = tmp_path / "tiny_sd3.safetensors"
+    state = {k: v.contiguous() for k, v in tiny.patcher.model.diffusion_model.state_dict().items()}
+    safetensors.torch.save_file(state, str(weights))
+    latents = tmp_path / "latents.safetensors"
+    safetensors.torch.save_file({"latents": torch.randn(4, 16, 8, 8)}, str(latents))
+    out_dir = tmp_path / "cal"
+    stdout = cli(
+        "calibrate",
+        "--model",
+        str(weights),
+        "--latents",
+        str(latents),
+        "--steps",
+        "4",
+        "--samples",
+        "4",
+        "--max-batch",
+        "16",
+        "--out-dir",
+        str(out_dir),
+    )
+    files = sorted(out_dir.glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith("SD3-") and "__8x8" in files[0].name
+    record = json.loads(files[0].read_text())
+    assert record["parameterization"] == "flow" and len(record["sigmas"]) == 4
+    assert record["calibration_set"]["source"] == "latents file latents.safetensors"
+    assert f"wrote {files[0]}" in stdout and files[0].with_suffix(".png").is_file()
+    # the file loads as the same checkpoint: the key matches the in-process fingerprint
+    key = pack_module("noisecal_host.fingerprint").checkpoint_key(tiny.patcher)
+    assert record["checkpoint"]["fingerprint"] == key.fingerprint
+
+
+def test_demo_main_job_prints_the_fd_table(tmp_path):
+    stdout = cli(
+        "--out",
+        str(tmp_path),
+        "demo",
+        "--train-res",
+        "16",
+        "--samples",
+        "8",
+        "--eval-samples",
+        "32",
+        "--steps",
+        "8",
+    )
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("N "))
+    rows = [line.split() for line in lines[header + 2 : header + 4]]
+    assert [row[0] for row in rows] == ["16", "8"]
+    plain, shifted = float(rows[1][1]), float(rows[1][2])
+    assert shifted < plain  # NoiseShift helps at M/2 even in this small run
+    assert (tmp_path / "demo" / "calibration_N8.png").is_file()
