@@ -272,26 +272,22 @@ def load(path: str | os.PathLike) -> dict:
     return loads(text, str(path))
 
 
-def loads(text: str, source: str = "inline calibration") -> dict:
+def _parse_json(text: str, source: str, hint: str):
     try:
-        record = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CalibrationError(
-            f"{source}: not valid JSON (line {exc.lineno}, column "
-            f"{exc.colno}: {exc.msg}); the file may be truncated"
+            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); {hint}"
         ) from None
-    return validate(record, source)
+
+
+def loads(text: str, source: str = "inline calibration") -> dict:
+    return validate(_parse_json(text, source, "the file may be truncated"), source)
 
 
 def loads_many(text: str, source: str = "inline calibration") -> list[dict]:
     """One record or a JSON list of records (a workflow carrying several sizes)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(
-            f"{source}: not valid JSON (line {exc.lineno}, column "
-            f"{exc.colno}: {exc.msg}); was it pasted whole?"
-        ) from None
+    data = _parse_json(text, source, "was it pasted whole?")
     items = data if isinstance(data, list) else [data]
     return [
         validate(item, f"{source} [{i}]" if len(items) > 1 else source)

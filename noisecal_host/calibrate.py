@@ -103,6 +103,7 @@ def run_search(
         extra_args = extra_args or {}
 
         def denoise(xb, sigma, sigma_cond):
+            comfy.model_management.throw_exception_if_processing_interrupted()
             # ComfyUI repeats the conditioning to each call's batch size
             levels["cond"] = sigma_cond.to(x.device, torch.float32)
             try:
