@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .search import interp_sigma_hat
+from .search import SigmaHatCurve
 from .store import CalibrationNotFound, choose_sizes, not_found, record_latent_size
 
 
@@ -25,8 +25,8 @@ class ShiftMap:
         self.weights = [float(w) for w in weights]
         self.strength = float(strength)
         self.max_level = max_level
-        for sigmas, sigma_hat in self.curves:  # validate now, not mid-sampling
-            interp_sigma_hat(sigmas, sigma_hat, 0.5, max_level=max_level)
+        # validated once here, not at every sampling step
+        self.maps = [SigmaHatCurve(s, h, max_level=max_level) for s, h in self.curves]
 
     @classmethod
     def from_records(cls, records, weights, strength=1.0, max_level=None) -> ShiftMap:
@@ -35,10 +35,7 @@ class ShiftMap:
     def __call__(self, sigma: torch.Tensor) -> torch.Tensor:
         if self.strength == 0.0:
             return sigma
-        blended = sum(
-            w * interp_sigma_hat(s, h, sigma, max_level=self.max_level)
-            for (s, h), w in zip(self.curves, self.weights, strict=True)
-        )
+        blended = sum(w * curve(sigma) for curve, w in zip(self.maps, self.weights, strict=True))
         if self.strength == 1.0 and len(self.curves) == 1:
             return blended
         return sigma + self.strength * (blended - sigma)

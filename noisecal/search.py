@@ -590,55 +590,56 @@ def interp_sigma_hat(sigmas, sigma_hat, query, *, max_level: float | None = None
     ``[0, max_level]`` when ``max_level`` is given (1.0 for flow models).
     Negative queries are returned unchanged. ``query`` may be a float (float
     returned), a tensor (tensor of the same dtype and device) or an
-    array-like (numpy array).
+    array-like (numpy array). To evaluate one curve many times (every
+    sampling step), build a `SigmaHatCurve` once instead.
     """
-    xs = _as_sigma_list(sigmas)
-    ys = _as_sigma_list(sigma_hat)
-    if len(xs) != len(ys) or not xs:
-        raise ValueError("sigmas and sigma_hat must be non-empty and of equal length")
-    pairs = sorted(zip(xs, ys, strict=True))
-    if any(x < 0 or y < 0 for x, y in pairs):
-        raise ValueError("calibrated levels must be >= 0")
-    pairs = [(x, y) for x, y in pairs if x > 0 or y != 0]  # (0, 0) is the anchor anyway
-    if any(x == 0 for x, _ in pairs):
-        raise ValueError("sigma_hat at sigma = 0 must be 0")
-    if not pairs:
-        raise ValueError("no calibrated level > 0")
-    pairs = [(0.0, 0.0), *pairs]
-    if any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:], strict=False)):
-        raise ValueError("calibrated sigmas must be distinct")
-    if any(b[1] < a[1] for a, b in zip(pairs, pairs[1:], strict=False)):
-        raise ValueError("sigma_hat must be monotone (non-increasing along the schedule)")
-
-    kx = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
-    ky = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
-
-    if isinstance(query, torch.Tensor):
-        q = query.detach().to("cpu", torch.float64)
-        return _interp(kx, ky, q, max_level).to(device=query.device, dtype=query.dtype)
-    if isinstance(query, (int, float)):
-        return float(_interp(kx, ky, torch.tensor([float(query)], dtype=torch.float64), max_level))
-    arr = np.asarray(query, dtype=np.float64)
-    res = _interp(kx, ky, torch.from_numpy(arr.copy()), max_level)
-    return res.numpy()
+    return SigmaHatCurve(sigmas, sigma_hat, max_level=max_level)(query)
 
 
-def _interp(kx, ky, q, max_level):
-    flat = q.reshape(-1)
-    idx = torch.searchsorted(kx, flat.clamp(min=0.0, max=float(kx[-1])), right=False)
-    idx = idx.clamp(1, len(kx) - 1)
-    x0, x1 = kx[idx - 1], kx[idx]
-    y0, y1 = ky[idx - 1], ky[idx]
-    t = (flat - x0) / (x1 - x0)
-    inside = y0 + t * (y1 - y0)
-    above = flat + (ky[-1] - kx[-1])
-    if max_level is not None:
-        above = above.clamp(max=float(max_level))
-    above = above.clamp(min=0.0)
-    res = torch.where(flat > kx[-1], above, inside)
-    res = torch.where(flat < 0, flat, res)
-    if max_level is not None:
-        # Inside the calibrated range values never exceed max_level for valid
-        # input; the clamp keeps the contract for hand-edited tables.
-        res = torch.where(flat >= 0, res.clamp(max=float(max_level)), res)
-    return res.reshape(q.shape)
+class SigmaHatCurve:
+    """The map of `interp_sigma_hat`, validated once; calls cost a few microseconds."""
+
+    def __init__(self, sigmas, sigma_hat, *, max_level: float | None = None):
+        xs = _as_sigma_list(sigmas)
+        ys = _as_sigma_list(sigma_hat)
+        if len(xs) != len(ys) or not xs:
+            raise ValueError("sigmas and sigma_hat must be non-empty and of equal length")
+        pairs = sorted(zip(xs, ys, strict=True))
+        if any(x < 0 or y < 0 for x, y in pairs):
+            raise ValueError("calibrated levels must be >= 0")
+        pairs = [(x, y) for x, y in pairs if x > 0 or y != 0]  # (0, 0) is the anchor anyway
+        if any(x == 0 for x, _ in pairs):
+            raise ValueError("sigma_hat at sigma = 0 must be 0")
+        if not pairs:
+            raise ValueError("no calibrated level > 0")
+        pairs = [(0.0, 0.0), *pairs]
+        if any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:], strict=False)):
+            raise ValueError("calibrated sigmas must be distinct")
+        if any(b[1] < a[1] for a, b in zip(pairs, pairs[1:], strict=False)):
+            raise ValueError("sigma_hat must be monotone (non-increasing along the schedule)")
+        self.kx = np.array([p[0] for p in pairs], dtype=np.float64)
+        self.ky = np.array([p[1] for p in pairs], dtype=np.float64)
+        self.max_level = None if max_level is None else float(max_level)
+
+    def __call__(self, query):
+        if isinstance(query, torch.Tensor):
+            flat = query.detach().to("cpu", torch.float64).numpy().reshape(-1)
+            res = torch.from_numpy(self._evaluate(flat)).reshape(query.shape)
+            return res.to(device=query.device, dtype=query.dtype)
+        if isinstance(query, (int, float)):
+            return float(self._evaluate(np.array([float(query)]))[0])
+        arr = np.asarray(query, dtype=np.float64)
+        return self._evaluate(arr.reshape(-1)).reshape(arr.shape)
+
+    def _evaluate(self, flat: np.ndarray) -> np.ndarray:
+        kx, ky, top = self.kx, self.ky, self.max_level
+        inside = np.interp(flat, kx, ky)
+        above = np.maximum(flat + (ky[-1] - kx[-1]), 0.0)
+        if top is not None:
+            above = np.minimum(above, top)
+        res = np.where(flat > kx[-1], above, inside)
+        if top is not None:
+            # inside the calibrated range values never exceed max_level for valid
+            # input; the clamp keeps the contract for hand-edited tables
+            res = np.minimum(res, top)
+        return np.where(flat < 0, flat, res)
