@@ -7,6 +7,7 @@ workflow files must keep loading.
 
 from ..noisecal_host import folders
 from .calibrate_node import Calibrate
+from .guidance_node import NoiseAwarenessGuidance
 from .noiseshift_node import NoiseShift
 
 folders.register_folder()
@@ -14,8 +15,10 @@ folders.register_folder()
 NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationCalibrate": Calibrate,
     "NoiseCalibrationNoiseShift": NoiseShift,
+    "NoiseCalibrationNoiseAwarenessGuidance": NoiseAwarenessGuidance,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "NoiseCalibrationCalibrate": "Noise Calibration: Calibrate",
     "NoiseCalibrationNoiseShift": "NoiseShift (calibrated noise levels)",
+    "NoiseCalibrationNoiseAwarenessGuidance": "Noise Awareness Guidance",
 }

@@ -1,0 +1,74 @@
+"""Noise Awareness Guidance as a MODEL patch that chains with other packs.
+
+A post-CFG function (a list in ComfyUI: every pack's function runs, in the
+order the nodes were applied) evaluates the conditional branch once more
+with the network told another noise level, through `calc_cond_batch` as core
+PAG does, and adds the guidance term to what the earlier functions returned.
+The other level is set through the conditioning-level patch (which also
+chains with NoiseShift: the offset is applied to the level NoiseShift chose),
+so input scaling and the denoised estimate keep the trajectory's sigma.
+"""
+
+from __future__ import annotations
+
+import comfy.samplers
+import torch
+
+from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
+from . import conditioning_level
+from .calibrate import parameterization_of
+
+
+def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.Tensor | None:
+    """The next sigma of the schedule: from ComfyUI's sample_sigmas when the host
+    provides them, else estimated from the previous step (same step size)."""
+    sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+    current = float(sigma.max())
+    if sigmas is not None:
+        later = [float(s) for s in sigmas if float(s) < current - 1e-9]
+        return torch.full_like(sigma, later[0] if later else 0.0)
+    previous = state.get("previous")
+    state["previous"] = current
+    if previous is None or previous <= current:
+        return None  # first step of a run: no step size known yet
+    return (sigma - (previous - current)).clamp(min=0)
+
+
+def apply_guidance(model, settings: GuidanceSettings):
+    parameterization = parameterization_of(model)
+    override: dict = {"fn": None}
+    state: dict = {}
+
+    def level_fn(level, latent_hw):
+        return override["fn"](level) if override["fn"] is not None else level
+
+    def to_sigma_space(level_u_fn):
+        def fn(level):
+            return from_u(level_u_fn(to_u(level, parameterization)), parameterization).to(level)
+
+        return fn
+
+    def post_cfg(args):
+        denoised = args["denoised"]
+        if settings.weight == 0:
+            return denoised
+        sigma, x = args["sigma"], args["input"]
+        u = to_u(sigma, parameterization)
+        u_next = next_level(sigma, args["model_options"], state)
+        weight = settings.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
+        if not bool((weight != 0).any()):
+            return denoised
+        override["fn"] = to_sigma_space(
+            lambda level_u: settings.other_level(level_u, x, parameterization)
+        )
+        try:
+            (other,) = comfy.samplers.calc_cond_batch(
+                args["model"], [args["cond"]], x, sigma, args["model_options"]
+            )
+        finally:
+            override["fn"] = None
+        return combine(denoised, args["cond_denoised"], other, x, weight, settings.guard)
+
+    patched = conditioning_level.patch_model(model, level_fn)
+    patched.set_model_sampler_post_cfg_function(post_cfg)
+    return patched
