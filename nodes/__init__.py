@@ -9,6 +9,7 @@ from ..noisecal_host import folders
 from .calibrate_node import Calibrate
 from .guidance_node import NoiseAwarenessGuidance
 from .noiseshift_node import NoiseShift
+from .spectral_node import SpectralScheduler
 
 folders.register_folder()
 
@@ -16,9 +17,11 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationCalibrate": Calibrate,
     "NoiseCalibrationNoiseShift": NoiseShift,
     "NoiseCalibrationNoiseAwarenessGuidance": NoiseAwarenessGuidance,
+    "NoiseCalibrationSpectralScheduler": SpectralScheduler,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "NoiseCalibrationCalibrate": "Noise Calibration: Calibrate",
     "NoiseCalibrationNoiseShift": "NoiseShift (calibrated noise levels)",
     "NoiseCalibrationNoiseAwarenessGuidance": "Noise Awareness Guidance",
+    "NoiseCalibrationSpectralScheduler": "Spectral Scheduler (calibrated SIGMAS)",
 }

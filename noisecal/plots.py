@@ -59,3 +59,21 @@ def save_png(image, path) -> None:
         array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
+
+
+def schedule_plot(curves: dict, title: str) -> np.ndarray:
+    """Sigma per step for several schedules (name -> list of sigmas)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for name, sigmas in curves.items():
+        ax.plot(range(len(sigmas)), list(sigmas), marker="o", markersize=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("sigma")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _figure_to_rgb(fig)

@@ -23,6 +23,7 @@ import torch
 
 from ..noisecal import store
 from ..noisecal.search import SearchResult, calibrate_noiseshift
+from ..noisecal.spectra import rapsd
 from . import conditioning_level
 from .fingerprint import checkpoint_key
 
@@ -191,6 +192,7 @@ def calibrate(
         max_batch=max_batch,
         progress=progress,
     )
+    spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
     record = store.make_record(
         key=key,
         image_size=image_size,
@@ -204,6 +206,7 @@ def calibrate(
         error_before=searched.error_before,
         error_after=searched.error_after,
         network_evaluations=searched.nfe,
+        spectrum=spectrum,
         wall_time_s=time.perf_counter() - started,
     )
     path = str(calibration_store.save(record)) if calibration_store is not None else None

@@ -1,0 +1,172 @@
+"""Spectral Scheduler node: SIGMAS bounded and spaced by the data's spectrum."""
+
+from __future__ import annotations
+
+import comfy.model_sampling
+import comfy.samplers
+import torch
+
+from ..noisecal import store
+from ..noisecal.plots import schedule_plot
+from ..noisecal.spectra import SpectrumStats, rapsd
+from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
+from ..noisecal_host import folders
+from ..noisecal_host.fingerprint import checkpoint_key
+from .common import CATEGORY, LATENT_DOWNSCALE, rgb_to_image
+
+SOURCES = ["calibration", "reference latent"]
+
+
+class SpectralScheduler:
+    DESCRIPTION = (
+        "Spectral schedule (after Esteves & Makadia, ICML 2026): SIGMAS that skip the "
+        "levels where every frequency of the data is already drowned in noise (or already "
+        "clean) and space the steps so each one makes the same spectral progress. Largest "
+        "gains at few steps. The data's spectrum comes from this checkpoint's calibration "
+        "at this resolution (the Calibrate node stores it), or from a reference latent "
+        "(img2img). Connect the SIGMAS to SamplerCustom / SamplerCustomAdvanced; the "
+        "model's own shift and sigma range are respected. Outputs a plot against "
+        "ComfyUI's 'simple' schedule."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS", "IMAGE")
+    RETURN_NAMES = ("sigmas", "plot")
+    FUNCTION = "schedule"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The model the schedule is for (its sigma "
+                        "range, shift and calibration)."
+                    },
+                ),
+                "steps": (
+                    "INT",
+                    {"default": 8, "min": 1, "max": 200, "tooltip": "Number of sampling steps."},
+                ),
+                "source": (
+                    SOURCES,
+                    {
+                        "default": "calibration",
+                        "tooltip": "Where the data spectrum comes from: this checkpoint's "
+                        "calibration file at this resolution, or the 'latent' input.",
+                    },
+                ),
+                "variant": (
+                    list(VARIANTS),
+                    {
+                        "default": VARIANTS[0],
+                        "tooltip": "How steps are spaced between the spectral bounds (the first "
+                        "is the measured default).",
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 0xFFFFFFFFFFFFFFFF,
+                        "tooltip": "Draws the spectral parameters from the spread "
+                        "measured at calibration: a per-seed schedule. "
+                        "Use the sampler's seed.",
+                    },
+                ),
+                "denoise": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Below 1: only the last part of the schedule, for img2img.",
+                    },
+                ),
+                "width": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 16,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Image width, used when no latent is connected.",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 16,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Image height, used when no latent is connected.",
+                    },
+                ),
+                "label": (
+                    "STRING",
+                    {"default": "", "tooltip": "Calibration label, if you calibrated with one."},
+                ),
+            },
+            "optional": {
+                "latent": (
+                    "LATENT",
+                    {
+                        "tooltip": "Sets the resolution; with source "
+                        "'reference latent' its content is the "
+                        "reference spectrum."
+                    },
+                ),
+            },
+        }
+
+    def schedule(
+        self, model, steps, source, variant, seed, denoise, width, height, label="", latent=None
+    ):
+        ms = model.get_model_object("model_sampling")
+        parameterization = "flow" if isinstance(ms, comfy.model_sampling.CONST) else "ve"
+        if latent is not None:
+            latent_size = tuple(latent["samples"].shape[-2:])
+        else:
+            latent_size = (height // LATENT_DOWNSCALE, width // LATENT_DOWNSCALE)
+        stats = self._stats(model, source, latent, latent_size, label)
+        sigmas = spectral_sigmas(
+            stats,
+            steps,
+            parameterization=parameterization,
+            variant=variant,
+            sigma_range=(float(ms.sigma_min), float(ms.sigma_max)),
+            seed=seed,
+            denoise=denoise,
+        )
+        simple = comfy.samplers.calculate_sigmas(ms, "simple", steps)
+        plot = schedule_plot(
+            {f"spectral ({variant})": sigmas.tolist(), "simple": simple.tolist()},
+            f"{steps} steps at latent {latent_size[0]}x{latent_size[1]}",
+        )
+        return (sigmas, rgb_to_image(plot))
+
+    @staticmethod
+    def _stats(model, source, latent, latent_size, label) -> SpectrumStats:
+        if source == "reference latent":
+            if latent is None:
+                raise store.CalibrationError("source 'reference latent' needs the latent input")
+            samples = latent["samples"]
+            if torch.count_nonzero(samples) == 0:
+                raise store.CalibrationError(
+                    "the reference latent is empty: connect an encoded image (VAE Encode)"
+                )
+            return rapsd(model.model.process_latent_in(samples.float()))
+        key = checkpoint_key(model, label)
+        match = folders.user_store().find(key, latent_size)
+        record = match.records[0] if len(match.records) == 1 else None
+        if record is None or not record.get("spectrum"):
+            raise store.CalibrationError(
+                f"the calibration for {key.describe()} at latent "
+                f"{latent_size[0]}x{latent_size[1]} has no spectrum (it needs a calibration "
+                f"at exactly this resolution, made by this pack's Calibrate node): "
+                f"recalibrate, or use source 'reference latent'"
+            )
+        return SpectrumStats.from_json(record["spectrum"])
