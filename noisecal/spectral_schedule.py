@@ -37,9 +37,11 @@ and above SNR = 1, i.e. about 5% amplitude at either end) hold at
 ``snr_low * (8 / steps)^2`` and ``snr_high * (steps / 8)^2`` (clamped so
 ``snr_low <= 1 <= snr_high``): with more steps the sampler's own error
 shrinks, so the end errors must too. The exponent 2 is what the FD-optimal
-schedules of the exact-denoiser testbed do: their first level keeps
-``SNR_max * steps^2`` and their last ``SNR_min / steps^2`` roughly constant
-from 4 to 32 Euler steps (``bench/schedules.py``, ``docs/results-schedules.md``).
+schedules of the exact-denoiser testbed do: with Euler, their first level
+keeps ``SNR_max * steps^2`` and their last ``SNR_min / steps^2`` within about
+25% (first level) and a factor 3.5 (last level) from 4 to 16 steps
+(``bench/schedules.py``, ``docs/results-schedules.md``). Fixed thresholds
+(the exponent 0) lose to the core schedulers at 32 steps.
 
 Placement. Between the bounds, steps are placed so each one makes the same
 spectral progress. The progress of frequency f at a level is its amplitude
@@ -61,6 +63,17 @@ change from ``sigma_max`` to ``sigma_min``. The variants differ in the weights:
 
 For a flat spectrum (all P equal) in flow, the amplitude fraction is linear in
 s, so every variant is the linear ("simple") schedule between the bounds.
+
+Why "mix" is the default (measured on the testbed, ``docs/results-schedules.md``):
+with Euler, "mix", "logfreq" and "power" all beat every core scheduler at 4-8
+steps on six spectra ("power" and "logfreq" by more); with dpmpp_2m, "power"
+and "logfreq" put one very long step at the low end and lose 2-4x on average
+(geometric mean over spectra and step counts), while "mix" stays below the
+best core scheduler on average. No setting suits heun (a one-step
+second-order method): a tight range costs it the end errors above, which its
+own small error does not hide; wider thresholds (``snr_low=0.03``,
+``snr_high=30``) with "power" serve it better (about even with the best core
+scheduler: geometric mean ratio 0.98, worst 4.3x).
 
 Per-seed schedules: with ``seed`` set, the spectrum is redrawn as
 ``log P_f + spread_f * (z0 + z1 * u_f) / sqrt(1 + u_f^2)``, with
