@@ -1,17 +1,21 @@
 """Headless command line: the same code the nodes run, without a UI.
 
-python -m noisecal demo        the main job: calibrate the testbed at M/2 with the
-                               calibration node, sample plain vs NoiseShift, FD table
+python -m noisecal demo        the main job: calibrate the shipped reference model (a tiny
+                               SD3 trained at M = 32) at M and M/2 with the calibration
+                               node, sample plain vs NoiseShift, print the FD table
 python -m noisecal calibrate   calibrate a diffusion-model file (or the testbed)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +23,18 @@ import torch
 from ..noisecal.plots import calibration_plot, save_png
 
 DEFAULT_OUT = Path("out")
+PACK_ROOT = Path(__file__).resolve().parent.parent
+# the shipped reference network (tools/train_reference.py); its sidecar is the .json beside it
+REFERENCE_MODEL = PACK_ROOT / "models" / "reference" / "sd3_gaussian_field_m32.safetensors"
+# samples per FD cell when --eval-samples is not given. The reference is a real network:
+# a 20-step sample at N = 32 costs about 1 s of one CPU core through plain + NoiseShift,
+# and 64 keeps the whole demo at about 4 minutes on 2 shared cores (bench/reference.py
+# uses 128 at N = M)
+DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 64}
+# calibration rows per forward when --max-batch is not given: the testbed's FFTs like big
+# batches; the network on CPU is fastest at about 32 (bigger batches spend a quarter of
+# their time in the kernel allocating activations)
+DEFAULT_MAX_BATCH = {"testbed": 256, "reference": 32}
 
 
 def _nodes():
@@ -40,12 +56,122 @@ def _testbed_setup(args):
     return spectrum, model, latents
 
 
-def _demo(args) -> int:
-    """Main job on the embedded default: calibrate -> apply -> measure on the testbed."""
-    from ..noisecal.metrics import fd_noise_floor, frechet_distance, gap_closed
-    from .sampling import empty_latent, ksample
+def with_flow_shift(model, shift: float):
+    """What ComfyUI's ModelSamplingSD3 node does: a clone sampling the flow with ``shift``."""
+    import comfy.model_sampling
+
+    class ModelSamplingAdvanced(
+        comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST
+    ):
+        pass
+
+    sampling = ModelSamplingAdvanced(model.model.model_config)
+    sampling.set_parameters(shift=shift, multiplier=1000)
+    patched = model.clone()
+    patched.add_object_patch("model_sampling", sampling)
+    return patched
+
+
+@dataclass
+class Reference:
+    """The shipped reference network with what its sidecar says about it."""
+
+    model: object  # ModelPatcher, loaded by ComfyUI's diffusion-model loader
+    path: Path
+    sidecar: dict
+    spectrum: object  # noisecal.testbed.FieldSpectrum of its training data
+    train_res: int  # M
+    shift: float  # its ModelSamplingDiscreteFlow shift
+
+
+def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
+    """Load the reference network as UNETLoader does and read its training data's spectrum."""
+    import comfy.sd
+
+    from ..noisecal.testbed import FieldSpectrum
+
+    path = Path(path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    spec = sidecar["data"]["spectrum"]
+    spectrum = FieldSpectrum(f0=spec["f0"], alpha=spec["alpha"], channels=spec["channels"])
+    model = comfy.sd.load_diffusion_model(str(path))
+    shift = float(model.get_model_object("model_sampling").shift)
+    return Reference(model, path, sidecar, spectrum, int(sidecar["native_resolution"]), shift)
+
+
+def reference_native(reference: Reference, n: int):
+    """The exact testbed denoiser for resolution n, on the reference's data and schedule shift."""
+    from .testbed_model import make_testbed_model
+
+    return with_flow_shift(make_testbed_model(reference.spectrum, n), reference.shift)
+
+
+@dataclass
+class _DemoSetup:
+    """One kind of model for the demo: everything but the calibration and the sampling."""
+
+    model: object  # the M-model as a MODEL
+    spectrum: object
+    train_res: int
+    native: Callable[[int], object]  # n -> the native reference MODEL at n
+    to_latent: Callable[[torch.Tensor], torch.Tensor]  # field samples -> LATENT samples
+    to_field: Callable[[torch.Tensor], torch.Tensor]  # sampled LATENT -> field space
+    positive: Callable[[int], list]  # batch -> conditioning
+    description: str
+
+
+def _demo_setup(args) -> _DemoSetup:
+    from ..noisecal.testbed import FieldSpectrum
+    from .calibrate import zero_conditioning
     from .testbed_model import make_testbed_conditioning, make_testbed_model
 
+    if args.model == "testbed":
+        spectrum = FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=4)
+        return _DemoSetup(
+            model=make_testbed_model(spectrum, args.train_res, args.variant),
+            spectrum=spectrum,
+            train_res=args.train_res,
+            native=lambda n: make_testbed_model(spectrum, n),
+            to_latent=lambda x: x,
+            to_field=lambda x: x,
+            positive=make_testbed_conditioning,
+            description=(
+                f"testbed: Gaussian field f0={args.f0} alpha={args.alpha} C=4, model trained at "
+                f"M={args.train_res} ({args.variant} variant)"
+            ),
+        )
+    ref = load_reference()
+    inner = ref.model.model
+    sp = ref.spectrum
+    return _DemoSetup(
+        model=ref.model,
+        spectrum=sp,
+        train_res=ref.train_res,
+        native=lambda n: reference_native(ref, n),
+        # SD3's latent format: the field lives in model space, a LATENT holds
+        # process_latent_out of it, and the sampler's output is mapped back
+        to_latent=inner.process_latent_out,
+        to_field=inner.process_latent_in,
+        positive=lambda batch: zero_conditioning(ref.model),
+        description=(
+            f"reference: {ref.path.name}, a tiny SD3 (MMDiT) trained by flow matching at "
+            f"M={ref.train_res} on the Gaussian field f0={sp.f0:g} alpha={sp.alpha:g} "
+            f"C={sp.channels} (shift {ref.shift:g}); native = the exact denoiser for N on the "
+            f"same schedule"
+        ),
+    )
+
+
+def _demo(args) -> int:
+    """Main job on the embedded default: calibrate -> apply -> measure FD to the true field."""
+    from ..noisecal.metrics import fd_noise_floor, frechet_distance, gap_closed
+    from ..noisecal.testbed import sample_field
+    from .sampling import empty_latent, ksample
+    from .testbed_model import make_testbed_conditioning
+
+    torch.set_num_threads(max(1, args.threads))
+    eval_samples = args.eval_samples or DEFAULT_EVAL_SAMPLES[args.model]
+    max_batch = args.max_batch or DEFAULT_MAX_BATCH[args.model]
     out_dir = Path(args.out) / "demo"
     os.environ["NOISE_CALIBRATION_DIR"] = str(out_dir / "calibrations")
     nodes = _nodes()
@@ -53,15 +179,21 @@ def _demo(args) -> int:
         nodes["NoiseCalibrationCalibrate"](),
         nodes["NoiseCalibrationNoiseShift"](),
     )
+    setup = _demo_setup(args)
+    spectrum, model, m = setup.spectrum, setup.model, setup.train_res
     print(
-        f"testbed: Gaussian field f0={args.f0} alpha={args.alpha} C=4, model trained at "
-        f"M={args.train_res} ({args.variant} variant), sampled through ComfyUI "
-        f"(euler, simple), {args.eval_samples} samples per cell"
+        f"{setup.description}; sampled through ComfyUI (euler, simple, {args.steps} steps), "
+        f"{eval_samples} samples per cell; calibration: {args.samples} field samples, "
+        f"{args.mode} search",
+        flush=True,
     )
     rows = []
-    for n in (args.train_res, args.train_res // 2):
-        args.res = n
-        spectrum, model, latents = _testbed_setup(args)
+    for n in (m, m // 2):
+        # data seed far from the search/sampling seeds: equal seeds would make x0 and eps
+        # one noise
+        fields = sample_field(
+            spectrum, n, args.samples, torch.Generator().manual_seed(10_000 + args.seed)
+        )
         started = time.perf_counter()
         records, path, plot = calibrate.calibrate(
             model,
@@ -73,26 +205,38 @@ def _demo(args) -> int:
             n * 8,
             n * 8,
             "",
-            args.max_batch,
-            latent={"samples": latents},
+            max_batch,
+            latent={"samples": setup.to_latent(fields)},
+            positive=setup.positive(1),
         )["result"]
         seconds = time.perf_counter() - started
         save_png(plot[0], out_dir / f"calibration_N{n}.png")
         (shifted,) = noiseshift.apply(model, 1.0, "error")
-        native = make_testbed_model(spectrum, n)
-        latent = empty_latent(model, n, n, args.eval_samples)
-        cond = make_testbed_conditioning(args.eval_samples)
-        fd = {
-            name: frechet_distance(
-                ksample(m, latent, cond, steps=args.steps, seed=args.seed + 1), spectrum.power(n)
+        latent = empty_latent(model, n, n, eval_samples)
+        fd = {}
+        for name, sampled_model in (("plain", model), ("noiseshift", shifted)):
+            samples = ksample(
+                sampled_model,
+                latent,
+                setup.positive(eval_samples),
+                steps=args.steps,
+                seed=args.seed + 1,
             )
-            for name, m in (("plain", model), ("noiseshift", shifted), ("native", native))
-        }
+            fd[name] = frechet_distance(setup.to_field(samples), spectrum.power(n))
+        native = setup.native(n)
+        samples = ksample(
+            native,
+            empty_latent(native, n, n, eval_samples),
+            make_testbed_conditioning(eval_samples),
+            steps=args.steps,
+            seed=args.seed + 1,
+        )
+        fd["native"] = frechet_distance(samples, spectrum.power(n))
         record = records[0]
         max_shift = max(
             abs(h - s) for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)
         )
-        floor = fd_noise_floor(spectrum.power(n), args.eval_samples, spectrum.channels)
+        floor = fd_noise_floor(spectrum.power(n), eval_samples, spectrum.channels)
         try:
             closed = f"{100 * gap_closed(fd['plain'], fd['noiseshift'], fd['native']):.1f}%"
         except ValueError:
@@ -110,7 +254,7 @@ def _demo(args) -> int:
                 seconds,
             )
         )
-        print(f"  calibrated N={n}: {path}")
+        print(f"  calibrated N={n}: {path}", flush=True)
     header = (
         f"{'N':>4} {'FD plain':>10} {'FD NoiseShift':>14} {'FD native':>10} "
         f"{'gap closed':>11} {'floor':>9} {'max|shift|':>11} {'NFE':>7} {'calib s':>8}"
@@ -231,14 +375,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default out/)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="calibrate the testbed at M/2, sample, print FD")
+    demo = sub.add_parser(
+        "demo", help="calibrate the reference model at M and M/2, sample, print FD"
+    )
+    demo.add_argument(
+        "--model",
+        choices=["reference", "testbed"],
+        default="reference",
+        help="reference (default): the shipped tiny SD3 trained at M = 32 "
+        "(models/reference/); testbed: the exact-denoiser testbed (fast; the --train-res, "
+        "--variant, --f0 and --alpha options apply to it only)",
+    )
     _testbed_args(demo, 16)
     demo.add_argument("--samples", type=int, default=64, help="calibration latents")
-    demo.add_argument("--eval-samples", type=int, default=256, help="samples per FD cell")
+    demo.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="samples per FD cell (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_EVAL_SAMPLES.items())
+        + ")",
+    )
     demo.add_argument("--steps", type=int, default=20)
     demo.add_argument("--mode", choices=["fast", "grid"], default="fast")
-    demo.add_argument("--max-batch", type=int, default=256)
+    demo.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="calibration rows per forward (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_MAX_BATCH.items())
+        + ")",
+    )
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a shared machine more threads can be much slower)",
+    )
     demo.set_defaults(run=_demo)
 
     cal = sub.add_parser("calibrate", help="calibrate NoiseShift for a model file")

@@ -57,11 +57,19 @@ def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
     assert record["checkpoint"]["fingerprint"] == key.fingerprint
 
 
+def _fd_table(stdout):
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("N "))
+    return [line.split() for line in lines[header + 2 : header + 4]]
+
+
 def test_demo_main_job_prints_the_fd_table(tmp_path):
     stdout = cli(
         "--out",
         str(tmp_path),
         "demo",
+        "--model",
+        "testbed",
         "--train-res",
         "16",
         "--samples",
@@ -71,10 +79,34 @@ def test_demo_main_job_prints_the_fd_table(tmp_path):
         "--steps",
         "8",
     )
-    lines = stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.strip().startswith("N "))
-    rows = [line.split() for line in lines[header + 2 : header + 4]]
+    rows = _fd_table(stdout)
     assert [row[0] for row in rows] == ["16", "8"]
     plain, shifted = float(rows[1][1]), float(rows[1][2])
     assert shifted < plain  # NoiseShift helps at M/2 even in this small run
     assert (tmp_path / "demo" / "calibration_N8.png").is_file()
+
+
+def test_demo_default_is_the_shipped_reference_model(tmp_path):
+    """The main job's default: the trained SD3 reference at M = 32, tiny counts."""
+    stdout = cli(
+        "--out",
+        str(tmp_path),
+        "demo",
+        "--samples",
+        "4",
+        "--eval-samples",
+        "8",
+        "--steps",
+        "4",
+    )
+    assert "sd3_gaussian_field_m32.safetensors" in stdout
+    rows = _fd_table(stdout)
+    assert [row[0] for row in rows] == ["32", "16"]
+    fds = [[float(v) for v in row[1:4]] for row in rows]  # plain, NoiseShift, native
+    assert all(0 < fd < 10 for row in fds for fd in row)
+    assert fds[1][1] < fds[1][0]  # NoiseShift helps at M/2 even with 4 steps
+    # the calibration went through the node into the demo's store, with plots
+    cal = sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
+    assert [p.name.split("__")[1] for p in cal] == ["16x16.json", "32x32.json"]
+    assert all(p.name.startswith("SD3-") for p in cal)
+    assert (tmp_path / "demo" / "calibration_N16.png").is_file()
