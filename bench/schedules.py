@@ -68,6 +68,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
+    Verdicts,
+    fmt,
+    print_table,
+    spectrum_name,
+)
+
 CAL_DATA_SEED = 1001
 SAMPLE_SEED = 3003
 M = 32
@@ -113,42 +120,8 @@ QUICK = {
 # --------------------------------------------------------------------------- helpers
 
 
-def fmt(v, spec=".5f") -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return format(v, spec)
-
-
 def pct(v, spec="+.0f") -> str:
     return "n/a" if v is None else format(100.0 * v, spec) + "%"
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
-    text = "\n".join(lines)
-    print(text + "\n", flush=True)
-    return text
-
-
-class Verdicts:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def check(self, ok: bool, text: str) -> bool:
-        line = f"{'PASS' if ok else 'MISS'}  {text}"
-        self.lines.append(line)
-        print(line, flush=True)
-        return ok
-
-
-def spectrum_name(sp) -> str:
-    return f"f0={sp.f0:g},a={sp.alpha:g}"
 
 
 def _jsonable(obj):
