@@ -47,7 +47,6 @@ euler_ancestral, the same ancestral noise).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -61,6 +60,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    describe_run,
+    fmt,
+    jsonable,
+    parse_args,
+    print_summary,
+    print_table,
+    run_sections,
+)
 from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
     CAL_SCHEDULER,
     CAL_STEPS,
@@ -68,9 +76,6 @@ from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
     TIMING_SEED,
     Bench,
     M,
-    _jsonable,
-    fmt,
-    print_table,
 )
 
 WORSE = 1.05  # "never more than 5% worse than plain"
@@ -835,51 +840,34 @@ class GuidanceBench(Bench):
             for k, (c, ok) in getattr(self, "chosen", {}).items()
         }
         path = self.out / "guidance.json"
-        path.write_text(json.dumps(_jsonable(self.data), indent=1))
+        path.write_text(json.dumps(jsonable(self.data), indent=1))
         return path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, about a minute")
-    parser.add_argument("--out", default=str(ROOT / "out" / "bench"), help="plots and JSON")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    args = parse_args(__doc__, argv, quick_help="smoke run, about a minute")
     os.environ["NOISE_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="guidance-bench-")
     t_start = time.perf_counter()
     bench = GuidanceBench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    print(f"{bench.host.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"mode: {'quick' if args.quick else 'full'}\n")
-    timings = {}
-    for name, fn in (
-        ("setup", bench.prepare),
-        ("sweep", bench.section_sweep),
-        ("full", bench.section_full),
-        ("cost", bench.section_cost),
-    ):
-        t0 = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - t0
-        print(f"[section {name}: {timings[name]:.1f} s]\n", flush=True)
+    describe_run(bench, args.quick)
+    timings = run_sections(
+        (
+            ("setup", bench.prepare),
+            ("sweep", bench.section_sweep),
+            ("full", bench.section_full),
+            ("cost", bench.section_cost),
+        )
+    )
     bench.data["section_s"] = timings
     written = bench.plots()
     total = time.perf_counter() - t_start
     bench.data["total_s"] = total
     written.append(bench.write_json())
-    print("=" * 78 + "\nSummary")
-    for key, (c, ok) in bench.chosen.items():
-        print(
-            f"  chosen {key}: {describe(c)} ({'feasible' if ok else 'best trade-off, infeasible'})"
-        )
-    for line in bench.verdicts.lines:
-        print("  " + line)
-    passed = sum(line.startswith("PASS") for line in bench.verdicts.lines)
-    print(f"  {passed}/{len(bench.verdicts.lines)} targets met")
-    print("Section times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"Total: {total:.1f} s. Wrote: " + ", ".join(str(p) for p in written))
+    chosen = [
+        f"chosen {key}: {describe(c)} ({'feasible' if ok else 'best trade-off, infeasible'})"
+        for key, (c, ok) in bench.chosen.items()
+    ]
+    print_summary(bench.verdicts, total, written, timings, preamble=chosen)
     return 0
 
 

@@ -37,7 +37,6 @@ Seeds: calibration data, search noise and sampling noise use different seeds
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -52,6 +51,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
+    Verdicts,
+    describe_run,
+    fmt,
+    jsonable,
+    parse_args,
+    print_summary,
+    print_table,
+    run_sections,
+    spectrum_name,
+)
 
 CAL_DATA_SEED = 1001  # generator of the calibration latents (sample_field)
 SEARCH_SEED = 2002  # eps of the calibration search
@@ -135,42 +146,8 @@ QUICK = {
 # --------------------------------------------------------------------------- helpers
 
 
-def fmt(v, spec=".5f") -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return format(v, spec)
-
-
 def pct(v, spec="+.1f") -> str:
     return "n/a" if v is None else format(100.0 * v, spec) + "%"
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
-    text = "\n".join(lines)
-    print(text + "\n", flush=True)
-    return text
-
-
-class Verdicts:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def check(self, ok: bool, text: str) -> bool:
-        line = f"{'PASS' if ok else 'MISS'}  {text}"
-        self.lines.append(line)
-        print(line, flush=True)
-        return ok
-
-
-def spectrum_name(sp) -> str:
-    return f"f0={sp.f0:g},a={sp.alpha:g}"
 
 
 # --------------------------------------------------------------------------- the bench
@@ -183,7 +160,7 @@ class Bench:
         self.quick = quick
         self.verdicts = Verdicts()
         self.tables: list[str] = []
-        self.data: dict = {"mode": "quick" if quick else "full", "config": _jsonable(cfg)}
+        self.data: dict = {"mode": "quick" if quick else "full", "config": jsonable(cfg)}
         self._import_pack()
         self.spectra = [self.FieldSpectrum(f0, a, CHANNELS) for f0, a in cfg["spectra"]]
         self._models: dict = {}
@@ -1102,67 +1079,32 @@ class Bench:
             "timing": TIMING_SEED,
         }
         path = self.out / "noiseshift.json"
-        path.write_text(json.dumps(_jsonable(self.data), indent=1))
+        path.write_text(json.dumps(jsonable(self.data), indent=1))
         return path
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
-    parser.add_argument("--out", default=str(ROOT / "out" / "bench"), help="plots and JSON")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (default 1: on a shared 2-core machine two threads "
-        "slow down about 10x whenever another process is busy)",
-    )
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    args = parse_args(__doc__, argv)
     # NoiseShift gets its calibration connected; an empty private store keeps
     # the user's calibration files out of it.
     os.environ["NOISE_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="noiseshift-bench-")
     t_start = time.perf_counter()
     bench = Bench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    print(f"{bench.host.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"mode: {'quick' if args.quick else 'full'}\n")
-    timings = {}
-    for name, fn in (
-        ("quality", bench.section_quality),
-        ("transfer", bench.section_transfer),
-        ("cost", bench.section_cost),
-        ("overhead", bench.section_overhead),
-    ):
-        t0 = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - t0
-        print(f"[section {name}: {timings[name]:.1f} s]\n", flush=True)
+    describe_run(bench, args.quick)
+    timings = run_sections(
+        (
+            ("quality", bench.section_quality),
+            ("transfer", bench.section_transfer),
+            ("cost", bench.section_cost),
+            ("overhead", bench.section_overhead),
+        )
+    )
     bench.data["section_s"] = timings
     written = bench.plots()
     total = time.perf_counter() - t_start
     bench.data["total_s"] = total
     written.append(bench.write_json())
-    print("=" * 78 + "\nSummary")
-    for line in bench.verdicts.lines:
-        print("  " + line)
-    passed = sum(line.startswith("PASS") for line in bench.verdicts.lines)
-    print(f"  {passed}/{len(bench.verdicts.lines)} targets met")
-    print("Section times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"Total: {total:.1f} s. Wrote: " + ", ".join(str(p) for p in written))
+    print_summary(bench.verdicts, total, written, timings)
     return 0
 
 

@@ -44,7 +44,6 @@ eps the same white noise.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -56,16 +55,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
-    CAL_DATA_SEED,
-    SAMPLE_SEED,
-    SEARCH_SEED,
+from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     Verdicts,
-    _jsonable,
+    describe_run,
     fmt,
-    pct,
+    jsonable,
+    parse_args,
+    print_summary,
     print_table,
 )
+from bench.noiseshift import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED, pct  # noqa: E402
 
 STEPS = 20
 SCHEDULER = "simple"
@@ -89,7 +88,7 @@ class ReferenceBench:
         self.quick = quick
         self.verdicts = Verdicts()
         self.tables: list[str] = []
-        self.data: dict = {"mode": "quick" if quick else "full", "config": _jsonable(cfg)}
+        self.data: dict = {"mode": "quick" if quick else "full", "config": jsonable(cfg)}
 
         from noisecal_host.host import ensure_host
 
@@ -388,42 +387,23 @@ class ReferenceBench:
             "sampling": SAMPLE_SEED,
         }
         path = self.out / "reference.json"
-        path.write_text(json.dumps(_jsonable(self.data), indent=1))
+        path.write_text(json.dumps(jsonable(self.data), indent=1))
         return path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, about a minute")
-    parser.add_argument("--out", default=str(ROOT / "out" / "bench"), help="plots and JSON")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (default 1: on a shared 2-core machine two threads "
-        "slow down about 10x whenever another process is busy)",
-    )
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    args = parse_args(__doc__, argv, quick_help="smoke run, about a minute")
     # the Calibrate node writes its file here, away from the user's calibrations
     os.environ["NOISE_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="reference-bench-")
     t_start = time.perf_counter()
     bench = ReferenceBench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    print(f"{bench.host.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"mode: {'quick' if args.quick else 'full'}; model {bench.ref.path.name}\n", flush=True)
+    describe_run(bench, args.quick, f"; model {bench.ref.path.name}")
     bench.run()
     written = bench.plots()
     total = time.perf_counter() - t_start
     bench.data["total_s"] = total
     written.append(bench.write_json())
-    print("=" * 78 + "\nSummary")
-    for line in bench.verdicts.lines:
-        print("  " + line)
-    passed = sum(line.startswith("PASS") for line in bench.verdicts.lines)
-    print(f"  {passed}/{len(bench.verdicts.lines)} targets met")
-    print(f"Total: {total:.1f} s. Wrote: " + ", ".join(str(p) for p in written))
+    print_summary(bench.verdicts, total, written)
     return 0
 
 

@@ -54,7 +54,6 @@ schedules 0..15.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -68,10 +67,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
+from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     Verdicts,
+    describe_run,
     fmt,
+    jsonable,
+    parse_args,
+    print_summary,
     print_table,
+    run_sections,
     spectrum_name,
 )
 
@@ -122,18 +126,6 @@ QUICK = {
 
 def pct(v, spec="+.0f") -> str:
     return "n/a" if v is None else format(100.0 * v, spec) + "%"
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 # --------------------------------------------------------------------------- closed form
@@ -264,7 +256,7 @@ class Bench:
         self.quick = quick
         self.verdicts = Verdicts()
         self.tables: list[str] = []
-        self.data: dict = {"mode": "quick" if quick else "full", "config": _jsonable(cfg)}
+        self.data: dict = {"mode": "quick" if quick else "full", "config": jsonable(cfg)}
         self._import_pack()
         self.spectra = [self.FieldSpectrum(f0, a, CHANNELS) for f0, a in cfg["spectra"]]
         self._models: dict = {}
@@ -963,39 +955,23 @@ class Bench:
             "threshold_exponent": self.ss.THRESHOLD_EXPONENT,
         }
         path = self.out / "schedules.json"
-        path.write_text(json.dumps(_jsonable(self.data), indent=1))
+        path.write_text(json.dumps(jsonable(self.data), indent=1))
         return path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
-    parser.add_argument("--out", default=str(ROOT / "out" / "bench"), help="plots and JSON")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (default 1, see bench/README.md)",
-    )
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    args = parse_args(__doc__, argv)
     t_start = time.perf_counter()
     bench = Bench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    print(f"{bench.host.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"mode: {'quick' if args.quick else 'full'}\n")
-    timings = {}
-    for name, fn in (
-        ("fd", bench.section_fd),
-        ("sampled", bench.section_sampled),
-        ("selection", bench.section_selection),
-        ("properties", bench.section_properties),
-    ):
-        t0 = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - t0
-        print(f"[section {name}: {timings[name]:.1f} s]\n", flush=True)
+    describe_run(bench, args.quick)
+    timings = run_sections(
+        (
+            ("fd", bench.section_fd),
+            ("sampled", bench.section_sampled),
+            ("selection", bench.section_selection),
+            ("properties", bench.section_properties),
+        )
+    )
     bench.data["section_s"] = timings
     written = bench.plots()
     total = time.perf_counter() - t_start
@@ -1003,13 +979,7 @@ def main(argv=None) -> int:
     if not args.quick:
         bench.verdicts.check(total <= 600, f"T4 full run {total:.0f} s (target <= 600 s)")
     written.append(bench.write_json())
-    print("=" * 78 + "\nSummary")
-    for line in bench.verdicts.lines:
-        print("  " + line)
-    passed = sum(line.startswith("PASS") for line in bench.verdicts.lines)
-    print(f"  {passed}/{len(bench.verdicts.lines)} targets met")
-    print("Section times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"Total: {total:.1f} s. Wrote: " + ", ".join(str(p) for p in written))
+    print_summary(bench.verdicts, total, written, timings)
     return 0
 
 
