@@ -88,13 +88,8 @@ def run_search(
     param = parameterization_of(model)
     latents = latents.to(torch.float32)
     x0 = model.model.process_latent_in(latents)  # the model's own latent space
-    rows = max_batch
-    levels = {"cond": None}
-
-    def level_fn(sigma, latent_hw):
-        return levels["cond"] if levels["cond"] is not None else sigma
-
-    patched = conditioning_level.patch_model(model, level_fn)
+    override = conditioning_level.LevelOverride()
+    patched = conditioning_level.patch_model(model, override)
     positive = positive if positive is not None else zero_conditioning(model)
     result: dict = {}
 
@@ -106,13 +101,11 @@ def run_search(
         def denoise(xb, sigma, sigma_cond):
             comfy.model_management.throw_exception_if_processing_interrupted()
             # ComfyUI repeats the conditioning to each call's batch size
-            levels["cond"] = sigma_cond.to(x.device, torch.float32)
-            try:
+            cond = sigma_cond.to(x.device, torch.float32)
+            with override.active(lambda level: cond):
                 out = model_k(
                     xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args
                 )
-            finally:
-                levels["cond"] = None
             return out.to(x0.device, x0.dtype)
 
         result["search"] = calibrate_noiseshift(
@@ -122,13 +115,13 @@ def run_search(
             parameterization=search_space(param),
             mode=mode,
             seed=seed,
-            max_batch=rows,
+            max_batch=max_batch,
             progress=progress,
             sigma_max=max_level(model) if param != "flow" else None,
         )
         return x
 
-    shape = (rows, *latents.shape[1:])
+    shape = (max_batch, *latents.shape[1:])
     dummy = torch.zeros(shape)
     sampler = comfy.samplers.KSAMPLER(search_inside_sampler)
     outer_sigmas = torch.tensor([float(sigmas[0]), 0.0])

@@ -22,6 +22,7 @@ our patch: put NoiseShift after any ModelSampling node.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 
@@ -63,7 +64,10 @@ def _level_class(base: type) -> type:
 
 def with_conditioning_level(model_sampling, level_fn: LevelFn):
     """A copy of `model_sampling` whose network conditioning goes through level_fn."""
-    patched = copy.deepcopy(model_sampling)  # small: a few schedule buffers
+    # copy the object (a few schedule buffers) but share the level functions
+    # already installed: they may hold state their owner updates (LevelOverride)
+    shared = {id(fn): fn for fn in getattr(model_sampling, "level_fns", ())}
+    patched = copy.deepcopy(model_sampling, shared)
     if isinstance(patched, ConditioningLevelMixin):
         patched.level_fns = tuple(patched.level_fns) + (level_fn,)
     else:
@@ -71,6 +75,25 @@ def with_conditioning_level(model_sampling, level_fn: LevelFn):
         patched.level_fns = (level_fn,)
     patched.latent_hw = None
     return patched
+
+
+class LevelOverride:
+    """A level function that passes levels through, except inside `active(fn)`:
+    for one network call the told level becomes fn(level)."""
+
+    def __init__(self):
+        self.fn = None
+
+    def __call__(self, level, latent_hw):
+        return level if self.fn is None else self.fn(level)
+
+    @contextlib.contextmanager
+    def active(self, fn):
+        self.fn = fn
+        try:
+            yield
+        finally:
+            self.fn = None
 
 
 def patch_model(model, level_fn: LevelFn):

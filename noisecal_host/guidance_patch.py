@@ -36,11 +36,8 @@ def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.T
 
 def apply_guidance(model, settings: GuidanceSettings):
     parameterization = parameterization_of(model)
-    override: dict = {"fn": None}
+    override = conditioning_level.LevelOverride()
     state: dict = {}
-
-    def level_fn(level, latent_hw):
-        return override["fn"](level) if override["fn"] is not None else level
 
     def to_sigma_space(level_u_fn):
         def fn(level):
@@ -58,17 +55,15 @@ def apply_guidance(model, settings: GuidanceSettings):
         weight = settings.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
         if not bool((weight != 0).any()):
             return denoised
-        override["fn"] = to_sigma_space(
+        other_level = to_sigma_space(
             lambda level_u: settings.other_level(level_u, x, parameterization)
         )
-        try:
+        with override.active(other_level):
             (other,) = comfy.samplers.calc_cond_batch(
                 args["model"], [args["cond"]], x, sigma, args["model_options"]
             )
-        finally:
-            override["fn"] = None
         return combine(denoised, args["cond_denoised"], other, x, weight, settings.guard)
 
-    patched = conditioning_level.patch_model(model, level_fn)
+    patched = conditioning_level.patch_model(model, override)
     patched.set_model_sampler_post_cfg_function(post_cfg)
     return patched

@@ -176,3 +176,14 @@ def test_offset_and_estimated_levels(pack_module):
         assert torch.allclose(g.estimated_level(noise, "flow"), torch.full((4,), level), rtol=0.05)
     with pytest.raises(ValueError, match="level_end <= level_start"):
         g.GuidanceSettings(level_start=0.2, level_end=0.5)
+
+
+def test_a_later_level_patch_keeps_the_guidance_branch(pack, pack_module, tiny_sd3):
+    """NoiseShift placed after guidance copies model_sampling; guidance must still work."""
+    node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]()
+    (guided,) = node.apply(tiny_sd3.patcher, 2.0, "offset", 1.0, 1.0, "constant", 1.0, 0.0)
+    identity = lambda level, latent_hw: level  # noqa: E731  (a level patch that changes nothing)
+    stacked = pack_module("noisecal_host.conditioning_level").patch_model(guided, identity)
+    expected = run(pack_module, guided, tiny_sd3, 2.0)
+    assert not torch.equal(expected, run(pack_module, tiny_sd3.patcher, tiny_sd3, 2.0))
+    assert torch.equal(run(pack_module, stacked, tiny_sd3, 2.0), expected)
