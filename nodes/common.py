@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import torch
 
+from ..noisecal import store
+
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)
 LATENT_DOWNSCALE = 8  # pixels per latent pixel for SD1/SDXL/SD3/Flux VAEs
@@ -17,3 +19,37 @@ log = logging.getLogger("noise_calibration")
 def rgb_to_image(rgb: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> ComfyUI IMAGE [1, H, W, 3] float in [0, 1]."""
     return torch.from_numpy(rgb.astype(np.float32) / 255.0).unsqueeze(0)
+
+
+def provided_records(key, calibration, inline_calibration: str, what: str) -> list[dict]:
+    """Records connected to a node (calibration input, then pasted JSON); a record
+    made for another checkpoint is used but logged."""
+    records = list(calibration or [])
+    if inline_calibration.strip():
+        records += store.loads_many(inline_calibration, "inline_calibration")
+    for record in records:
+        if store.record_key(record).identity != key.identity:
+            log.warning(
+                "%s: a connected calibration was made for %s, this model is %s; using it anyway",
+                what,
+                store.record_key(record).describe(),
+                key.describe(),
+            )
+    return records
+
+
+CALIBRATION_INPUTS = {
+    "calibration": (
+        CALIBRATION_TYPE,
+        {"tooltip": "A calibration straight from the Calibrate node; used before any file."},
+    ),
+    "inline_calibration": (
+        "STRING",
+        {
+            "multiline": True,
+            "default": "",
+            "tooltip": "Paste a calibration file's JSON (one record or a list) so a "
+            "shared workflow carries its own schedule.",
+        },
+    ),
+}

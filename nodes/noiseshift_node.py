@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ..noisecal import store
 from ..noisecal.noiseshift import ShiftResolver
 from ..noisecal_host import conditioning_level, folders
 from ..noisecal_host.calibrate import max_level, parameterization_of
 from ..noisecal_host.fingerprint import checkpoint_key
-from .common import CALIBRATION_TYPE, CATEGORY, log
+from .common import CALIBRATION_INPUTS, CATEGORY, log, provided_records
 
 ON_MISSING = ["error", "pass through"]
 
@@ -63,24 +62,7 @@ class NoiseShift:
                     },
                 ),
             },
-            "optional": {
-                "calibration": (
-                    CALIBRATION_TYPE,
-                    {
-                        "tooltip": "A calibration straight from the Calibrate node; used before "
-                        "any file."
-                    },
-                ),
-                "inline_calibration": (
-                    "STRING",
-                    {
-                        "multiline": True,
-                        "default": "",
-                        "tooltip": "Paste a calibration file's JSON (one record or a list) so a "
-                        "shared workflow carries its own schedule.",
-                    },
-                ),
-            },
+            "optional": dict(CALIBRATION_INPUTS),
         }
 
     @classmethod
@@ -95,17 +77,7 @@ class NoiseShift:
             return (model,)
         parameterization_of(model)  # clear error for unsupported model types
         key = checkpoint_key(model, label)
-        provided = list(calibration or [])
-        if inline_calibration.strip():
-            provided += store.loads_many(inline_calibration, "inline_calibration")
-        for record in provided:
-            if store.record_key(record).identity != key.identity:
-                log.warning(
-                    "NoiseShift: a connected calibration was made for %s, this model "
-                    "is %s; using it anyway",
-                    store.record_key(record).describe(),
-                    key.describe(),
-                )
+        provided = provided_records(key, calibration, inline_calibration, "NoiseShift")
         resolver = ShiftResolver(
             key,
             provided,

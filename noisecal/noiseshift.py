@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .resolver import CalibrationResolver
 from .search import SigmaHatCurve
-from .store import CalibrationNotFound, choose_sizes, not_found, record_latent_size
 
 
 class ShiftMap:
@@ -47,63 +47,10 @@ class ShiftMap:
         )
 
 
-class ShiftResolver:
-    """The level function NoiseShift installs: picks the map for the latent size
-    being sampled (provided records first, then the store), caches it.
+class ShiftResolver(CalibrationResolver):
+    """The level function NoiseShift installs (see CalibrationResolver)."""
 
-    `on_missing` is "error" (raise CalibrationNotFound with instructions) or
-    "pass through" (plain levels, one warning per size through `warn`).
-    """
+    what = "NoiseShift"
 
-    def __init__(
-        self,
-        key,
-        provided,
-        calibration_store,
-        *,
-        strength=1.0,
-        on_missing="error",
-        max_level=None,
-        warn=None,
-    ):
-        self.key = key
-        self.provided = {record_latent_size(r): r for r in provided}
-        self.store = calibration_store
-        self.strength = strength
-        self.on_missing = on_missing
-        self.max_level = max_level
-        self.warn = warn or (lambda message: None)
-        self.maps: dict[tuple, ShiftMap | None] = {}
-        self.sources: dict[tuple, tuple[str, ...]] = {}
-
-    def map_for(self, latent_hw) -> ShiftMap | None:
-        latent_hw = tuple(int(v) for v in latent_hw)
-        if latent_hw not in self.maps:
-            self.maps[latent_hw] = self._resolve(latent_hw)
-        return self.maps[latent_hw]
-
-    def _resolve(self, latent_hw):
-        chosen = choose_sizes(list(self.provided), latent_hw)
-        if chosen is not None:
-            records = [self.provided[size] for size, _ in chosen]
-            weights = [w for _, w in chosen]
-            self.sources[latent_hw] = tuple("connected calibration" for _ in records)
-        else:
-            try:
-                if self.store is None:
-                    raise not_found(self.key, latent_hw, list(self.provided))
-                match = self.store.find(self.key, latent_hw)
-            except CalibrationNotFound as exc:
-                if self.on_missing == "error":
-                    raise
-                self.warn(f"NoiseShift passes through: {exc}")
-                return None
-            records, weights = match.records, match.weights
-            self.sources[latent_hw] = match.paths
+    def build(self, records, weights):
         return ShiftMap.from_records(records, weights, self.strength, self.max_level)
-
-    def __call__(self, sigma: torch.Tensor, latent_hw) -> torch.Tensor:
-        if latent_hw is None:
-            return sigma
-        shift_map = self.map_for(latent_hw)
-        return sigma if shift_map is None else shift_map(sigma)

@@ -1,4 +1,4 @@
-"""Change only the noise level the network is conditioned on.
+"""Change the noise level the network is conditioned on, or the whole denoiser's level.
 
 ComfyUI derives the network's conditioning from `model_sampling.timestep(sigma)`
 and nothing else; input scaling (`calculate_input`), the denoised estimate
@@ -18,6 +18,14 @@ the continuous (log-sigma interpolated) difference between the two levels, so
 an unchanged level gives exactly ComfyUI's value and small shifts still count.
 A ModelSampling* node placed AFTER ours replaces the whole object and drops
 our patch: put NoiseShift after any ModelSampling node.
+
+Noise Level Correction changes more than the conditioning: its state
+functions map the sampler's sigma to the level the whole denoiser is
+evaluated at (input scaling, conditioning and denoised estimate alike). They
+always run first, whatever the node order: the conditioning functions
+(NoiseShift, guidance) then start from the corrected level. Only calls inside
+a model evaluation are changed; a scheduler asking for `timestep(sigma_max)`
+gets the plain value, so patched models keep their schedules.
 """
 
 from __future__ import annotations
@@ -35,14 +43,31 @@ LevelFn = Callable[[torch.Tensor, tuple | None], torch.Tensor]
 
 class ConditioningLevelMixin:
     level_fns: tuple = ()
+    state_fns: tuple = ()
     latent_hw: tuple | None = None
+    # (sigma object, state level) of the apply_model call in progress: ComfyUI
+    # passes the same sigma tensor to calculate_input, timestep and
+    # calculate_denoised, so other callers (a scheduler asking timestep(sigma_max))
+    # are told apart and get the plain value
+    _call: tuple | None = None
+
+    def _current(self, sigma):
+        call = self._call
+        return call if call is not None and call[0] is sigma else None
 
     def calculate_input(self, sigma, noise):
         self.latent_hw = tuple(noise.shape[-2:])
-        return super().calculate_input(sigma, noise)
+        level = sigma
+        for fn in self.state_fns:
+            level = fn(level, self.latent_hw)
+        self._call = (sigma, level)
+        return super().calculate_input(level, noise)
 
     def timestep(self, sigma):
-        level = sigma
+        call = self._current(sigma)
+        if call is None:
+            return super().timestep(sigma)
+        level = call[1]
         for fn in self.level_fns:
             level = fn(level, self.latent_hw)
         if level is sigma or torch.equal(level, sigma):
@@ -51,6 +76,11 @@ class ConditioningLevelMixin:
             offset = _continuous_step(self, level) - _continuous_step(self, sigma)
             return super().timestep(sigma).to(offset.dtype) + offset
         return super().timestep(level)
+
+    def calculate_denoised(self, sigma, model_output, model_input):
+        call = self._current(sigma)
+        level = sigma if call is None else call[1]
+        return super().calculate_denoised(level, model_output, model_input)
 
 
 _classes: dict[type, type] = {}
@@ -62,18 +92,26 @@ def _level_class(base: type) -> type:
     return _classes[base]
 
 
-def with_conditioning_level(model_sampling, level_fn: LevelFn):
-    """A copy of `model_sampling` whose network conditioning goes through level_fn."""
-    # copy the object (a few schedule buffers) but share the level functions
-    # already installed: they may hold state their owner updates (LevelOverride)
-    shared = {id(fn): fn for fn in getattr(model_sampling, "level_fns", ())}
-    patched = copy.deepcopy(model_sampling, shared)
-    if isinstance(patched, ConditioningLevelMixin):
-        patched.level_fns = tuple(patched.level_fns) + (level_fn,)
-    else:
+def with_conditioning_level(model_sampling, level_fn: LevelFn | None = None, *, state_fn=None):
+    """A copy of `model_sampling` whose network conditioning goes through level_fn
+    and, with state_fn, whose whole evaluation (input scaling, conditioning,
+    denoised estimate) uses state_fn(sigma) instead of the sampler's sigma."""
+    # copy the object (a few schedule buffers) but share the functions already
+    # installed: they may hold state their owner updates (LevelOverride)
+    installed = (
+        *getattr(model_sampling, "level_fns", ()),
+        *getattr(model_sampling, "state_fns", ()),
+    )
+    patched = copy.deepcopy(model_sampling, {id(fn): fn for fn in installed})
+    if not isinstance(patched, ConditioningLevelMixin):
         patched.__class__ = _level_class(type(model_sampling))
-        patched.level_fns = (level_fn,)
+        patched.level_fns, patched.state_fns = (), ()
+    if level_fn is not None:
+        patched.level_fns = tuple(patched.level_fns) + (level_fn,)
+    if state_fn is not None:
+        patched.state_fns = tuple(patched.state_fns) + (state_fn,)
     patched.latent_hw = None
+    patched._call = None
     return patched
 
 
@@ -96,11 +134,14 @@ class LevelOverride:
             self.fn = None
 
 
-def patch_model(model, level_fn: LevelFn):
-    """model.clone() with the conditioning level patched; the input is untouched."""
+def patch_model(model, level_fn: LevelFn | None = None, *, state_fn=None):
+    """model.clone() with the conditioning level (and, with state_fn, the level the
+    whole denoiser is evaluated at) patched; the sampler's sigmas are untouched."""
     patched = model.clone()
     current = patched.get_model_object("model_sampling")
-    patched.add_object_patch("model_sampling", with_conditioning_level(current, level_fn))
+    patched.add_object_patch(
+        "model_sampling", with_conditioning_level(current, level_fn, state_fn=state_fn)
+    )
     return patched
 
 
