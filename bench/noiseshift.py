@@ -218,7 +218,7 @@ class Bench:
         if max_batch is None:
             max_batch = max(1, CAL_ROWS_PIXELS // (latents.shape[-1] * latents.shape[-2]))
         t0 = time.perf_counter()
-        res = self.calibrate.run_search(
+        res, _ = self.calibrate.run_search(
             model,
             latents,
             sigmas,

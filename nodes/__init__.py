@@ -7,6 +7,7 @@ workflow files must keep loading.
 
 from ..noisecal_host import folders
 from .calibrate_node import Calibrate
+from .correction_node import NoiseLevelCorrection
 from .guidance_node import NoiseAwarenessGuidance
 from .noiseshift_node import NoiseShift
 from .spectral_node import SpectralScheduler
@@ -18,10 +19,12 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationNoiseShift": NoiseShift,
     "NoiseCalibrationNoiseAwarenessGuidance": NoiseAwarenessGuidance,
     "NoiseCalibrationSpectralScheduler": SpectralScheduler,
+    "NoiseCalibrationNoiseLevelCorrection": NoiseLevelCorrection,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "NoiseCalibrationCalibrate": "Noise Calibration: Calibrate",
     "NoiseCalibrationNoiseShift": "NoiseShift (calibrated noise levels)",
     "NoiseCalibrationNoiseAwarenessGuidance": "Noise Awareness Guidance",
     "NoiseCalibrationSpectralScheduler": "Spectral Scheduler (calibrated SIGMAS)",
+    "NoiseCalibrationNoiseLevelCorrection": "Noise Level Correction",
 }

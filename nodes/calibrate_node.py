@@ -11,6 +11,8 @@ from ..noisecal.plots import calibration_plot
 from ..noisecal_host import calibrate, folders
 from .common import CALIBRATION_TYPE, CATEGORY, LATENT_DOWNSCALE, rgb_to_image
 
+CORRECTION_CHOICES = ["off", "euler", "heun"]
+
 
 class Calibrate:
     DESCRIPTION = (
@@ -20,7 +22,9 @@ class Calibrate:
         "models/noise_calibration (once per checkpoint and resolution; NoiseShift nodes "
         "then find it). Feed it 16-64 latents of real images at the target resolution "
         "(LATENT, or IMAGE + VAE which are resized and center-cropped). Shows progress and "
-        "can be cancelled; an earlier file is only replaced when the run completes."
+        "can be cancelled; an earlier file is only replaced when the run completes.\n"
+        "Set 'correction' to also calibrate the table the Noise Level Correction node "
+        "reads, in the same run and file."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (CALIBRATION_TYPE, "STRING", "IMAGE")
@@ -146,6 +150,18 @@ class Calibrate:
                     "SIGMAS",
                     {"tooltip": "Calibrate at these sigmas instead of steps + scheduler."},
                 ),
+                # last, so workflows saved before it existed keep their widget values
+                "correction": (
+                    CORRECTION_CHOICES,
+                    {
+                        "default": "off",
+                        "tooltip": "Also calibrate the Noise Level Correction table in the same "
+                        "run, for this sampler family: euler (euler, euler_ancestral, ddim) "
+                        "or heun (second-order samplers). About 25 extra network calls "
+                        "per latent per step (twice that for heun). It fits the steps and scheduler set here "
+                        "best: calibrate at the step count you sample with.",
+                    },
+                ),
             },
         }
 
@@ -166,7 +182,10 @@ class Calibrate:
         vae=None,
         positive=None,
         sigmas=None,
+        correction="off",
     ):
+        if correction not in CORRECTION_CHOICES:
+            raise ValueError(f"correction must be one of {CORRECTION_CHOICES}, got {correction!r}")
         latents, source = self._latents(latent, image, vae, width, height)
         latents = latents[:sample_count]
         h, w = latents.shape[-2:]
@@ -188,6 +207,7 @@ class Calibrate:
             max_batch=max_batch,
             calibration_store=calibration_store,
             progress=progress,
+            correction=None if correction == "off" else correction,
         )
         plot = rgb_to_image(calibration_plot(record))
         return {"ui": {"text": [path]}, "result": ([record], path, plot)}

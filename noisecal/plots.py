@@ -15,7 +15,8 @@ def _figure_to_rgb(fig) -> np.ndarray:
 
 
 def calibration_plot(record: dict) -> np.ndarray:
-    """sigma_hat against sigma (with the identity) and the one-step error per step."""
+    """sigma_hat against sigma (with the identity) and the one-step error per step;
+    with a Noise Level Correction table, a third panel: r against sigma."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +24,11 @@ def calibration_plot(record: dict) -> np.ndarray:
 
     sigmas, hats = record["sigmas"], record["sigma_hat"]
     res = record["resolution"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    correction = record.get("correction")
+    if correction:
+        fig, (left, right, third) = plt.subplots(1, 3, figsize=(13.5, 3.6), dpi=100)
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
     top = max(max(sigmas), max(hats))
     left.plot([0, top], [0, top], color="0.6", linestyle="--", label="identity")
     left.plot(sigmas, hats, marker="o", markersize=3, label="calibrated")
@@ -44,8 +49,35 @@ def calibration_plot(record: dict) -> np.ndarray:
     right.set_ylabel("one-step error (MSE)")
     right.set_title(f"{record['cost']['network_evaluations']} network evaluations")
     right.legend(loc="best")
+    if correction:
+        _correction_panel(third, correction)
     fig.tight_layout()
     return _figure_to_rgb(fig)
+
+
+def _correction_panel(ax, correction: dict) -> None:
+    """r against the sampler's sigma: the table as Noise Level Correction applies it
+    (piecewise linear in log sigma, end values held), calibrated levels marked."""
+    import torch
+
+    from .correction import CorrectionTable
+
+    table = CorrectionTable.from_json(correction)
+    lo, hi = min(table.sigmas), max(table.sigmas)
+    grid = np.geomspace(lo / 2, hi, 200)  # a little below the table: the held end shows
+    r = table(torch.from_numpy(grid)).numpy()
+    ax.axhline(0.0, color="0.6", linestyle="--", label="no correction")
+    ax.semilogx(grid, r, color="C2", label="applied r")
+    ax.semilogx(table.sigmas, table.r, "o", color="C2", markersize=3, label="calibrated")
+    ax.set_xlabel("sigma (sampler)")
+    ax.set_ylabel("r   (sigma_hat = sigma (1 + r))")
+    sampler = correction.get("sampler", "euler")
+    evaluations = correction.get("network_evaluations")
+    title = f"Noise Level Correction ({sampler}, {len(table.sigmas)} steps)"
+    if evaluations is not None:
+        title += f"\n{evaluations} network evaluations"
+    ax.set_title(title, fontsize="medium")
+    ax.legend(loc="best")
 
 
 def save_png(image, path) -> None:

@@ -151,7 +151,21 @@ SCHEMA: dict[str, Any] = {
         },
         "sigmas": {**_number_list, "minItems": 1},
         "sigma_hat": {**_number_list, "minItems": 1},
-        "correction": _optional_object,
+        "correction": {
+            # Noise Level Correction table (noisecal/correction.py), or null
+            "type": ["object", "null"],
+            "required": ["method", "sigmas", "r"],
+            "properties": {
+                "method": {"type": "string"},
+                "sampler": {"type": "string"},
+                "sigmas": {**_number_list, "minItems": 1},
+                "r": {**_number_list, "minItems": 1},
+                "error_before": _number_list,
+                "error_after": _number_list,
+                "network_evaluations": {"type": "integer", "minimum": 0},
+                "params": {"type": "object"},
+            },
+        },
         "spectrum": _optional_object,
         "calibration_set": {
             "type": "object",
@@ -203,7 +217,23 @@ def validate(record: dict, source: str = "calibration") -> dict:
         raise CalibrationError(f"{source}: sigmas and sigma_hat must be finite numbers")
     if any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)):
         raise CalibrationError(f"{source}: sigmas must be strictly descending")
+    if record.get("correction"):
+        _check_correction(record["correction"], source)
     return record
+
+
+def _check_correction(table: dict, source: str) -> None:
+    sigmas, r = table["sigmas"], table["r"]
+    if len(sigmas) != len(r):
+        raise CalibrationError(
+            f"{source}: correction has {len(sigmas)} sigmas but {len(r)} r values"
+        )
+    if not all(math.isfinite(v) for v in sigmas + r) or any(v <= 0 for v in sigmas):
+        raise CalibrationError(f"{source}: correction sigmas must be finite and > 0, r finite")
+    if any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)):
+        raise CalibrationError(f"{source}: correction sigmas must be strictly descending")
+    if any(abs(v) > 1 for v in r):
+        raise CalibrationError(f"{source}: correction r must lie in [-1, 1]")
 
 
 def make_record(

@@ -7,6 +7,11 @@ runs the whole search inside it, with cfg = 1 so only the positive branch is
 evaluated. The conditioning level of each row is set through the
 `conditioning_level` patch; input scaling and the denoised estimate use the
 row's true sigma, exactly as NoiseShift will at sampling time.
+
+With `correction` set, the same sampler call then calibrates the Noise Level
+Correction table (noisecal/correction.py): there the guided denoiser is
+simply called at sigma_hat, which is what the correction patch does when
+sampling.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import comfy.utils
 import torch
 
 from ..noisecal import store
+from ..noisecal.correction import SAMPLERS as CORRECTION_SAMPLERS
+from ..noisecal.correction import CorrectionResult, calibrate_correction
 from ..noisecal.search import SearchResult, calibrate_noiseshift
 from ..noisecal.spectra import rapsd
 from . import conditioning_level
@@ -83,9 +90,18 @@ def run_search(
     seed: int = 0,
     max_batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
-) -> SearchResult:
-    """latents: clean latents as a LATENT holds them (before process_latent_in)."""
+    correction: str | None = None,
+) -> tuple[SearchResult, CorrectionResult | None]:
+    """latents: clean latents as a LATENT holds them (before process_latent_in).
+
+    correction: None, or the sampler ("euler", "heun") to calibrate the Noise
+    Level Correction table for, after the NoiseShift search.
+    """
+    if correction is not None and correction not in CORRECTION_SAMPLERS:
+        raise ValueError(f"correction must be None or one of {CORRECTION_SAMPLERS}")
     param = parameterization_of(model)
+    steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
+    phases = 2 if correction else 1
     latents = latents.to(torch.float32)
     x0 = model.model.process_latent_in(latents)  # the model's own latent space
     override = conditioning_level.LevelOverride()
@@ -108,6 +124,11 @@ def run_search(
                 )
             return out.to(x0.device, x0.dtype)
 
+        def phase_progress(phase):
+            if progress is None:
+                return None
+            return lambda done, total: progress(phase * steps + done, phases * steps)
+
         result["search"] = calibrate_noiseshift(
             denoise,
             x0,
@@ -116,9 +137,29 @@ def run_search(
             mode=mode,
             seed=seed,
             max_batch=max_batch,
-            progress=progress,
+            progress=phase_progress(0),
             sigma_max=max_level(model) if param != "flow" else None,
         )
+        if correction:
+
+            def denoise_at(xb, sigma_hat):
+                comfy.model_management.throw_exception_if_processing_interrupted()
+                out = model_k(
+                    xb.to(x.device, x.dtype), sigma_hat.to(x.device, torch.float32), **extra_args
+                )
+                return out.to(x0.device, x0.dtype)
+
+            result["correction"] = calibrate_correction(
+                denoise_at,
+                x0,
+                sigmas.tolist(),
+                parameterization=search_space(param),
+                seed=seed,
+                max_batch=max_batch,
+                progress=phase_progress(1),
+                sigma_max=max_level(model),
+                sampler=correction,
+            )
         return x
 
     shape = (max_batch, *latents.shape[1:])
@@ -137,7 +178,7 @@ def run_search(
         disable_pbar=True,
         seed=seed,
     )
-    return result["search"]
+    return result["search"], result.get("correction")
 
 
 def comfy_progress(total: int, also: Callable[[int, int], None] | None = None):
@@ -167,6 +208,7 @@ def calibrate(
     max_batch=32,
     calibration_store=None,
     progress=None,
+    correction=None,
 ) -> tuple[dict, str | None]:
     """Search, build the schema-1 record and (if a store is given) write it atomically.
 
@@ -175,7 +217,7 @@ def calibrate(
     key = checkpoint_key(model, label)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
     started = time.perf_counter()
-    searched = run_search(
+    searched, corrected = run_search(
         model,
         latents,
         sigmas,
@@ -184,6 +226,7 @@ def calibrate(
         seed=seed,
         max_batch=max_batch,
         progress=progress,
+        correction=correction,
     )
     spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
     record = store.make_record(
@@ -198,7 +241,8 @@ def calibrate(
         calibration_set={"count": int(latents.shape[0]), "source": source, "seed": int(seed)},
         error_before=searched.error_before,
         error_after=searched.error_after,
-        network_evaluations=searched.nfe,
+        network_evaluations=searched.nfe + (corrected.nfe if corrected else 0),
+        correction=corrected.to_record() if corrected else None,
         spectrum=spectrum,
         wall_time_s=time.perf_counter() - started,
     )

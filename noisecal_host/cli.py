@@ -341,6 +341,7 @@ def _calibrate(args) -> int:
         max_batch=args.max_batch,
         calibration_store=CalibrationStore([out], out),
         progress=progress,
+        correction=None if args.correction == "off" else args.correction,
     )
     print(file=sys.stderr)
     plot_path = Path(path).with_suffix(".png")
@@ -352,6 +353,9 @@ def _calibrate(args) -> int:
         f"{record['cost']['network_evaluations']} network evaluations, "
         f"{record['cost']['wall_time_s']:.1f} s"
     )
+    if record["correction"]:
+        r = record["correction"]["r"]
+        print(f"correction table r from {min(r):+.3f} to {max(r):+.3f} over {len(r)} steps")
     return 0
 
 
@@ -431,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--label", default=None)
     cal.add_argument("--max-batch", type=int, default=32)
+    cal.add_argument(
+        "--correction",
+        choices=["off", "euler", "heun"],
+        default="off",
+        help="also calibrate the Noise Level Correction table for this sampler family",
+    )
     cal.add_argument(
         "--out-dir",
         default=None,

@@ -43,6 +43,8 @@ def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
         "4",
         "--max-batch",
         "16",
+        "--correction",
+        "euler",
         "--out-dir",
         str(out_dir),
     )
@@ -52,6 +54,7 @@ def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
     assert record["parameterization"] == "flow" and len(record["sigmas"]) == 4
     assert record["calibration_set"]["source"] == "latents file latents.safetensors"
     assert f"wrote {files[0]}" in stdout and files[0].with_suffix(".png").is_file()
+    assert len(record["correction"]["r"]) == 4 and "correction table r from" in stdout
     # the file loads as the same checkpoint: the key matches the in-process fingerprint
     key = pack_module("noisecal_host.fingerprint").checkpoint_key(tiny.patcher)
     assert record["checkpoint"]["fingerprint"] == key.fingerprint

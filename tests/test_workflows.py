@@ -5,6 +5,13 @@ version 0.4): the link table agrees with the nodes' inputs and outputs, every
 node of this pack exists, and its widgets_values line up with the widgets the
 frontend builds from INPUT_TYPES (a stale order would shift every value into
 the wrong widget). Each workflow has a JPEG thumbnail beside it.
+
+Compatibility rule for saved workflows: the frontend fills widgets_values in
+order and gives widgets with no value their defaults. So a widget may only
+ever be appended; a workflow saved before it existed then lacks only a tail
+of appended widgets and still loads. PINNED_WIDGETS holds each node's widget
+order as released: the current order must start with it (a rename, a removal
+or a widget inserted before the end fails).
 """
 
 from __future__ import annotations
@@ -19,12 +26,69 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_DIR = ROOT / "example_workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
 OUR_PREFIX = "NoiseCalibration"
-SHOWN_NODES = ("NoiseCalibrationCalibrate", "NoiseCalibrationNoiseShift")  # need an example
+SHOWN_NODES = (  # need an example
+    "NoiseCalibrationCalibrate",
+    "NoiseCalibrationNoiseShift",
+    "NoiseCalibrationNoiseLevelCorrection",
+)
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_NAMES = {"seed", "noise_seed"}  # INT inputs the frontend gives a control widget
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 THUMBNAIL_MAX_BYTES = 60_000
 THUMBNAIL_MAX_SIDE = 1024
+
+# Widget names of every node, in the order the frontend creates them (and
+# saves their values). Never reorder or rename an entry: append new widgets
+# at the end, and list them in APPENDED_WIDGETS too.
+PINNED_WIDGETS = {
+    "NoiseCalibrationCalibrate": [
+        "steps",
+        "scheduler",
+        "search_mode",
+        "sample_count",
+        "seed",
+        "control_after_generate",
+        "width",
+        "height",
+        "label",
+        "max_batch",
+        "correction",
+    ],
+    "NoiseCalibrationNoiseShift": ["strength", "if_missing", "label", "inline_calibration"],
+    "NoiseCalibrationNoiseAwarenessGuidance": [
+        "weight",
+        "mode",
+        "offset",
+        "pseudo_level",
+        "weight_schedule",
+        "level_start",
+        "level_end",
+    ],
+    "NoiseCalibrationSpectralScheduler": [
+        "steps",
+        "source",
+        "variant",
+        "seed",
+        "control_after_generate",
+        "denoise",
+        "width",
+        "height",
+        "label",
+    ],
+    "NoiseCalibrationNoiseLevelCorrection": [
+        "strength",
+        "sigma_min",
+        "sigma_max",
+        "if_missing",
+        "label",
+        "inline_calibration",
+    ],
+}
+# Widgets appended after a node was first released: a workflow saved by an
+# older version may stop before them (they load with their defaults).
+APPENDED_WIDGETS = {
+    "NoiseCalibrationCalibrate": ["correction"],
+}
 
 
 def load(path: Path) -> dict:
@@ -165,35 +229,122 @@ def test_our_sockets_match_the_node(path, pack):
         assert [o["name"] for o in outputs] == list(names), where
 
 
+def widget_value_problems(node: dict, cls) -> list[str]:
+    """What is wrong with a saved node's widgets_values (empty: it loads right).
+
+    The values must cover every widget, or (a workflow saved by an older
+    version) stop early with only widgets appended since missing.
+    """
+    widgets = expected_widgets(cls.INPUT_TYPES())
+    names = [name for name, _, _ in widgets]
+    values = node.get("widgets_values")
+    where = f"{node['type']} (node {node['id']})"
+    if not isinstance(values, list):
+        return [f"{where}: widgets_values must be a list"]
+    if len(values) > len(widgets):
+        return [f"{where}: {len(values)} widget values for widgets {names}"]
+    missing = names[len(values) :]
+    not_appended = [n for n in missing if n not in APPENDED_WIDGETS.get(node["type"], [])]
+    if not_appended:
+        return [
+            f"{where}: {len(values)} widget values for widgets {names}; "
+            f"{not_appended} are missing (only widgets listed in APPENDED_WIDGETS may be)"
+        ]
+    problems = []
+    for (name, kind, options), value in zip(widgets, values, strict=False):
+        label = f"{where}: {name}={value!r}"
+        if name == "control_after_generate":
+            if value not in CONTROL_VALUES:
+                problems.append(label)
+        elif isinstance(kind, (list, tuple)):
+            if value not in kind:
+                problems.append(f"{label} is not one of {list(kind)}")
+        elif kind == "BOOLEAN":
+            if not isinstance(value, bool):
+                problems.append(label)
+        elif kind == "STRING":
+            if not isinstance(value, str):
+                problems.append(label)
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            problems.append(f"{label} is not a number")
+        elif kind == "INT" and not float(value).is_integer():
+            problems.append(f"{label} is not an integer")
+        elif "min" in options and value < options["min"]:
+            problems.append(f"{label} < min {options['min']}")
+        elif "max" in options and value > options["max"]:
+            problems.append(f"{label} > max {options['max']}")
+    return problems
+
+
 @workflow_params()
 def test_our_widget_values_match_input_types(path, pack):
     for node in our_nodes(load(path)):
         cls = pack.NODE_CLASS_MAPPINGS[node["type"]]
-        widgets = expected_widgets(cls.INPUT_TYPES())
-        values = node.get("widgets_values")
-        where = f"{path.name}: {node['type']} (node {node['id']})"
-        assert isinstance(values, list), f"{where}: widgets_values must be a list"
-        assert len(values) == len(widgets), (
-            f"{where}: {len(values)} widget values for widgets {[w[0] for w in widgets]}"
+        problems = widget_value_problems(node, cls)
+        assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def widget_order_problem(node_id: str, current: list[str]) -> str | None:
+    """Why ``current`` breaks the pinned widget order of ``node_id`` (None: it is kept)."""
+    pinned = PINNED_WIDGETS[node_id]
+    if current[: len(pinned)] == pinned:
+        return None
+    return (
+        f"{node_id}: widgets {current} do not start with the pinned {pinned}: saved "
+        "workflows would load their values into the wrong widgets (append new widgets "
+        "at the end, never rename or reorder)"
+    )
+
+
+def test_widget_order_is_pinned(pack):
+    """Every node's widgets start with the pinned order: only appending is allowed."""
+    assert set(PINNED_WIDGETS) == set(pack.NODE_CLASS_MAPPINGS), (
+        "pin the widget order of every node (and never drop a node id): "
+        f"{sorted(set(PINNED_WIDGETS) ^ set(pack.NODE_CLASS_MAPPINGS))}"
+    )
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        current = [name for name, _, _ in expected_widgets(cls.INPUT_TYPES())]
+        problem = widget_order_problem(node_id, current)
+        assert problem is None, problem
+
+
+def test_pin_check_catches_an_inserted_or_renamed_widget():
+    node_id = "NoiseCalibrationCalibrate"
+    pinned = PINNED_WIDGETS[node_id]
+    assert widget_order_problem(node_id, list(pinned)) is None
+    assert widget_order_problem(node_id, [*pinned, "new_widget"]) is None  # appended
+    inserted = [*pinned[:3], "new_widget", *pinned[3:]]
+    renamed = ["renamed" if n == "label" else n for n in pinned]
+    swapped = [pinned[1], pinned[0], *pinned[2:]]
+    for broken in (inserted, renamed, swapped, pinned[:-1]):
+        assert widget_order_problem(node_id, broken) is not None, broken
+
+
+def test_appended_widgets_are_a_pinned_tail():
+    for node_id, appended in APPENDED_WIDGETS.items():
+        pinned = PINNED_WIDGETS[node_id]
+        assert pinned[len(pinned) - len(appended) :] == appended, (
+            f"{node_id}: appended widgets {appended} must be the end of {pinned}"
         )
-        for (name, kind, options), value in zip(widgets, values, strict=True):
-            label = f"{where}: {name}={value!r}"
-            if name == "control_after_generate":
-                assert value in CONTROL_VALUES, label
-            elif isinstance(kind, (list, tuple)):
-                assert value in kind, f"{label} is not one of {list(kind)}"
-            elif kind == "BOOLEAN":
-                assert isinstance(value, bool), label
-            elif kind == "STRING":
-                assert isinstance(value, str), label
-            else:
-                assert isinstance(value, (int, float)) and not isinstance(value, bool), label
-                if kind == "INT":
-                    assert float(value).is_integer(), f"{label} is not an integer"
-                if "min" in options:
-                    assert value >= options["min"], f"{label} < min {options['min']}"
-                if "max" in options:
-                    assert value <= options["max"], f"{label} > max {options['max']}"
+
+
+def test_older_workflows_load_with_appended_widgets_missing(pack):
+    """The compatibility rule itself: a saved node may lack appended widgets only."""
+    node_id = "NoiseCalibrationCalibrate"
+    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    node = next(n for path in WORKFLOWS for n in load(path)["nodes"] if n["type"] == node_id)
+    values = node["widgets_values"]
+    appended = len(APPENDED_WIDGETS[node_id])
+    assert appended >= 1
+    assert not widget_value_problems(node, cls)
+    older = {**node, "widgets_values": values[:-appended]}  # saved before `correction`
+    assert not widget_value_problems(older, cls)
+    too_short = {**node, "widgets_values": values[: -appended - 1]}  # lacks max_batch
+    assert widget_value_problems(too_short, cls)
+    too_long = {**node, "widgets_values": [*values, "off"]}
+    assert widget_value_problems(too_long, cls)
+    shifted = {**node, "widgets_values": [values[0], *values[2:]]}  # a value dropped mid-way
+    assert widget_value_problems(shifted, cls)
 
 
 @workflow_params()

@@ -1,0 +1,261 @@
+"""Noise Level Correction on ComfyUI's own models and samplers (tiny SD3, Flux, UNet; testbed)."""
+
+import json
+
+import comfy.model_management
+import comfy.samplers
+import pytest
+import torch
+from test_noiseshift_host import LATENT, _discrete, make_record, run, schedule_levels
+
+
+@pytest.fixture
+def nodes(pack):
+    m = pack.NODE_CLASS_MAPPINGS
+    return (
+        m["NoiseCalibrationCalibrate"](),
+        m["NoiseCalibrationNoiseLevelCorrection"](),
+        m["NoiseCalibrationNoiseShift"](),
+        m["NoiseCalibrationNoiseAwarenessGuidance"](),
+    )
+
+
+@pytest.fixture
+def cal_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISE_CALIBRATION_DIR", str(tmp_path))
+    return tmp_path
+
+
+def with_table(pack_module, patcher, r_fn, shift_fn=lambda s: s):
+    """A calibration record whose correction table holds r_fn(sigma)."""
+    record = make_record(pack_module, patcher, shift_fn)
+    sigmas = schedule_levels(patcher)
+    record["correction"] = {"method": "test", "sigmas": sigmas, "r": [r_fn(s) for s in sigmas]}
+    return pack_module("noisecal.store").validate(record)
+
+
+def apply(nlc, model, record, strength=1.0, sigma_range=(0.0, 1000.0), if_missing="error"):
+    return nlc.apply(model, strength, *sigma_range, if_missing, calibration=[record])[0]
+
+
+def capture(patcher):
+    """What the network gets (input, conditioning, output) and what apply_model returns."""
+    seen = {"xc": [], "t": [], "v": [], "sigma": [], "x": [], "denoised": []}
+    net = patcher.model.diffusion_model
+
+    def hook(module, args, kwargs, output):
+        seen["xc"].append(args[0].detach().clone().float())
+        seen["t"].append(args[1].detach().clone())
+        seen["v"].append(output.detach().clone().float())
+
+    handle = net.register_forward_hook(hook, with_kwargs=True)
+
+    def wrapper(apply_model, args):
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        seen["sigma"].append(args["timestep"].detach().clone())
+        seen["x"].append(args["input"].detach().clone())
+        seen["denoised"].append(out.detach().clone())
+        return out
+
+    patched = patcher.clone()
+    patched.set_model_unet_function_wrapper(wrapper)
+    return patched, seen, handle
+
+
+@pytest.mark.parametrize("entry", ["ksampler", "sample_custom"])
+def test_network_and_denoised_use_sigma_hat_while_sampler_keeps_sigma(
+    pack_module, nodes, tiny_model, entry
+):
+    nlc = nodes[1]
+    base_ms = tiny_model.patcher.get_model_object("model_sampling")
+    record = with_table(pack_module, tiny_model.patcher, lambda s: -0.2 if s > 0.5 else 0.1)
+    model, seen, handle = capture(apply(nlc, tiny_model.patcher, record))
+    sigmas = None
+    if entry == "sample_custom":
+        sigmas = comfy.samplers.calculate_sigmas(base_ms, "simple", 3)
+    try:
+        run(pack_module, model, tiny_model, sigmas)
+    finally:
+        handle.remove()
+    table = pack_module("noisecal.correction").CorrectionTable.from_json(record["correction"])
+    assert len(seen["t"]) >= 3
+    for xc, t, v, sigma, x, denoised in zip(*seen.values(), strict=True):
+        hat = (sigma.double() * (1 + table(sigma))).float()
+        assert not torch.allclose(hat, sigma)
+        if _discrete(base_ms):
+            cont = pack_module("noisecal_host.conditioning_level")._continuous_step
+            expected_t = base_ms.timestep(sigma).float() + cont(base_ms, hat) - cont(base_ms, sigma)
+        else:
+            expected_t = base_ms.timestep(hat).float()
+        assert torch.allclose(t.float(), expected_t, atol=1e-4)
+        # input scaling and the denoised estimate use sigma_hat too
+        assert torch.allclose(xc, base_ms.calculate_input(hat, x).float(), atol=1e-5)
+        expected = base_ms.calculate_denoised(hat, v, x)
+        assert torch.allclose(denoised, expected, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(denoised, base_ms.calculate_denoised(sigma, v, x), atol=1e-4)
+    if sigmas is not None:  # the sampler walked exactly the given sigmas
+        walked = sorted({round(float(s[0]), 6) for s in seen["sigma"]}, reverse=True)
+        assert walked == [round(float(s), 6) for s in sigmas[:-1]]
+
+
+def test_strength_zero_and_a_zero_table_are_bit_identical(pack_module, nodes, tiny_model):
+    nlc = nodes[1]
+    plain = run(pack_module, tiny_model.patcher, tiny_model)
+    zero = with_table(pack_module, tiny_model.patcher, lambda s: 0.0)
+    assert torch.equal(run(pack_module, apply(nlc, tiny_model.patcher, zero), tiny_model), plain)
+    table = with_table(pack_module, tiny_model.patcher, lambda s: -0.15)
+    off = apply(nlc, tiny_model.patcher, table, strength=0.0)
+    assert off is tiny_model.patcher
+    assert torch.equal(run(pack_module, off, tiny_model), plain)
+    on = apply(nlc, tiny_model.patcher, table)
+    assert not torch.equal(run(pack_module, on, tiny_model), plain)
+    # outside the sigma range nothing changes
+    outside = apply(nlc, tiny_model.patcher, table, sigma_range=(500.0, 600.0))
+    assert torch.equal(run(pack_module, outside, tiny_model), plain)
+
+
+def test_schedules_of_a_patched_model_stay_plain(pack_module, nodes, tiny_sd3):
+    _, nlc, noiseshift, _ = nodes
+    record = with_table(pack_module, tiny_sd3.patcher, lambda s: -0.3, lambda s: 0.7 * s)
+    (shifted,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error", calibration=[record])
+    model = apply(nlc, shifted, record)
+    base = tiny_sd3.patcher.get_model_object("model_sampling")
+    ms = model.get_model_object("model_sampling")
+    run(pack_module, model, tiny_sd3)  # leaves the last call's latent size behind
+    for scheduler in ("normal", "simple", "sgm_uniform"):
+        assert torch.equal(
+            comfy.samplers.calculate_sigmas(ms, scheduler, 6),
+            comfy.samplers.calculate_sigmas(base, scheduler, 6),
+        )
+
+
+def test_composes_with_noiseshift_in_either_order(pack_module, nodes, tiny_sd3):
+    _, nlc, noiseshift, _ = nodes
+    base_ms = tiny_sd3.patcher.get_model_object("model_sampling")
+    record = with_table(pack_module, tiny_sd3.patcher, lambda s: -0.25, lambda s: 0.8 * s)
+    (shift_first,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error", calibration=[record])
+    shift_first = apply(nlc, shift_first, record)
+    (nlc_first,) = noiseshift.apply(
+        apply(nlc, tiny_sd3.patcher, record), 1.0, "error", calibration=[record]
+    )
+    model, seen, handle = capture(shift_first)
+    try:
+        out = run(pack_module, model, tiny_sd3)
+    finally:
+        handle.remove()
+    assert torch.equal(out, run(pack_module, nlc_first, tiny_sd3))
+    shift_map = pack_module("noisecal.noiseshift").ShiftMap.from_records([record], [1.0])
+    for t, v, sigma, x, denoised in zip(
+        seen["t"], seen["v"], seen["sigma"], seen["x"], seen["denoised"], strict=True
+    ):
+        hat = sigma * 0.75
+        # NoiseShift shifts the conditioning of the corrected level ...
+        assert torch.allclose(t.float(), base_ms.timestep(shift_map(hat)).float(), atol=1e-3)
+        # ... and the denoised estimate uses the corrected level
+        assert torch.allclose(denoised, x - hat.view(-1, 1, 1, 1) * v, atol=1e-4, rtol=1e-4)
+
+
+def test_composes_with_the_guidance_node(pack_module, nodes, tiny_flux):
+    _, nlc, _, guidance = nodes
+    record = with_table(pack_module, tiny_flux.patcher, lambda s: -0.2)
+    corrected = apply(nlc, tiny_flux.patcher, record)
+
+    def guide(model, weight):
+        (out,) = guidance.apply(model, weight, "offset", 1.0, 0.5, "constant", 1.0, 0.0)
+        return out
+
+    only_nlc = run(pack_module, corrected, tiny_flux)
+    assert torch.equal(run(pack_module, guide(corrected, 0.0), tiny_flux), only_nlc)
+    both = run(pack_module, guide(corrected, 0.8), tiny_flux)
+    assert torch.equal(
+        run(pack_module, apply(nlc, guide(tiny_flux.patcher, 0.8), record), tiny_flux), both
+    )
+    assert not torch.equal(both, only_nlc)
+    assert not torch.equal(both, run(pack_module, guide(tiny_flux.patcher, 0.8), tiny_flux))
+    # the guidance branch is evaluated at the corrected level too
+    model, seen, handle = capture(guide(corrected, 0.8))
+    try:
+        run(pack_module, model, tiny_flux)
+    finally:
+        handle.remove()
+    told = [float(t[0]) for t in seen["t"]]
+    assert len(set(told)) > len({float(s[0]) for s in seen["sigma"]})  # guidance calls ran
+    for v, sigma, x, denoised in zip(
+        seen["v"], seen["sigma"], seen["x"], seen["denoised"], strict=True
+    ):
+        hat = 0.8 * sigma.view(-1, 1, 1, 1)
+        assert torch.allclose(denoised, x - hat * v, atol=1e-4, rtol=1e-4)
+
+
+def test_missing_table_errors_or_passes_through(pack_module, nodes, tiny_sd3, cal_dir, caplog):
+    nlc = nodes[1]
+    errors = pack_module("noisecal.store")
+    no_table = make_record(pack_module, tiny_sd3.patcher, lambda s: s)
+    with pytest.raises(errors.CalibrationNotFound, match="has no correction table.*correction"):
+        run(pack_module, apply(nlc, tiny_sd3.patcher, no_table), tiny_sd3)
+    with pytest.raises(errors.CalibrationNotFound, match=f"latent {LATENT}x{LATENT}.*Calibrate"):
+        run(pack_module, nlc.apply(tiny_sd3.patcher, 1.0, 0.0, 1000.0, "error")[0], tiny_sd3)
+    passing = apply(nlc, tiny_sd3.patcher, no_table, if_missing="pass through")
+    with caplog.at_level("WARNING"):
+        out = run(pack_module, passing, tiny_sd3)
+    assert torch.equal(out, run(pack_module, tiny_sd3.patcher, tiny_sd3))
+    assert any("Noise Level Correction passes through" in r.message for r in caplog.records)
+    with pytest.raises(ValueError, match="sigma_min"):
+        nlc.apply(tiny_sd3.patcher, 1.0, 0.8, 0.2, "error", calibration=[no_table])
+
+
+def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_dir):
+    calibrate, nlc, _, _ = nodes
+    testbed = pack_module("noisecal_host.testbed_model")
+    tb = pack_module("noisecal.testbed")
+    spectrum = tb.FieldSpectrum()
+    model = testbed.make_testbed_model(spectrum, 16, "image")
+    latents = {"samples": tb.sample_field(spectrum, 8, 8, torch.Generator().manual_seed(11))}
+    widgets = (model, 6, "simple", "fast", 8, 0, 512, 512, "", 64)
+    records, path, _ = calibrate.calibrate(*widgets, latent=latents, correction="euler")["result"]
+    saved = pack_module("noisecal.store").load(path)
+    assert saved == json.loads(json.dumps(records[0]))
+    table = saved["correction"]
+    assert table["sampler"] == "euler" and len(table["r"]) == 6 == len(table["sigmas"])
+    assert max(table["r"]) > 0.05  # the "image" model below M needs a higher level
+    assert saved["cost"]["network_evaluations"] >= table["network_evaluations"] > 0
+    (patched,) = nlc.apply(model, 1.0, 0.0, 1000.0, "error")  # finds the file by key + size
+    sampling = pack_module("noisecal_host.sampling")
+    lat = sampling.empty_latent(model, 8, 8, 2)
+    cond = testbed.make_testbed_conditioning(2)
+    plain = sampling.ksample(model, lat, cond, steps=6, sampler_name="euler")
+    assert not torch.equal(
+        sampling.ksample(patched, lat, cond, steps=6, sampler_name="euler"), plain
+    )
+    # without the option the file carries no table
+    records, _, _ = calibrate.calibrate(*widgets, latent=latents)["result"]
+    assert records[0]["correction"] is None
+
+
+def test_cancel_during_the_correction_pass_writes_nothing(pack_module, nodes, cal_dir):
+    calibrate = nodes[0]
+    testbed = pack_module("noisecal_host.testbed_model")
+    tb = pack_module("noisecal.testbed")
+    spectrum = tb.FieldSpectrum()
+    model = testbed.make_testbed_model(spectrum, 16)
+    latents = {"samples": tb.sample_field(spectrum, 8, 4, torch.Generator().manual_seed(5))}
+    progress = pack_module("noisecal_host.calibrate")
+    original = progress.comfy_progress
+
+    def cancelling(total, also=None):
+        def cancel_in_second_half(done, total_steps):
+            if done == total_steps - 1:  # NoiseShift is done, the correction pass is not
+                comfy.model_management.interrupt_current_processing(True)
+
+        return original(total, cancel_in_second_half)
+
+    progress.comfy_progress = cancelling
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            calibrate.calibrate(
+                model, 4, "simple", "fast", 4, 0, 64, 64, "", 16, latent=latents, correction="heun"
+            )
+    finally:
+        progress.comfy_progress = original
+        comfy.model_management.interrupt_current_processing(False)
+    assert list(cal_dir.iterdir()) == []
