@@ -53,3 +53,17 @@ CALIBRATION_INPUTS = {
         },
     ),
 }
+
+
+PAIR_WARNING = (
+    "NoiseShift and Noise Level Correction are both on this model. Each was "
+    "calibrated without the other, and on the testbed the pair was often worse than "
+    "either alone (docs/results-correction.md): use one of them."
+)
+
+
+def installed(model, kind: str, cls) -> bool:
+    """Whether the model's sampling object already carries a `cls` level (kind
+    "level_fns") or state (kind "state_fns") function."""
+    ms = model.get_model_object("model_sampling")
+    return any(isinstance(fn, cls) for fn in getattr(ms, kind, ()))

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from ..noisecal.correction import CorrectionResolver
+from ..noisecal.noiseshift import ShiftResolver
 from ..noisecal_host import conditioning_level, folders
 from ..noisecal_host.calibrate import max_level, parameterization_of
 from ..noisecal_host.fingerprint import checkpoint_key
-from .common import CALIBRATION_INPUTS, CATEGORY, log, provided_records
+from .common import (
+    CALIBRATION_INPUTS,
+    CATEGORY,
+    PAIR_WARNING,
+    installed,
+    log,
+    provided_records,
+)
 from .noiseshift_node import ON_MISSING
 
 
@@ -22,8 +30,10 @@ class NoiseLevelCorrection:
         "Calibration: Calibrate' with 'correction' set to euler (or heun for second-order "
         "samplers), at the step count you sample with; it fits that step count best.\n"
         "With NoiseShift: the correction is applied first whatever the node order, and "
-        "NoiseShift then shifts the conditioning of the corrected level. Works with Noise "
-        "Awareness Guidance (its other level is taken from the corrected one)."
+        "NoiseShift then shifts the conditioning of the corrected level; but each table is "
+        "calibrated without the other and the pair measured worse than either alone in "
+        "many cases: use one of them. Works with Noise Awareness Guidance (its other "
+        "level is taken from the corrected one)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
@@ -110,6 +120,8 @@ class NoiseLevelCorrection:
         if strength == 0:
             return (model,)
         parameterization_of(model)  # clear error for unsupported model types
+        if installed(model, "level_fns", ShiftResolver):
+            log.warning(PAIR_WARNING)
         key = checkpoint_key(model, label)
         provided = provided_records(key, calibration, inline_calibration, "Noise Level Correction")
         resolver = CorrectionResolver(

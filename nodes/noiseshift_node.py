@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
 from ..noisecal_host import conditioning_level, folders
 from ..noisecal_host.calibrate import max_level, parameterization_of
 from ..noisecal_host.fingerprint import checkpoint_key
-from .common import CALIBRATION_INPUTS, CATEGORY, log, provided_records
+from .common import (
+    CALIBRATION_INPUTS,
+    CATEGORY,
+    PAIR_WARNING,
+    installed,
+    log,
+    provided_records,
+)
 
 ON_MISSING = ["error", "pass through"]
 
@@ -76,6 +84,8 @@ class NoiseShift:
         if strength == 0:
             return (model,)
         parameterization_of(model)  # clear error for unsupported model types
+        if installed(model, "state_fns", CorrectionResolver):
+            log.warning(PAIR_WARNING)
         key = checkpoint_key(model, label)
         provided = provided_records(key, calibration, inline_calibration, "NoiseShift")
         resolver = ShiftResolver(

@@ -33,7 +33,9 @@ schedule, so it fits that step count best (docs/results-correction.md
 measures other step counts).
 
 No ``online`` source ships: the obvious per-sample estimate, the apparent
-noise level of the state, is the naive estimate above.
+noise level of the state, is the naive estimate above; on the testbed it
+helped where the model is far off (N = M/2, "image") and hurt elsewhere, and
+never beat the table (docs/results-correction.md).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ MIN_GAIN = 0.05
 # ... and by more than this many times the distance the target's estimation
 # error alone would add (target_noise)
 NOISE_FLOOR_FACTOR = 1.0
+# strengths of the greedy table whose whole trajectories are compared at the end
+VERIFY_STRENGTHS = (0.0, 0.5, 1.0)
 PARAMETERIZATIONS = ("flow", "ve")
 # the step the table is calibrated for: Euler (DDIM-NLC) or Heun (second order)
 SAMPLERS = ("euler", "heun")
@@ -285,12 +289,32 @@ def _start_state(noise: torch.Tensor, sigma0: float, parameterization: str, sigm
 
 
 class _Step:
-    """Distance after one Euler step from ``x`` for candidate r values, batched."""
+    """Distance after one sampler step from ``x`` for candidate r values, batched.
+
+    Euler: the candidate corrects the step's one evaluation. Heun: each level's
+    r serves two evaluations, this step's second one (at sigma_next) and the
+    next step's first, as the sampling-time table does; so with
+    ``predictor_r`` set the first evaluation uses that fixed r (chosen by the
+    step before) and the candidate corrects the second. Without it (the first
+    step) the candidate corrects both.
+    """
 
     def __init__(
-        self, denoise, x, sigma, sigma_next, target, spectrum, sigma_max, max_batch, sampler
+        self,
+        denoise,
+        x,
+        sigma,
+        sigma_next,
+        target,
+        spectrum,
+        sigma_max,
+        max_batch,
+        sampler,
+        predictor_r=None,
     ):
         self.denoise, self.x, self.sampler = denoise, x, sampler
+        self.predictor_r = predictor_r
+        self._fixed_slope = None
         self.sigma, self.sigma_next = float(sigma), float(sigma_next)
         self.target, self.spectrum = target, spectrum
         self.sigma_max, self.max_batch = float(sigma_max), int(max_batch)
@@ -303,8 +327,10 @@ class _Step:
     def effective_r(self, r: float) -> float:
         """r within the search limit, with sigma_hat kept within (0, sigma_max]."""
         r = min(max(r, -R_LIMIT), R_LIMIT)
-        hat = min(max(self.sigma * (1 + r), self.sigma * 1e-3), max(self.sigma_max, self.sigma))
-        return round(hat / self.sigma - 1, 12)
+        searched_second = self.predictor_r is not None and self.sigma_next > 0
+        level = self.sigma_next if searched_second else self.sigma
+        hat = min(max(level * (1 + r), level * 1e-3), max(self.sigma_max, level))
+        return round(hat / level - 1, 12)
 
     def _denoise(self, states: dict, level: float) -> dict:
         """Denoised estimate of each candidate's states at level * (1 + r), batched."""
@@ -329,10 +355,16 @@ class _Step:
             return
         xd = self.x.to(torch.float64)
         step = self.sigma_next - self.sigma
-        d = {
-            r: (xd - den) / self.sigma
-            for r, den in self._denoise(dict.fromkeys(todo, xd), self.sigma).items()
-        }
+        if self.predictor_r is None:
+            d = {
+                r: (xd - den) / self.sigma
+                for r, den in self._denoise(dict.fromkeys(todo, xd), self.sigma).items()
+            }
+        else:  # the same first evaluation for every candidate: run it once
+            if self._fixed_slope is None:
+                (den,) = self._denoise({self.predictor_r: xd}, self.sigma).values()
+                self._fixed_slope = (xd - den) / self.sigma
+            d = dict.fromkeys(todo, self._fixed_slope)
         nxt = {r: xd + step * d[r] for r in todo}
         if self.sampler == "heun" and self.sigma_next > 0:
             # second evaluation at the next level, corrected by the same r
@@ -354,6 +386,31 @@ class _Step:
         if base - self.errors[r_best] <= needed:
             return 0.0  # a gain this small may be fitting sampling noise: leave the level
         return r_best
+
+
+def _sample(denoise, x, levels, r, sampler, max_batch):
+    """Final state of ``sampler`` over ``levels`` with r[k] correcting level k; rows used."""
+    rows = 0
+
+    def denoised(states, level, r_level):
+        nonlocal rows
+        outs = []
+        for start in range(0, states.shape[0], max_batch):
+            xb = states[start : start + max_batch]
+            hat = torch.full((xb.shape[0],), level * (1 + r_level), dtype=torch.float64)
+            outs.append(denoise(xb, hat).to(x.device, torch.float64))
+            rows += xb.shape[0]
+        return torch.cat(outs)
+
+    for k, (a, b) in enumerate(zip(levels, levels[1:], strict=False)):
+        if a <= 0:
+            break
+        d = (x - denoised(x, a, r[k])) / a
+        nxt = x + (b - a) * d
+        if sampler == "heun" and b > 0:
+            nxt = x + (b - a) * (d + (nxt - denoised(nxt, b, r[k + 1])) / b) / 2
+        x = nxt
+    return x, rows
 
 
 def calibrate_correction(
@@ -408,6 +465,8 @@ def calibrate_correction(
         for i, (sigma, sigma_next) in enumerate(steps):
             target = marginal_power(data_power, sigma_next, parameterization) * noise_power
             data_weight = (1.0 - sigma_next) ** 2 if parameterization == "flow" else 1.0
+            heun = sampler == "heun"
+            predictor_r = r_out[i] if heun and i > 0 else None
             step = _Step(
                 lambda xb, hat: denoise(xb.to(x0.dtype), hat),
                 x,
@@ -418,22 +477,60 @@ def calibrate_correction(
                 sigma_max,
                 max_batch,
                 sampler,
+                predictor_r,
             )
             step.noise_floor = NOISE_FLOOR_FACTOR * target_noise(
                 data_weight, data_power, target, spectrum.counts, x0.shape[0], spectrum.weights
             )
+            free = not (heun and sigma_next == 0 and i > 0)  # Heun ends with an Euler step
             centre = 0.0
-            for half, points in _ROUNDS:
+            for half, points in _ROUNDS if free else ((0.0, 1),):
                 step.evaluate([centre + half * float(k) for k in np.linspace(-1, 1, points)])
                 centre = step.best()
             r = step.best()
-            r_out.append(float(r))
+            if not heun:
+                r_out.append(float(r))
+            elif i == 0:  # the first step's candidate corrected both of its levels
+                r_out += [float(r), float(r)] if sigma_next > 0 else [float(r)]
+            elif sigma_next > 0:
+                r_out.append(float(r))  # the level sigma_next, also the next step's first
             before.append(float(step.errors[0.0]))
             after.append(float(step.errors[r]))
             x = step.states[r]
             nfe += step.rows
             if progress is not None:
                 progress(i + 1, len(steps))
+        # The greedy steps each land closer to their next level, which need not
+        # add up to a better sample (few-step trajectories can cancel errors):
+        # keep the table only at the strength whose whole trajectory ends
+        # closest to the data, with the same gain rule as a step.
+        start = _start_state(noise, levels[0], parameterization, float(sigma_max))
+        final = marginal_power(data_power, levels[-1], parameterization) * noise_power
+        final_floor = NOISE_FLOOR_FACTOR * target_noise(
+            (1.0 - levels[-1]) ** 2 if parameterization == "flow" else 1.0,
+            data_power,
+            final,
+            spectrum.counts,
+            x0.shape[0],
+            spectrum.weights,
+        )
+        verified = {}
+        for strength in VERIFY_STRENGTHS:
+            end, rows = _sample(
+                lambda xb, hat: denoise(xb.to(x0.dtype), hat),
+                start,
+                levels,
+                [strength * v for v in r_out],
+                sampler,
+                max_batch,
+            )
+            nfe += rows
+            verified[strength] = spectral_distance(spectrum.power(end), final, spectrum.weights)
+        plain = verified[0.0]
+        chosen = min(verified, key=lambda k: (verified[k], k))
+        if plain - verified[chosen] <= max(MIN_GAIN * plain, final_floor):
+            chosen = 0.0
+        r_out = [chosen * v for v in r_out]
     return CorrectionResult(
         sigmas=[s for s, _ in steps],
         r=r_out,
@@ -447,5 +544,7 @@ def calibrate_correction(
             "r_limit": R_LIMIT,
             "candidates_per_step": CANDIDATES_PER_STEP,
             "sampler": sampler,
+            "strength": chosen,
+            "final_distance": {str(k): v for k, v in verified.items()},
         },
     )

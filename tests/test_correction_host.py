@@ -129,15 +129,17 @@ def test_schedules_of_a_patched_model_stay_plain(pack_module, nodes, tiny_sd3):
         )
 
 
-def test_composes_with_noiseshift_in_either_order(pack_module, nodes, tiny_sd3):
+def test_composes_with_noiseshift_in_either_order(pack_module, nodes, tiny_sd3, caplog):
     _, nlc, noiseshift, _ = nodes
     base_ms = tiny_sd3.patcher.get_model_object("model_sampling")
     record = with_table(pack_module, tiny_sd3.patcher, lambda s: -0.25, lambda s: 0.8 * s)
     (shift_first,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error", calibration=[record])
     shift_first = apply(nlc, shift_first, record)
-    (nlc_first,) = noiseshift.apply(
-        apply(nlc, tiny_sd3.patcher, record), 1.0, "error", calibration=[record]
-    )
+    with caplog.at_level("WARNING"):
+        (nlc_first,) = noiseshift.apply(
+            apply(nlc, tiny_sd3.patcher, record), 1.0, "error", calibration=[record]
+        )
+    assert sum("use one of them" in r.message for r in caplog.records) == 2
     model, seen, handle = capture(shift_first)
     try:
         out = run(pack_module, model, tiny_sd3)
