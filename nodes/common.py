@@ -67,3 +67,27 @@ def installed(model, kind: str, cls) -> bool:
     "level_fns") or state (kind "state_fns") function."""
     ms = model.get_model_object("model_sampling")
     return any(isinstance(fn, cls) for fn in getattr(ms, kind, ()))
+
+
+ON_MISSING = ["error", "pass through"]
+
+
+def if_missing_input(what: str):
+    return (
+        ON_MISSING,
+        {
+            "default": "error",
+            "tooltip": f"No {what} for this checkpoint and resolution: stop with "
+            "instructions, or sample unchanged with a warning.",
+        },
+    )
+
+
+LABEL_INPUT = (
+    "STRING",
+    {
+        "default": "",
+        "tooltip": "Optional name used instead of the weights fingerprint to find "
+        "calibrations (must match the label used when calibrating). Leave empty normally.",
+    },
+)

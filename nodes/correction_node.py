@@ -10,12 +10,14 @@ from ..noisecal_host.fingerprint import checkpoint_key
 from .common import (
     CALIBRATION_INPUTS,
     CATEGORY,
+    LABEL_INPUT,
+    ON_MISSING,
     PAIR_WARNING,
+    if_missing_input,
     installed,
     log,
     provided_records,
 )
-from .noiseshift_node import ON_MISSING
 
 
 class NoiseLevelCorrection:
@@ -76,23 +78,8 @@ class NoiseLevelCorrection:
                         "(flow models such as SD3/Flux go from 1 to 0).",
                     },
                 ),
-                "if_missing": (
-                    ON_MISSING,
-                    {
-                        "default": "error",
-                        "tooltip": "No correction table for this checkpoint and resolution: "
-                        "stop with instructions, or sample unchanged with a warning.",
-                    },
-                ),
-                "label": (
-                    "STRING",
-                    {
-                        "default": "",
-                        "tooltip": "Optional name used instead of the weights fingerprint to "
-                        "find calibrations (must match the label used when "
-                        "calibrating). Leave empty normally.",
-                    },
-                ),
+                "if_missing": if_missing_input("correction table"),
+                "label": LABEL_INPUT,
             },
             "optional": dict(CALIBRATION_INPUTS),
         }

@@ -10,13 +10,14 @@ from ..noisecal_host.fingerprint import checkpoint_key
 from .common import (
     CALIBRATION_INPUTS,
     CATEGORY,
+    LABEL_INPUT,
+    ON_MISSING,
     PAIR_WARNING,
+    if_missing_input,
     installed,
     log,
     provided_records,
 )
-
-ON_MISSING = ["error", "pass through"]
 
 
 class NoiseShift:
@@ -52,23 +53,8 @@ class NoiseShift:
                         "values in between scale the shift.",
                     },
                 ),
-                "if_missing": (
-                    ON_MISSING,
-                    {
-                        "default": "error",
-                        "tooltip": "No calibration for this checkpoint and resolution: stop with "
-                        "instructions, or sample unchanged with a warning.",
-                    },
-                ),
-                "label": (
-                    "STRING",
-                    {
-                        "default": "",
-                        "tooltip": "Optional name used instead of the weights fingerprint to "
-                        "find calibrations (must match the label used when "
-                        "calibrating). Leave empty normally.",
-                    },
-                ),
+                "if_missing": if_missing_input("calibration"),
+                "label": LABEL_INPUT,
             },
             "optional": dict(CALIBRATION_INPUTS),
         }

@@ -335,19 +335,11 @@ class _Step:
     def _denoise(self, states: dict, level: float) -> dict:
         """Denoised estimate of each candidate's states at level * (1 + r), batched."""
         n = self.x.shape[0]
-        rows = [(r, i) for r in states for i in range(n)]
-        outs = []
-        for start in range(0, len(rows), self.max_batch):
-            chunk = rows[start : start + self.max_batch]
-            xb = torch.stack([states[r][i] for r, i in chunk])
-            hat = torch.tensor([level * (1 + r) for r, _ in chunk], dtype=torch.float64)
-            out = self.denoise(xb, hat)
-            if tuple(out.shape) != tuple(xb.shape):
-                raise ValueError(f"denoise returned {tuple(out.shape)} for {tuple(xb.shape)}")
-            outs.append(out.to(self.x.device, torch.float64))
-            self.rows += len(chunk)
-        denoised = torch.cat(outs).reshape(len(states), n, *self.x.shape[1:])
-        return dict(zip(states, denoised, strict=True))
+        xs = torch.cat([states[r] for r in states])
+        hats = torch.tensor([level * (1 + r) for r in states for _ in range(n)])
+        denoised = _batched(self.denoise, xs, hats.to(torch.float64), self.max_batch)
+        self.rows += xs.shape[0]
+        return dict(zip(states, denoised.reshape(len(states), *self.x.shape), strict=True))
 
     def evaluate(self, rs: Sequence[float]) -> None:
         todo = sorted({self.effective_r(r) for r in rs} - set(self.errors))
@@ -388,19 +380,27 @@ class _Step:
         return r_best
 
 
+def _batched(denoise, xs: torch.Tensor, hats: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """denoise over rows of ``xs`` at levels ``hats``, max_batch rows a call, float64."""
+    outs = []
+    for start in range(0, xs.shape[0], max_batch):
+        xb = xs[start : start + max_batch]
+        out = denoise(xb, hats[start : start + max_batch])
+        if tuple(out.shape) != tuple(xb.shape):
+            raise ValueError(f"denoise returned {tuple(out.shape)} for {tuple(xb.shape)}")
+        outs.append(out.to(xs.device, torch.float64))
+    return torch.cat(outs)
+
+
 def _sample(denoise, x, levels, r, sampler, max_batch):
     """Final state of ``sampler`` over ``levels`` with r[k] correcting level k; rows used."""
     rows = 0
 
     def denoised(states, level, r_level):
         nonlocal rows
-        outs = []
-        for start in range(0, states.shape[0], max_batch):
-            xb = states[start : start + max_batch]
-            hat = torch.full((xb.shape[0],), level * (1 + r_level), dtype=torch.float64)
-            outs.append(denoise(xb, hat).to(x.device, torch.float64))
-            rows += xb.shape[0]
-        return torch.cat(outs)
+        rows += states.shape[0]
+        hats = torch.full((states.shape[0],), level * (1 + r_level), dtype=torch.float64)
+        return _batched(denoise, states, hats, max_batch)
 
     for k, (a, b) in enumerate(zip(levels, levels[1:], strict=False)):
         if a <= 0:
@@ -411,6 +411,43 @@ def _sample(denoise, x, levels, r, sampler, max_batch):
             nxt = x + (b - a) * (d + (nxt - denoised(nxt, b, r[k + 1])) / b) / 2
         x = nxt
     return x, rows
+
+
+def _verify(
+    denoise,
+    start,
+    levels,
+    r,
+    sampler,
+    max_batch,
+    spectrum,
+    data_power,
+    noise_power,
+    parameterization,
+    samples,
+):
+    """The strength of the greedy table to keep: (strength, distances, rows used).
+
+    The greedy steps each land closer to their next level, which need not add
+    up to a better sample (few-step trajectories can cancel errors): the table
+    is kept only at the strength whose whole trajectory ends closest to the
+    data, by more than a step's gain rule asks.
+    """
+    final = marginal_power(data_power, levels[-1], parameterization) * noise_power
+    data_weight = (1.0 - levels[-1]) ** 2 if parameterization == "flow" else 1.0
+    floor = NOISE_FLOOR_FACTOR * target_noise(
+        data_weight, data_power, final, spectrum.counts, samples, spectrum.weights
+    )
+    distances, rows = {}, 0
+    for strength in VERIFY_STRENGTHS:
+        end, used = _sample(denoise, start, levels, [strength * v for v in r], sampler, max_batch)
+        rows += used
+        distances[strength] = spectral_distance(spectrum.power(end), final, spectrum.weights)
+    plain = distances[0.0]
+    chosen = min(distances, key=lambda k: (distances[k], k))
+    if plain - distances[chosen] <= max(MIN_GAIN * plain, floor):
+        chosen = 0.0
+    return chosen, distances, rows
 
 
 def calibrate_correction(
@@ -500,36 +537,21 @@ def calibrate_correction(
             nfe += step.rows
             if progress is not None:
                 progress(i + 1, len(steps))
-        # The greedy steps each land closer to their next level, which need not
-        # add up to a better sample (few-step trajectories can cancel errors):
-        # keep the table only at the strength whose whole trajectory ends
-        # closest to the data, with the same gain rule as a step.
         start = _start_state(noise, levels[0], parameterization, float(sigma_max))
-        final = marginal_power(data_power, levels[-1], parameterization) * noise_power
-        final_floor = NOISE_FLOOR_FACTOR * target_noise(
-            (1.0 - levels[-1]) ** 2 if parameterization == "flow" else 1.0,
+        chosen, verified, rows = _verify(
+            lambda xb, hat: denoise(xb.to(x0.dtype), hat),
+            start,
+            levels,
+            r_out,
+            sampler,
+            max_batch,
+            spectrum,
             data_power,
-            final,
-            spectrum.counts,
+            noise_power,
+            parameterization,
             x0.shape[0],
-            spectrum.weights,
         )
-        verified = {}
-        for strength in VERIFY_STRENGTHS:
-            end, rows = _sample(
-                lambda xb, hat: denoise(xb.to(x0.dtype), hat),
-                start,
-                levels,
-                [strength * v for v in r_out],
-                sampler,
-                max_batch,
-            )
-            nfe += rows
-            verified[strength] = spectral_distance(spectrum.power(end), final, spectrum.weights)
-        plain = verified[0.0]
-        chosen = min(verified, key=lambda k: (verified[k], k))
-        if plain - verified[chosen] <= max(MIN_GAIN * plain, final_floor):
-            chosen = 0.0
+        nfe += rows
         r_out = [chosen * v for v in r_out]
     return CorrectionResult(
         sigmas=[s for s, _ in steps],

@@ -6,7 +6,7 @@ import comfy.model_management
 import comfy.samplers
 import pytest
 import torch
-from test_noiseshift_host import LATENT, _discrete, make_record, run, schedule_levels
+from test_noiseshift_host import LATENT, _discrete, capture, make_record, run, schedule_levels
 
 
 @pytest.fixture
@@ -38,30 +38,6 @@ def apply(nlc, model, record, strength=1.0, sigma_range=(0.0, 1000.0), if_missin
     return nlc.apply(model, strength, *sigma_range, if_missing, calibration=[record])[0]
 
 
-def capture(patcher):
-    """What the network gets (input, conditioning, output) and what apply_model returns."""
-    seen = {"xc": [], "t": [], "v": [], "sigma": [], "x": [], "denoised": []}
-    net = patcher.model.diffusion_model
-
-    def hook(module, args, kwargs, output):
-        seen["xc"].append(args[0].detach().clone().float())
-        seen["t"].append(args[1].detach().clone())
-        seen["v"].append(output.detach().clone().float())
-
-    handle = net.register_forward_hook(hook, with_kwargs=True)
-
-    def wrapper(apply_model, args):
-        out = apply_model(args["input"], args["timestep"], **args["c"])
-        seen["sigma"].append(args["timestep"].detach().clone())
-        seen["x"].append(args["input"].detach().clone())
-        seen["denoised"].append(out.detach().clone())
-        return out
-
-    patched = patcher.clone()
-    patched.set_model_unet_function_wrapper(wrapper)
-    return patched, seen, handle
-
-
 @pytest.mark.parametrize("entry", ["ksampler", "sample_custom"])
 def test_network_and_denoised_use_sigma_hat_while_sampler_keeps_sigma(
     pack_module, nodes, tiny_model, entry
@@ -79,7 +55,8 @@ def test_network_and_denoised_use_sigma_hat_while_sampler_keeps_sigma(
         handle.remove()
     table = pack_module("noisecal.correction").CorrectionTable.from_json(record["correction"])
     assert len(seen["t"]) >= 3
-    for xc, t, v, sigma, x, denoised in zip(*seen.values(), strict=True):
+    keys = ("xc", "t", "v", "sigma", "x", "denoised")
+    for xc, t, v, sigma, x, denoised in zip(*(seen[k] for k in keys), strict=True):
         hat = (sigma.double() * (1 + table(sigma))).float()
         assert not torch.allclose(hat, sigma)
         if _discrete(base_ms):

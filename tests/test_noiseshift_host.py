@@ -52,11 +52,13 @@ def make_record(pack_module, patcher, shift_fn, latent=(LATENT, LATENT), label=N
 
 
 def capture(patcher):
-    """Record what the network is told and what apply_model gets/returns."""
-    seen = {"t": [], "v": [], "sigma": [], "x": [], "denoised": []}
+    """Record what the network gets (input, level) and returns, and what apply_model
+    gets and returns."""
+    seen = {"t": [], "v": [], "sigma": [], "x": [], "denoised": [], "xc": []}
     net = patcher.model.diffusion_model
 
     def hook(module, args, kwargs, output):
+        seen["xc"].append(args[0].detach().clone().float())
         seen["t"].append(args[1].detach().clone())
         seen["v"].append(output.detach().clone().float())
 
@@ -109,7 +111,8 @@ def test_network_gets_sigma_hat_while_sampler_keeps_sigma(pack_module, nodes, ti
         handle.remove()
     shift_map = pack_module("noisecal.noiseshift").ShiftMap.from_records([record], [1.0])
     assert len(seen["t"]) >= 3
-    for t, v, sigma, x, denoised in zip(*seen.values(), strict=True):
+    keys = ("t", "v", "sigma", "x", "denoised")
+    for t, v, sigma, x, denoised in zip(*(seen[k] for k in keys), strict=True):
         sigma_hat = shift_map(sigma)
         assert not torch.allclose(sigma_hat, sigma)
         if _discrete(base_ms):
