@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .correction_table import CorrectionTable
 from .resolver import CalibrationResolver
 from .spectra import radial_bins
 from .store import CalibrationNotFound, record_key, record_latent_size
@@ -85,42 +86,6 @@ SAMPLERS = ("euler", "heun")
 # denoise(x [rows, ...], sigma_hat [rows]) -> denoised [rows, ...]: the model
 # evaluated at sigma_hat for input scaling, conditioning and denoised alike
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class CorrectionTable:
-    """r as a function of the sampler's sigma: piecewise linear in log sigma
-    between the calibrated levels, the end values held beyond them."""
-
-    def __init__(self, sigmas: Sequence[float], r: Sequence[float]):
-        sigmas = [float(s) for s in sigmas]
-        r = [float(v) for v in r]
-        if len(sigmas) != len(r) or not sigmas:
-            raise ValueError(
-                f"a correction table needs one r per sigma, got {len(sigmas)} and {len(r)}"
-            )
-        if any(not math.isfinite(v) for v in sigmas + r) or any(s <= 0 for s in sigmas):
-            raise ValueError("correction table sigmas must be finite and > 0, r finite")
-        if any(b >= a for a, b in zip(sigmas, sigmas[1:], strict=False)):
-            raise ValueError("correction table sigmas must be strictly descending")
-        if any(abs(v) > 1 for v in r):
-            raise ValueError("correction table r must lie in [-1, 1]")
-        self.sigmas, self.r = sigmas, r
-        # ascending copies for np.interp
-        self._log_sigma = np.log(np.asarray(sigmas[::-1], dtype=np.float64))
-        self._r = np.asarray(r[::-1], dtype=np.float64)
-
-    def __call__(self, sigma: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma)
-        flat = sigma.detach().to("cpu", torch.float64).reshape(-1).numpy()
-        out = np.interp(np.log(np.maximum(flat, 1e-12)), self._log_sigma, self._r)
-        return torch.from_numpy(out).reshape(sigma.shape).to(sigma.device, torch.float64)
-
-    def to_json(self) -> dict:
-        return {"sigmas": list(self.sigmas), "r": list(self.r)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> CorrectionTable:
-        return cls(data["sigmas"], data["r"])
 
 
 class CorrectionMap:

@@ -31,6 +31,7 @@ from typing import Any
 import jsonschema
 
 from . import __version__
+from .correction_table import CorrectionTable
 
 SCHEMA_VERSION = 1
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
@@ -223,17 +224,10 @@ def validate(record: dict, source: str = "calibration") -> dict:
 
 
 def _check_correction(table: dict, source: str) -> None:
-    sigmas, r = table["sigmas"], table["r"]
-    if len(sigmas) != len(r):
-        raise CalibrationError(
-            f"{source}: correction has {len(sigmas)} sigmas but {len(r)} r values"
-        )
-    if not all(math.isfinite(v) for v in sigmas + r) or any(v <= 0 for v in sigmas):
-        raise CalibrationError(f"{source}: correction sigmas must be finite and > 0, r finite")
-    if any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)):
-        raise CalibrationError(f"{source}: correction sigmas must be strictly descending")
-    if any(abs(v) > 1 for v in r):
-        raise CalibrationError(f"{source}: correction r must lie in [-1, 1]")
+    try:
+        CorrectionTable(table["sigmas"], table["r"])
+    except ValueError as exc:
+        raise CalibrationError(f"{source}: correction: {exc}") from None
 
 
 def make_record(

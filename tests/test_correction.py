@@ -171,7 +171,7 @@ def test_the_store_checks_a_correction_table():
 
     assert make(good)["correction"] == good
     for bad, message in [
-        ({**good, "r": [0.0]}, "2 sigmas but 1 r"),
+        ({**good, "r": [0.0]}, "one r per sigma, got 2 and 1"),
         ({**good, "sigmas": [0.5, 1.0]}, "descending"),
         ({**good, "r": [0.0, 3.0]}, r"\[-1, 1\]"),
         ({"method": "m", "sigmas": [1.0]}, "'r' is a required property"),
