@@ -238,3 +238,19 @@ def test_cancel_during_the_correction_pass_writes_nothing(pack_module, nodes, ca
         progress.comfy_progress = original
         comfy.model_management.interrupt_current_processing(False)
     assert list(cal_dir.iterdir()) == []
+
+
+def test_eps_models_calibrate_a_table_too(pack_module, tiny_unet):
+    # SD1/SDXL: states are x0 + sigma * noise, sigma up to ~14.6; the table must
+    # stay within the model's range and load back as a valid file field
+    calibrate = pack_module("noisecal_host.calibrate")
+    ms = tiny_unet.patcher.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(ms, "karras", 3)
+    latents = torch.randn(2, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(3))
+    _, result = calibrate.run_search(
+        tiny_unet.patcher, latents, sigmas, max_batch=16, correction="euler"
+    )
+    assert len(result.r) == 3 and all(-0.5 <= r <= 0.5 for r in result.r)
+    assert result.sigmas == pytest.approx([float(s) for s in sigmas[:-1]])
+    corrected = pack_module("noisecal.correction").CorrectionMap([result.table()], [1.0])
+    assert float(corrected(torch.tensor([float(ms.sigma_max)]))) <= float(ms.sigma_max) + 1e-6
