@@ -232,6 +232,8 @@ class CorrectionBench(Bench):
                                 "r": corr.r,
                                 "error_before": corr.error_before,
                                 "error_after": corr.error_after,
+                                "strength": corr.params["strength"],
+                                "final_distance": corr.params["final_distance"],
                             }
                         )
                 ns_record = tables[("euler", CAL_STEPS)][1]
@@ -417,33 +419,19 @@ class CorrectionBench(Bench):
         )
 
     def _diagnose(self, c):
-        """For a cell over the line: the same table at half strength and, for heun, applied
-        as calibrated (r of step i at both evaluations of step i; the node maps the
-        corrector's level sigma_i+1 through r(sigma_i+1), the next step's entry)."""
+        """For a cell over the line: the same table at half strength."""
         sp = next(s for s in self.spectra if spectrum_name(s) == c["spectrum"])
         info = self.case_data[(sp, c["case"])]
-        corr, record = info["tables"][(c["sampler"], c["steps"])]
+        _, record = info["tables"][(c["sampler"], c["steps"])]
         model, plain = info["model"], c["fd"]["plain"]
         half, _ = self.fd_counted(
             self.nlc(model, record, 0.5), sp, c["N"], c["steps"], c["sampler"]
         )
-        diag = {"strength_0.5": half / plain}
-        text = f"NLC at strength 0.5 {half / plain:.3f}x"
-        if c["sampler"] == "heun":
-            rs, calls = corr.r, {"k": 0}
-
-            def as_calibrated(sigma, latent_hw):
-                i = min(calls["k"] // 2, len(rs) - 1)  # evaluations 2i, 2i+1 belong to step i
-                calls["k"] += 1
-                return sigma * (1 + rs[i])
-
-            m = self.conditioning_level.patch_model(model, state_fn=as_calibrated)
-            fd, nfe = self.fd_counted(m, sp, c["N"], c["steps"], "heun")
-            ok = calls["k"] == nfe  # one network call per evaluation, as assumed
-            diag["as_calibrated"] = fd / plain if ok else None
-            text += f"; table applied as calibrated {fd / plain:.3f}x" if ok else ""
-        c["diagnosis"] = diag
-        print(f"      diagnosis {self._cell_name(c)}: {text}", flush=True)
+        c["diagnosis"] = {"strength_0.5": half / plain}
+        print(
+            f"      diagnosis {self._cell_name(c)}: NLC at strength 0.5 {half / plain:.3f}x",
+            flush=True,
+        )
 
     @staticmethod
     def _cell_name(c):
