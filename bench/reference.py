@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/reference.py            # full run (about 5 minutes, 2 cores)
-    .venv/bin/python bench/reference.py --quick    # smoke run (about a minute)
+    .venv/bin/python bench/reference.py            # full run (about 15 minutes, 2 cores)
+    .venv/bin/python bench/reference.py --quick    # smoke run (about 2 minutes)
     .venv/bin/python bench/reference.py --out DIR  # plots + JSON go to DIR (default out/bench)
 
 Not a test: nothing here fails the run. Each target prints PASS or MISS.
@@ -37,6 +37,22 @@ denoiser is training error, not a resolution mismatch: reported, not a target.
 Targets: N = M, max |sigma_hat - sigma| <= 0.01 (DESIGN's target for the
 testbed) and FD changed by less than 5%; N = M/2, gap closed >= 50%.
 
+Second section, Noise Level Correction (NLC): at N = M and M/2, Euler at 20
+and 8 steps ("simple"), the correction table calibrated on the reference
+network with ``noisecal_host.calibrate.run_search(correction="euler")`` (the
+NoiseShift search, then the table, inside a ComfyUI sampler, as the Calibrate
+node runs it with 'correction' set) on the first 32 of the NoiseShift
+section's calibration latents (quick: 8, and 8 steps only), at the step count
+sampled; the record from ``noisecal.store.make_record``, applied through the
+pack's Noise Level Correction node (strength 1), sampled as above (same
+noise, same sample count). Columns: FD plain / NLC / NoiseShift (the 20-step
+calibration of the first section, at every step count) / native, NLC as a
+ratio to plain, the table's r range and how many steps it moves, the strength
+the calibration kept (0, 0.5 or 1: the final whole-trajectory check) and the
+calibration's network evaluations and wall time. The 20-step FD plain,
+NoiseShift and native are the first section's. Target: NLC never worse than
+1.02x plain in these cells.
+
 Seeds (as bench/noiseshift.py): calibration data 1001, search noise 2002,
 sampling noise 3003; different seeds, since the same seed would make x0 and
 eps the same white noise.
@@ -63,6 +79,7 @@ from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     parse_args,
     print_summary,
     print_table,
+    run_sections,
 )
 from bench.noiseshift import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED, pct  # noqa: E402
 
@@ -72,13 +89,27 @@ SAMPLER = "euler"
 MAX_SHIFT_TARGET = 0.01  # DESIGN's N = M target for the testbed
 FD_CHANGE_TARGET = 0.05  # |FD NoiseShift / FD plain - 1| at N = M
 GAP_TARGET = 0.5  # gap closed at N = M/2
+NLC_WORSE = 1.02  # NLC may not make FD worse than this ratio to plain in any cell
 
 # sample counts per FD cell by N / M: a 20-step sample through plain and
 # NoiseShift costs about 1 s of one core at N = 32, 0.2 s at 16, 0.06 s at 8.
 # max_batch: calibration rows per forward; on CPU about 32 is fastest (bigger
 # batches spend a quarter of their time in the kernel allocating activations)
-FULL = {"cal_count": 64, "max_batch": 32, "samples": {1: 128, 2: 128, 4: 256}}
-QUICK = {"cal_count": 16, "max_batch": 32, "samples": {1: 16, 2: 32, 4: 32}}
+# nlc: the Noise Level Correction section; its calibration latents are the first
+# cal_count of the NoiseShift section's, one calibration per N and step count
+# (at N = 32 about 19 ms per network evaluation, about 20 evaluations per latent-step)
+FULL = {
+    "cal_count": 64,
+    "max_batch": 32,
+    "samples": {1: 128, 2: 128, 4: 256},
+    "nlc": {"factors": (1, 2), "steps": (20, 8), "cal_count": 32},
+}
+QUICK = {
+    "cal_count": 16,
+    "max_batch": 32,
+    "samples": {1: 16, 2: 32, 4: 32},
+    "nlc": {"factors": (1, 2), "steps": (8,), "cal_count": 8},
+}
 
 
 class ReferenceBench:
@@ -98,16 +129,18 @@ class ReferenceBench:
         pack = load_pack()
         import comfy.samplers
         import torch
-        from noise_calibration.noisecal import metrics
+        from noise_calibration.noisecal import metrics, store
         from noise_calibration.noisecal.testbed import sample_field
-        from noise_calibration.noisecal_host import cli, sampling, testbed_model
+        from noise_calibration.noisecal_host import calibrate, cli, sampling, testbed_model
         from noise_calibration.noisecal_host.calibrate import zero_conditioning
 
         self.torch, self.comfy_samplers = torch, comfy.samplers
         self.metrics, self.sample_field = metrics, sample_field
         self.sampling, self.testbed_model, self.cli = sampling, testbed_model, cli
+        self.store, self.host_calibrate = store, calibrate
         self.CalibrateNode = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationCalibrate"]
         self.NoiseShiftNode = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseShift"]
+        self.NLCNode = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseLevelCorrection"]
 
         t0 = time.perf_counter()
         self.ref = cli.load_reference()
@@ -116,6 +149,7 @@ class ReferenceBench:
         self.spectrum = self.ref.spectrum
         self.m = self.ref.train_res
         self.positive = zero_conditioning(self.model)
+        self.shifted: dict = {}  # N -> the NoiseShift-patched model of the first section
 
     # ---- pieces
 
@@ -145,7 +179,47 @@ class ReferenceBench:
         )["result"]
         return records[0], time.perf_counter() - t0
 
-    def fd(self, model, n: int, count: int, *, space: str) -> tuple[float, float]:
+    def calibrate_nlc(self, n: int, steps: int):
+        """run_search with the Euler correction table on the first nlc cal_count
+        calibration latents; the schema-1 record, the results and the wall time."""
+        count = self.cfg["nlc"]["cal_count"]
+        x0 = self.field_samples(n, self.cfg["cal_count"])[:count]
+        latents = self.model.model.process_latent_out(x0)
+        ms = self.model.get_model_object("model_sampling")
+        sigmas = self.comfy_samplers.calculate_sigmas(ms, SCHEDULER, steps)
+        sigmas = sigmas.to(self.torch.float64)
+        cal = self.host_calibrate
+        t0 = time.perf_counter()
+        res, corr = cal.run_search(
+            self.model,
+            latents,
+            sigmas,
+            positive=self.positive,
+            mode="fast",
+            seed=SEARCH_SEED,
+            max_batch=self.cfg["max_batch"],
+            correction="euler",
+        )
+        wall = time.perf_counter() - t0
+        record = self.store.make_record(
+            key=cal.checkpoint_key(self.model),
+            image_size=(8 * n, 8 * n),
+            latent_size=(n, n),
+            parameterization=cal.parameterization_of(self.model),
+            method="noiseshift-fast",
+            method_params=res.params,
+            sigmas=res.sigmas,
+            sigma_hat=res.sigma_hat,
+            calibration_set={"count": count, "source": "bench", "seed": CAL_DATA_SEED},
+            error_before=res.error_before,
+            error_after=res.error_after,
+            network_evaluations=res.nfe + corr.nfe,
+            correction=corr.to_record(),
+            wall_time_s=wall,
+        )
+        return record, res, corr, wall
+
+    def fd(self, model, n: int, count: int, *, space: str, steps: int = STEPS):
         """FD to the true field at n, and the sampling wall time."""
         lat = self.sampling.empty_latent(model, n, n, count)
         if space == "latent":  # the reference: SD3 conditioning and latent format
@@ -158,7 +232,7 @@ class ReferenceBench:
             lat,
             positive,
             seed=SAMPLE_SEED,
-            steps=STEPS,
+            steps=steps,
             sampler_name=SAMPLER,
             scheduler=SCHEDULER,
         )
@@ -180,6 +254,7 @@ class ReferenceBench:
             (shifted,) = self.NoiseShiftNode().apply(
                 self.model, 1.0, "error", "", calibration=[record]
             )
+            self.shifted[n] = shifted
             print(f"N = {n}: sampling {count} per model ...", flush=True)
             fd_plain, t_plain = self.fd(self.model, n, count, space="latent")
             fd_ns, t_ns = self.fd(shifted, n, count, space="latent")
@@ -314,6 +389,143 @@ class ReferenceBench:
             f"{half['fd_native']:.5f}; target >= {GAP_TARGET:.0%})",
         )
 
+    def section_nlc(self):
+        """Noise Level Correction on the reference network, against plain and NoiseShift."""
+        cfg = self.cfg["nlc"]
+        print(
+            "=" * 78 + f"\nNoise Level Correction (Euler tables, {cfg['cal_count']} calibration "
+            f"latents, steps {list(cfg['steps'])}, {SCHEDULER})\n",
+            flush=True,
+        )
+        first = {c["N"]: c for c in self.cases}
+        cells = []
+        for factor in cfg["factors"]:
+            n = self.m // factor
+            count = self.cfg["samples"][factor]
+            for steps in cfg["steps"]:
+                print(f"N = {n}, {steps} steps: calibrating the correction table ...", flush=True)
+                record, res, corr, wall = self.calibrate_nlc(n, steps)
+                (patched,) = self.NLCNode().apply(
+                    self.model, 1.0, 0.0, 1000.0, "error", "", calibration=[record]
+                )
+                print(f"N = {n}, {steps} steps: sampling {count} per model ...", flush=True)
+                fd_nlc, t_nlc = self.fd(patched, n, count, space="latent", steps=steps)
+                if steps == STEPS and n in first:  # the first section's cells
+                    fd_plain, fd_ns = first[n]["fd_plain"], first[n]["fd_noiseshift"]
+                    fd_native, reused = first[n]["fd_native"], True
+                else:
+                    fd_plain, _ = self.fd(self.model, n, count, space="latent", steps=steps)
+                    fd_ns, _ = self.fd(self.shifted[n], n, count, space="latent", steps=steps)
+                    native = self.cli.reference_native(self.ref, n)
+                    fd_native, _ = self.fd(native, n, count, space="field", steps=steps)
+                    reused = False
+                moved = sum(v != 0.0 for v in corr.r)
+                cell = {
+                    "N": n,
+                    "steps": steps,
+                    "samples": count,
+                    "fd_plain": fd_plain,
+                    "fd_nlc": fd_nlc,
+                    "fd_noiseshift": fd_ns,
+                    "fd_native": fd_native,
+                    "ratio_nlc": fd_nlc / fd_plain,
+                    "ratio_noiseshift": fd_ns / fd_plain,
+                    "reused_from_first_section": reused,
+                    "strength": corr.params["strength"],
+                    "final_distance": corr.params["final_distance"],
+                    "r_min": min(corr.r),
+                    "r_max": max(corr.r),
+                    "steps_moved": moved,
+                    "sigmas": corr.sigmas,
+                    "r": corr.r,
+                    "error_before": corr.error_before,
+                    "error_after": corr.error_after,
+                    "nlc_nfe": corr.nfe,
+                    "nlc_s": corr.wall_time_s,
+                    "noiseshift_search_nfe": res.nfe,
+                    "run_search_s": wall,
+                    "sampling_s_nlc": t_nlc,
+                }
+                cells.append(cell)
+                print(
+                    f"N = {n}, {steps} steps: FD plain {fd_plain:.5f}, NLC {fd_nlc:.5f} "
+                    f"({cell['ratio_nlc']:.3f}x), NoiseShift {fd_ns:.5f}, native "
+                    f"{fd_native:.5f}; strength {cell['strength']:g}, r {cell['r_min']:+.3f}.."
+                    f"{cell['r_max']:+.3f} ({moved}/{len(corr.r)} steps); calibration "
+                    f"{corr.nfe} NFE in {corr.wall_time_s:.1f} s (run_search {wall:.1f} s)",
+                    flush=True,
+                )
+        self.data["nlc"] = cells
+        print()
+        self.tables.append(
+            print_table(
+                f"Table 4: Noise Level Correction, FD to the true field (seed {SAMPLE_SEED}); "
+                f"Euler tables from run_search, {cfg['cal_count']} calibration latents",
+                [
+                    "N",
+                    "steps",
+                    "samples",
+                    "FD plain",
+                    "FD NLC",
+                    "FD NoiseShift",
+                    "FD native",
+                    "NLC/plain",
+                    "NS/plain",
+                    "strength",
+                    "min r",
+                    "max r",
+                    "r != 0",
+                    "NLC NFE",
+                    "NLC s",
+                    "search NFE",
+                    "run_search s",
+                ],
+                [
+                    [
+                        c["N"],
+                        c["steps"],
+                        c["samples"],
+                        fmt(c["fd_plain"]),
+                        fmt(c["fd_nlc"]),
+                        fmt(c["fd_noiseshift"]),
+                        fmt(c["fd_native"]),
+                        f"{c['ratio_nlc']:.3f}",
+                        f"{c['ratio_noiseshift']:.3f}",
+                        f"{c['strength']:g}",
+                        f"{c['r_min']:+.3f}",
+                        f"{c['r_max']:+.3f}",
+                        f"{c['steps_moved']}/{len(c['r'])}",
+                        c["nlc_nfe"],
+                        f"{c['nlc_s']:.1f}",
+                        c["noiseshift_search_nfe"],
+                        f"{c['run_search_s']:.1f}",
+                    ]
+                    for c in cells
+                ],
+            )
+        )
+        print(
+            "(NLC: the Noise Level Correction node with the table calibrated at the cell's step\n"
+            " count; NoiseShift: the first section's 20-step calibration at every step count;\n"
+            f" at {STEPS} steps FD plain, NoiseShift and native are the first section's;\n"
+            " strength: what the calibration kept of its greedy table (0 = the table is all\n"
+            " zeros); r != 0: steps the stored table moves; NLC NFE / s: the table's\n"
+            " calibration (CorrectionResult.nfe, wall time); search NFE: the NoiseShift search\n"
+            " run_search does first; run_search s: both)\n"
+        )
+        worst = max(cells, key=lambda c: c["ratio_nlc"])
+        over = [c for c in cells if c["ratio_nlc"] > NLC_WORSE]
+
+        def name(c):
+            return f"N={c['N']} {c['steps']} steps"
+
+        self.verdicts.check(
+            not over,
+            f"R4 NLC never worse than {NLC_WORSE:.2f}x plain: "
+            + ", ".join(f"{name(c)} {c['ratio_nlc']:.3f}x" for c in cells)
+            + f"; worst {name(worst)}",
+        )
+
     # ---- output
 
     def plots(self) -> list[Path]:
@@ -392,18 +604,19 @@ class ReferenceBench:
 
 
 def main(argv=None) -> int:
-    args = parse_args(__doc__, argv, quick_help="smoke run, about a minute")
+    args = parse_args(__doc__, argv, quick_help="smoke run, about 2 minutes")
     # the Calibrate node writes its file here, away from the user's calibrations
     os.environ["NOISE_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="reference-bench-")
     t_start = time.perf_counter()
     bench = ReferenceBench(QUICK if args.quick else FULL, Path(args.out), args.quick)
     describe_run(bench, args.quick, f"; model {bench.ref.path.name}")
-    bench.run()
+    timings = run_sections((("noiseshift", bench.run), ("nlc", bench.section_nlc)))
+    bench.data["section_s"] = timings
     written = bench.plots()
     total = time.perf_counter() - t_start
     bench.data["total_s"] = total
     written.append(bench.write_json())
-    print_summary(bench.verdicts, total, written)
+    print_summary(bench.verdicts, total, written, timings)
     return 0
 
 
