@@ -114,15 +114,19 @@ def run_search(
     ):
         extra_args = extra_args or {}
 
-        def denoise(xb, sigma, sigma_cond):
+        def denoise_at(xb, sigma):
+            """The guided denoiser at `sigma` for input, conditioning and denoised
+            alike (what the correction patch does when sampling)."""
             comfy.model_management.throw_exception_if_processing_interrupted()
             # ComfyUI repeats the conditioning to each call's batch size
+            out = model_k(xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args)
+            return out.to(x0.device, x0.dtype)
+
+        def denoise(xb, sigma, sigma_cond):
+            """The same with the network told `sigma_cond` (NoiseShift's search)."""
             cond = sigma_cond.to(x.device, torch.float32)
             with override.active(lambda level: cond):
-                out = model_k(
-                    xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args
-                )
-            return out.to(x0.device, x0.dtype)
+                return denoise_at(xb, sigma)
 
         def phase_progress(phase):
             if progress is None:
@@ -141,14 +145,6 @@ def run_search(
             sigma_max=max_level(model) if param != "flow" else None,
         )
         if correction:
-
-            def denoise_at(xb, sigma_hat):
-                comfy.model_management.throw_exception_if_processing_interrupted()
-                out = model_k(
-                    xb.to(x.device, x.dtype), sigma_hat.to(x.device, torch.float32), **extra_args
-                )
-                return out.to(x0.device, x0.dtype)
-
             result["correction"] = calibrate_correction(
                 denoise_at,
                 x0,
