@@ -94,6 +94,34 @@ def run(pack_module, model, tiny, sigmas=None, seed=0):
     )
 
 
+def sample_captured(pack_module, patched, tiny, entry):
+    """Sample through KSampler or SamplerCustom, capturing every network call;
+    checks the sampler walked its own sigmas."""
+    base_ms = tiny.patcher.get_model_object("model_sampling")
+    model, seen, handle = capture(patched)
+    sigmas = None
+    if entry == "sample_custom":
+        sigmas = comfy.samplers.calculate_sigmas(base_ms, "simple", 3)
+    try:
+        run(pack_module, model, tiny, sigmas)
+    finally:
+        handle.remove()
+    assert len(seen["t"]) >= 3
+    if sigmas is not None:  # the sampler walked exactly the given sigmas
+        walked = sorted({round(float(s[0]), 6) for s in seen["sigma"]}, reverse=True)
+        assert walked == [round(float(s), 6) for s in sigmas[:-1]]
+    return seen
+
+
+def told_timestep(pack_module, ms, sigma, level):
+    """The conditioning the network should get for `level` while the sampler is at
+    `sigma`: discrete models keep ComfyUI's rounded step plus a continuous offset."""
+    if _discrete(ms):
+        cont = pack_module("noisecal_host.conditioning_level")._continuous_step
+        return ms.timestep(sigma).float() + cont(ms, level) - cont(ms, sigma)
+    return ms.timestep(level).float()
+
+
 @pytest.mark.parametrize("entry", ["ksampler", "sample_custom"])
 def test_network_gets_sigma_hat_while_sampler_keeps_sigma(pack_module, nodes, tiny_model, entry):
     _, noiseshift = nodes
@@ -101,34 +129,17 @@ def test_network_gets_sigma_hat_while_sampler_keeps_sigma(pack_module, nodes, ti
     factor = 0.8
     record = make_record(pack_module, tiny_model.patcher, lambda s: s * factor)
     (patched,) = noiseshift.apply(tiny_model.patcher, 1.0, "error", calibration=[record])
-    model, seen, handle = capture(patched)
-    sigmas = None
-    if entry == "sample_custom":
-        sigmas = comfy.samplers.calculate_sigmas(base_ms, "simple", 3)
-    try:
-        run(pack_module, model, tiny_model, sigmas)
-    finally:
-        handle.remove()
+    seen = sample_captured(pack_module, patched, tiny_model, entry)
     shift_map = pack_module("noisecal.noiseshift").ShiftMap.from_records([record], [1.0])
-    assert len(seen["t"]) >= 3
     keys = ("t", "v", "sigma", "x", "denoised")
     for t, v, sigma, x, denoised in zip(*(seen[k] for k in keys), strict=True):
         sigma_hat = shift_map(sigma)
         assert not torch.allclose(sigma_hat, sigma)
-        if _discrete(base_ms):
-            cont = pack_module("noisecal_host.conditioning_level")._continuous_step
-            expected = (
-                base_ms.timestep(sigma).float() + cont(base_ms, sigma_hat) - cont(base_ms, sigma)
-            )
-        else:
-            expected = base_ms.timestep(sigma_hat).float()
+        expected = told_timestep(pack_module, base_ms, sigma, sigma_hat)
         assert torch.allclose(t.float(), expected, atol=1e-4)
         # the denoised estimate is formed with the trajectory's true sigma
         s = sigma.view(-1, 1, 1, 1)
         assert torch.allclose(denoised, x - s * v, atol=1e-4, rtol=1e-4)
-    if sigmas is not None:  # the sampler walked exactly the given sigmas
-        walked = sorted({round(float(s[0]), 6) for s in seen["sigma"]}, reverse=True)
-        assert walked == [round(float(s), 6) for s in sigmas[:-1]]
 
 
 def test_identity_calibration_and_strength_zero_are_bit_identical(pack_module, nodes, tiny_model):
@@ -144,29 +155,19 @@ def test_identity_calibration_and_strength_zero_are_bit_identical(pack_module, n
     assert not torch.equal(run(pack_module, on, tiny_model), plain)
 
 
-def sd3_shift(model, shift):
+def sd3_shift(pack_module, model, shift):
     """What core ModelSamplingSD3 does (comfy_extras needs ComfyUI's server modules)."""
     try:
         from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
         return ModelSamplingSD3().patch(model, shift)[0]
     except ImportError:
-
-        class ModelSamplingAdvanced(
-            comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST
-        ):
-            pass
-
-        ms = ModelSamplingAdvanced(model.model.model_config)
-        ms.set_parameters(shift=shift, multiplier=1000)
-        m = model.clone()
-        m.add_object_patch("model_sampling", ms)
-        return m
+        return pack_module("noisecal_host.cli").with_flow_shift(model, shift)
 
 
 def test_earlier_shift_survives_and_other_patches_compose(pack_module, nodes, tiny_sd3):
     _, noiseshift = nodes
-    shifted = sd3_shift(tiny_sd3.patcher, 6.0)
+    shifted = sd3_shift(pack_module, tiny_sd3.patcher, 6.0)
     calls = []
     shifted.set_model_sampler_post_cfg_function(lambda args: calls.append(1) or args["denoised"])
     record = make_record(pack_module, shifted, lambda s: s * 0.9)
