@@ -199,6 +199,17 @@ def target_noise(data_weight: float, data_power, target, counts, samples: int, w
     return float((var * weights).sum(dim=-1).mean())
 
 
+def _target(level, data_power, noise_power, parameterization, spectrum, samples):
+    """The spectrum a batch at ``level`` should have (scaled by its own noise's
+    fluctuation) and the gain needed to beat the target's estimation noise."""
+    target = marginal_power(data_power, level, parameterization) * noise_power
+    data_weight = (1.0 - level) ** 2 if parameterization == "flow" else 1.0
+    floor = NOISE_FLOOR_FACTOR * target_noise(
+        data_weight, data_power, target, spectrum.counts, samples, spectrum.weights
+    )
+    return target, floor
+
+
 def spectral_distance(power: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> float:
     """FD-like distance of two [C, F] spectra: mean over coefficients of the squared
     amplitude difference (``weights``: each bin's share of the coefficients)."""
@@ -275,6 +286,7 @@ class _Step:
         sigma_max,
         max_batch,
         sampler,
+        noise_floor,
         predictor_r=None,
     ):
         self.denoise, self.x, self.sampler = denoise, x, sampler
@@ -283,8 +295,7 @@ class _Step:
         self.sigma, self.sigma_next = float(sigma), float(sigma_next)
         self.target, self.spectrum = target, spectrum
         self.sigma_max, self.max_batch = float(sigma_max), int(max_batch)
-        self.min_gain = MIN_GAIN
-        self.noise_floor = 0.0
+        self.noise_floor = float(noise_floor)
         self.errors: dict[float, float] = {}
         self.states: dict[float, torch.Tensor] = {}
         self.rows = 0
@@ -339,7 +350,7 @@ class _Step:
     def best(self) -> float:
         base = self.errors[0.0]
         r_best = min(self.errors, key=lambda r: (self.errors[r], abs(r)))
-        needed = max(max(self.min_gain, _TIE_RTOL) * abs(base), self.noise_floor)
+        needed = max(max(MIN_GAIN, _TIE_RTOL) * abs(base), self.noise_floor)
         if base - self.errors[r_best] <= needed:
             return 0.0  # a gain this small may be fitting sampling noise: leave the level
         return r_best
@@ -398,11 +409,7 @@ def _verify(
     is kept only at the strength whose whole trajectory ends closest to the
     data, by more than a step's gain rule asks.
     """
-    final = marginal_power(data_power, levels[-1], parameterization) * noise_power
-    data_weight = (1.0 - levels[-1]) ** 2 if parameterization == "flow" else 1.0
-    floor = NOISE_FLOOR_FACTOR * target_noise(
-        data_weight, data_power, final, spectrum.counts, samples, spectrum.weights
-    )
+    final, floor = _target(levels[-1], data_power, noise_power, parameterization, spectrum, samples)
     distances, rows = {}, 0
     for strength in VERIFY_STRENGTHS:
         end, used = _sample(denoise, start, levels, [strength * v for v in r], sampler, max_batch)
@@ -456,21 +463,26 @@ def calibrate_correction(
     data_power = spectrum.power(x0)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64).to(x0.device)
-    x = _start_state(noise, levels[0], parameterization, float(sigma_max))
+    start = _start_state(noise, levels[0], parameterization, float(sigma_max))
     # The trajectories inherit the drawn noise's own spectral fluctuation
     # (exactly so for a linear denoiser); scaling the target by it keeps the
     # search from "correcting" the seed instead of the level.
     noise_power = spectrum.power(noise)
     steps = [(a, b) for a, b in zip(levels, levels[1:], strict=False) if a > 0]
-    r_out, before, after, nfe = [], [], [], 0
+    heun = sampler == "heun"
+
+    def in_model_dtype(xb, sigma_hat):
+        return denoise(xb.to(x0.dtype), sigma_hat)
+
+    x, r_out, before, after, nfe = start, [], [], [], 0
     with torch.no_grad():
         for i, (sigma, sigma_next) in enumerate(steps):
-            target = marginal_power(data_power, sigma_next, parameterization) * noise_power
-            data_weight = (1.0 - sigma_next) ** 2 if parameterization == "flow" else 1.0
-            heun = sampler == "heun"
+            target, floor = _target(
+                sigma_next, data_power, noise_power, parameterization, spectrum, x0.shape[0]
+            )
             predictor_r = r_out[i] if heun and i > 0 else None
             step = _Step(
-                lambda xb, hat: denoise(xb.to(x0.dtype), hat),
+                in_model_dtype,
                 x,
                 sigma,
                 sigma_next,
@@ -479,10 +491,8 @@ def calibrate_correction(
                 sigma_max,
                 max_batch,
                 sampler,
+                floor,
                 predictor_r,
-            )
-            step.noise_floor = NOISE_FLOOR_FACTOR * target_noise(
-                data_weight, data_power, target, spectrum.counts, x0.shape[0], spectrum.weights
             )
             free = not (heun and sigma_next == 0 and i > 0)  # Heun ends with an Euler step
             centre = 0.0
@@ -502,9 +512,8 @@ def calibrate_correction(
             nfe += step.rows
             if progress is not None:
                 progress(i + 1, len(steps))
-        start = _start_state(noise, levels[0], parameterization, float(sigma_max))
         chosen, verified, rows = _verify(
-            lambda xb, hat: denoise(xb.to(x0.dtype), hat),
+            in_model_dtype,
             start,
             levels,
             r_out,
