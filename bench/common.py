@@ -4,6 +4,7 @@ tables, PASS/MISS verdicts, the JSON dump and the closing summary."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -57,6 +58,31 @@ def print_summary(verdicts, total: float, written, timings=None, preamble=()) ->
     if timings:
         print("Section times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"Total: {total:.1f} s. Wrote: " + ", ".join(str(p) for p in written))
+
+
+def finish(bench, name: str, timings, t_start: float, seeds: dict, **options) -> int:
+    """The end every benchmark shares: plots, then ``out/<name>.json`` (all data,
+    verdicts, host, seeds and ``extra``), then the summary.
+
+    Options: ``extra`` (more JSON fields), ``after_total(total)`` (verdicts on the
+    run's own time, before the JSON) and ``preamble`` (summary lines).
+    """
+    bench.data["section_s"] = timings
+    written = bench.plots()
+    total = time.perf_counter() - t_start
+    bench.data["total_s"] = total
+    if options.get("after_total"):
+        options["after_total"](total)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    bench.data["verdicts"] = bench.verdicts.lines
+    bench.data["host"] = bench.host.describe()
+    bench.data["seeds"] = seeds
+    bench.data.update(options.get("extra", {}))
+    path = bench.out / f"{name}.json"
+    path.write_text(json.dumps(jsonable(bench.data), indent=1))
+    written.append(path)
+    print_summary(bench.verdicts, total, written, timings, options.get("preamble", ()))
+    return 0
 
 
 def fmt(v, spec=".5f") -> str:

@@ -47,7 +47,6 @@ euler_ancestral, the same ancestral noise).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -62,10 +61,9 @@ if str(ROOT) not in sys.path:
 
 from bench.common import (  # noqa: E402
     describe_run,
+    finish,
     fmt,
-    jsonable,
     parse_args,
-    print_summary,
     print_table,
     run_sections,
 )
@@ -830,19 +828,6 @@ class GuidanceBench(Bench):
             written.append(path)
         return written
 
-    def write_json(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.data["verdicts"] = self.verdicts.lines
-        self.data["host"] = self.host.describe()
-        self.data["seeds"] = {"sampling": SAMPLE_SEED, "timing": TIMING_SEED}
-        self.data["chosen"] = {
-            k: {"setting": describe(c), **c, "feasible": ok}
-            for k, (c, ok) in getattr(self, "chosen", {}).items()
-        }
-        path = self.out / "guidance.json"
-        path.write_text(json.dumps(jsonable(self.data), indent=1))
-        return path
-
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv, quick_help="smoke run, about a minute")
@@ -858,17 +843,18 @@ def main(argv=None) -> int:
             ("cost", bench.section_cost),
         )
     )
-    bench.data["section_s"] = timings
-    written = bench.plots()
-    total = time.perf_counter() - t_start
-    bench.data["total_s"] = total
-    written.append(bench.write_json())
-    chosen = [
+    chosen = {
+        k: {"setting": describe(c), **c, "feasible": ok}
+        for k, (c, ok) in getattr(bench, "chosen", {}).items()
+    }
+    preamble = [
         f"chosen {key}: {describe(c)} ({'feasible' if ok else 'best trade-off, infeasible'})"
         for key, (c, ok) in bench.chosen.items()
     ]
-    print_summary(bench.verdicts, total, written, timings, preamble=chosen)
-    return 0
+    seeds = {"sampling": SAMPLE_SEED, "timing": TIMING_SEED}
+    return finish(
+        bench, "guidance", timings, t_start, seeds, extra={"chosen": chosen}, preamble=preamble
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ Seeds: calibration data, search noise and sampling noise use different seeds
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -55,10 +54,10 @@ if str(ROOT) not in sys.path:
 from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     Verdicts,
     describe_run,
+    finish,
     fmt,
     jsonable,
     parse_args,
-    print_summary,
     print_table,
     run_sections,
     spectrum_name,
@@ -1068,20 +1067,6 @@ class Bench:
             written.append(path)
         return written
 
-    def write_json(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.data["verdicts"] = self.verdicts.lines
-        self.data["host"] = self.host.describe()
-        self.data["seeds"] = {
-            "calibration_data": CAL_DATA_SEED,
-            "search": SEARCH_SEED,
-            "sampling": SAMPLE_SEED,
-            "timing": TIMING_SEED,
-        }
-        path = self.out / "noiseshift.json"
-        path.write_text(json.dumps(jsonable(self.data), indent=1))
-        return path
-
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv)
@@ -1099,13 +1084,13 @@ def main(argv=None) -> int:
             ("overhead", bench.section_overhead),
         )
     )
-    bench.data["section_s"] = timings
-    written = bench.plots()
-    total = time.perf_counter() - t_start
-    bench.data["total_s"] = total
-    written.append(bench.write_json())
-    print_summary(bench.verdicts, total, written, timings)
-    return 0
+    seeds = {
+        "calibration_data": CAL_DATA_SEED,
+        "search": SEARCH_SEED,
+        "sampling": SAMPLE_SEED,
+        "timing": TIMING_SEED,
+    }
+    return finish(bench, "noiseshift", timings, t_start, seeds)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,6 @@ eps the same white noise.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -74,10 +73,10 @@ if str(ROOT) not in sys.path:
 from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     Verdicts,
     describe_run,
+    finish,
     fmt,
     jsonable,
     parse_args,
-    print_summary,
     print_table,
     run_sections,
 )
@@ -581,27 +580,6 @@ class ReferenceBench:
         written.append(path)
         return written
 
-    def write_json(self) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.data["verdicts"] = self.verdicts.lines
-        self.data["host"] = self.host.describe()
-        self.data["reference"] = {
-            "file": self.ref.path.name,
-            "sha256": self.ref.sidecar.get("sha256"),
-            "train_res": self.m,
-            "shift": self.ref.shift,
-            "spectrum": self.ref.sidecar["data"]["spectrum"],
-            "load_s": self.load_s,
-        }
-        self.data["seeds"] = {
-            "calibration_data": CAL_DATA_SEED,
-            "search": SEARCH_SEED,
-            "sampling": SAMPLE_SEED,
-        }
-        path = self.out / "reference.json"
-        path.write_text(json.dumps(jsonable(self.data), indent=1))
-        return path
-
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv, quick_help="smoke run, about 2 minutes")
@@ -611,13 +589,16 @@ def main(argv=None) -> int:
     bench = ReferenceBench(QUICK if args.quick else FULL, Path(args.out), args.quick)
     describe_run(bench, args.quick, f"; model {bench.ref.path.name}")
     timings = run_sections((("noiseshift", bench.run), ("nlc", bench.section_nlc)))
-    bench.data["section_s"] = timings
-    written = bench.plots()
-    total = time.perf_counter() - t_start
-    bench.data["total_s"] = total
-    written.append(bench.write_json())
-    print_summary(bench.verdicts, total, written, timings)
-    return 0
+    reference = {
+        "file": bench.ref.path.name,
+        "sha256": bench.ref.sidecar.get("sha256"),
+        "train_res": bench.m,
+        "shift": bench.ref.shift,
+        "spectrum": bench.ref.sidecar["data"]["spectrum"],
+        "load_s": bench.load_s,
+    }
+    seeds = {"calibration_data": CAL_DATA_SEED, "search": SEARCH_SEED, "sampling": SAMPLE_SEED}
+    return finish(bench, "reference", timings, t_start, seeds, extra={"reference": reference})
 
 
 if __name__ == "__main__":

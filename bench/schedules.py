@@ -54,7 +54,6 @@ schedules 0..15.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -70,10 +69,10 @@ if str(ROOT) not in sys.path:
 from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     Verdicts,
     describe_run,
+    finish,
     fmt,
     jsonable,
     parse_args,
-    print_summary,
     print_table,
     run_sections,
     spectrum_name,
@@ -942,22 +941,6 @@ class Bench:
             written.append(path)
         return written
 
-    def write_json(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.data["verdicts"] = self.verdicts.lines
-        self.data["host"] = self.host.describe()
-        self.data["seeds"] = {"calibration_data": CAL_DATA_SEED, "sampling": SAMPLE_SEED}
-        self.data["defaults"] = {
-            "variant": self.ss.DEFAULT_VARIANT,
-            "snr_low": self.ss.DEFAULT_SNR_LOW,
-            "snr_high": self.ss.DEFAULT_SNR_HIGH,
-            "reference_steps": self.ss.REFERENCE_STEPS,
-            "threshold_exponent": self.ss.THRESHOLD_EXPONENT,
-        }
-        path = self.out / "schedules.json"
-        path.write_text(json.dumps(jsonable(self.data), indent=1))
-        return path
-
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv)
@@ -972,15 +955,28 @@ def main(argv=None) -> int:
             ("properties", bench.section_properties),
         )
     )
-    bench.data["section_s"] = timings
-    written = bench.plots()
-    total = time.perf_counter() - t_start
-    bench.data["total_s"] = total
-    if not args.quick:
-        bench.verdicts.check(total <= 600, f"T4 full run {total:.0f} s (target <= 600 s)")
-    written.append(bench.write_json())
-    print_summary(bench.verdicts, total, written, timings)
-    return 0
+    defaults = {
+        "variant": bench.ss.DEFAULT_VARIANT,
+        "snr_low": bench.ss.DEFAULT_SNR_LOW,
+        "snr_high": bench.ss.DEFAULT_SNR_HIGH,
+        "reference_steps": bench.ss.REFERENCE_STEPS,
+        "threshold_exponent": bench.ss.THRESHOLD_EXPONENT,
+    }
+
+    def time_target(total):
+        if not args.quick:
+            bench.verdicts.check(total <= 600, f"T4 full run {total:.0f} s (target <= 600 s)")
+
+    seeds = {"calibration_data": CAL_DATA_SEED, "sampling": SAMPLE_SEED}
+    return finish(
+        bench,
+        "schedules",
+        timings,
+        t_start,
+        seeds,
+        extra={"defaults": defaults},
+        after_total=time_target,
+    )
 
 
 if __name__ == "__main__":
