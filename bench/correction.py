@@ -122,10 +122,11 @@ def ratio(a, b):
 class CorrectionBench(Bench):
     def _import_pack(self):
         super()._import_pack()
-        from noisecal.pack_loader import load_pack
+        from noisecal_host.pack_loader import load_pack
 
         pack = load_pack()
-        from noise_calibration.noisecal import correction, spectra
+        from noise_calibration.noisecal import correction_search as correction
+        from noise_calibration.noisecal import spectra
         from noise_calibration.noisecal_host import conditioning_level
 
         self.correction, self.spectra_mod = correction, spectra

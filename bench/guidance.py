@@ -195,7 +195,7 @@ MODES = ("any", "offset", "estimated", "pseudo-level")
 class GuidanceBench(Bench):
     def _import_pack(self):
         super()._import_pack()
-        from noisecal.pack_loader import load_pack
+        from noisecal_host.pack_loader import load_pack
 
         pack = load_pack()
         self.GuidanceNode = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]

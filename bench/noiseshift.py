@@ -25,7 +25,7 @@ Sections (DESIGN.md 2.1 and 5):
    calibration made at the target schedule itself, for comparison.
 3. Search cost. Grid (the paper's coarse-to-fine search) against fast (ours):
    network evaluations (NFE), wall time and the total one-step error, plus an
-   exhaustive check of single steps (``noisecal.search.step_errors`` on a
+   exhaustive check of single steps (``noisecal.noiseshift_search.step_errors`` on a
    dense candidate list).
 4. Overhead. Sampling wall time with NoiseShift (a real calibration record
    for that resolution) against the unpatched model on tiny SD3 and tiny Flux,
@@ -168,20 +168,21 @@ class Bench:
         from noisecal_host.host import ensure_host
 
         self.host = ensure_host()
-        from noisecal.pack_loader import load_pack
+        from noisecal_host.pack_loader import load_pack
 
         pack = load_pack()
         import comfy.samplers
         import torch
+
         from noise_calibration.noisecal import metrics, search, store
-        from noise_calibration.noisecal.testbed import ExactDenoiser, FieldSpectrum, sample_field
-        from noise_calibration.noisecal_host import (
-            calibrate,
-            sampling,
-            testbed_model,
-            tiny_models,
+        from noise_calibration.noisecal.testing.testbed import (
+            ExactDenoiser,
+            FieldSpectrum,
+            sample_field,
         )
+        from noise_calibration.noisecal_host import calibrate
         from noise_calibration.noisecal_host.fingerprint import checkpoint_key
+        from noise_calibration.noisecal_host.testing import sampling, testbed_model, tiny_models
 
         self.torch = torch
         self.comfy_samplers = comfy.samplers

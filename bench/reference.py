@@ -123,15 +123,17 @@ class ReferenceBench:
         from noisecal_host.host import ensure_host
 
         self.host = ensure_host()
-        from noisecal.pack_loader import load_pack
+        from noisecal_host.pack_loader import load_pack
 
         pack = load_pack()
         import comfy.samplers
         import torch
+
         from noise_calibration.noisecal import metrics, store
-        from noise_calibration.noisecal.testbed import sample_field
-        from noise_calibration.noisecal_host import calibrate, cli, sampling, testbed_model
-        from noise_calibration.noisecal_host.calibrate import zero_conditioning
+        from noise_calibration.noisecal.testing.testbed import sample_field
+        from noise_calibration.noisecal_host import calibrate, cli
+        from noise_calibration.noisecal_host.model_info import zero_conditioning
+        from noise_calibration.noisecal_host.testing import sampling, testbed_model
 
         self.torch, self.comfy_samplers = torch, comfy.samplers
         self.metrics, self.sample_field = metrics, sample_field

@@ -24,7 +24,7 @@ Running ComfyUI's sampler on a unit impulse gives ``G`` (its unnormalized
 DFT), hence the exact, infinite-sample FD: ``mean_k (|G(k)| - sqrt(P(k)))^2``
 with P the true power at N. No estimator noise, so schedules that differ by a
 few percent can be ranked. Section 2 checks it against the usual FD of 512
-samples (``noisecal.metrics.frechet_distance``, sampling seed 3003).
+samples (``noisecal.testing.metrics.frechet_distance``, sampling seed 3003).
 
 Sections:
 
@@ -265,16 +265,21 @@ class Bench:
         from noisecal_host.host import ensure_host
 
         self.host = ensure_host()
-        from noisecal.pack_loader import load_pack
+        from noisecal_host.pack_loader import load_pack
 
         load_pack()
         import comfy.model_sampling
         import comfy.sample
         import comfy.samplers
         import torch
+
         from noise_calibration.noisecal import metrics, spectra, spectral_schedule
-        from noise_calibration.noisecal.testbed import ExactDenoiser, FieldSpectrum, sample_field
-        from noise_calibration.noisecal_host import sampling, testbed_model
+        from noise_calibration.noisecal.testing.testbed import (
+            ExactDenoiser,
+            FieldSpectrum,
+            sample_field,
+        )
+        from noise_calibration.noisecal_host.testing import sampling, testbed_model
 
         self.torch = torch
         self.comfy_samplers, self.comfy_sample = comfy.samplers, comfy.sample

@@ -7,14 +7,14 @@ import comfy.utils
 import torch
 
 from ..noisecal import store
-from ..noisecal.plots import calibration_plot
-from ..noisecal_host import calibrate, folders
-from .common import CALIBRATION_TYPE, CATEGORY, LATENT_DOWNSCALE, rgb_to_image
+from ..noisecal_host import calibrate
+from ..noisecal_host.plots import calibration_plot
+from .common import CALIBRATION_TYPE, CATEGORY, LATENT_DOWNSCALE, UsesCalibrationStore, rgb_to_image
 
 CORRECTION_CHOICES = ["off", "euler", "heun"]
 
 
-class Calibrate:
+class Calibrate(UsesCalibrationStore):
     DESCRIPTION = (
         "Calibrates NoiseShift for this checkpoint at one resolution: for every step of the "
         "schedule it searches the noise level the network should be told so that one "
@@ -192,7 +192,7 @@ class Calibrate:
         if sigmas is None:
             ms = model.get_model_object("model_sampling")
             sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, steps)
-        calibration_store = folders.user_store()
+        calibration_store = self.store()
         progress = calibrate.comfy_progress(len(sigmas) - 1)
         record, path = calibrate.calibrate(
             model,

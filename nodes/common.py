@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..noisecal import store
+from ..noisecal_host import folders
 
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)
@@ -91,3 +92,14 @@ LABEL_INPUT = (
         "calibrations (must match the label used when calibrating). Leave empty normally.",
     },
 )
+
+
+class UsesCalibrationStore:
+    """A node that reads or writes calibration files. ComfyUI creates nodes
+    without arguments (the user folder); the CLI and benchmarks pass a store."""
+
+    def __init__(self, calibration_store=None):
+        self.calibration_store = calibration_store
+
+    def store(self):
+        return self.calibration_store or folders.user_store()

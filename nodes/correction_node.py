@@ -5,14 +5,15 @@ from __future__ import annotations
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
 from ..noisecal_host import conditioning_level, folders
-from ..noisecal_host.calibrate import max_level, parameterization_of
 from ..noisecal_host.fingerprint import checkpoint_key
+from ..noisecal_host.model_info import max_level, parameterization_of
 from .common import (
     CALIBRATION_INPUTS,
     CATEGORY,
     LABEL_INPUT,
     ON_MISSING,
     PAIR_WARNING,
+    UsesCalibrationStore,
     if_missing_input,
     installed,
     log,
@@ -20,7 +21,7 @@ from .common import (
 )
 
 
-class NoiseLevelCorrection:
+class NoiseLevelCorrection(UsesCalibrationStore):
     DESCRIPTION = (
         "Noise Level Correction (arXiv 2412.05488): the model is evaluated at a corrected "
         "noise level sigma_hat = sigma * (1 + r) that matches the noise really in the "
@@ -114,7 +115,7 @@ class NoiseLevelCorrection:
         resolver = CorrectionResolver(
             key,
             provided,
-            folders.user_store(),
+            self.store(),
             strength=strength,
             on_missing=if_missing,
             max_level=max_level(model),

@@ -5,14 +5,15 @@ from __future__ import annotations
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
 from ..noisecal_host import conditioning_level, folders
-from ..noisecal_host.calibrate import max_level, parameterization_of
 from ..noisecal_host.fingerprint import checkpoint_key
+from ..noisecal_host.model_info import max_level, parameterization_of
 from .common import (
     CALIBRATION_INPUTS,
     CATEGORY,
     LABEL_INPUT,
     ON_MISSING,
     PAIR_WARNING,
+    UsesCalibrationStore,
     if_missing_input,
     installed,
     log,
@@ -20,7 +21,7 @@ from .common import (
 )
 
 
-class NoiseShift:
+class NoiseShift(UsesCalibrationStore):
     DESCRIPTION = (
         "NoiseShift (arXiv 2510.02307): tells the network a recalibrated noise level for the "
         "resolution you sample at, so SD3/SD3.5/Flux (and SD1.5/SDXL) stop producing "
@@ -77,7 +78,7 @@ class NoiseShift:
         resolver = ShiftResolver(
             key,
             provided,
-            folders.user_store(),
+            self.store(),
             strength=strength,
             on_missing=if_missing,
             max_level=max_level(model),

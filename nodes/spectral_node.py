@@ -7,17 +7,16 @@ import comfy.samplers
 import torch
 
 from ..noisecal import store
-from ..noisecal.plots import schedule_plot
 from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
-from ..noisecal_host import folders
 from ..noisecal_host.fingerprint import checkpoint_key
-from .common import CATEGORY, LATENT_DOWNSCALE, rgb_to_image
+from ..noisecal_host.plots import schedule_plot
+from .common import CATEGORY, LATENT_DOWNSCALE, UsesCalibrationStore, rgb_to_image
 
 SOURCES = ["calibration", "reference latent"]
 
 
-class SpectralScheduler:
+class SpectralScheduler(UsesCalibrationStore):
     DESCRIPTION = (
         "Spectral schedule (after Esteves & Makadia, ICML 2026): SIGMAS that skip the "
         "levels where every frequency of the data is already drowned in noise (or already "
@@ -148,8 +147,7 @@ class SpectralScheduler:
         )
         return (sigmas, rgb_to_image(plot))
 
-    @staticmethod
-    def _stats(model, source, latent, latent_size, label) -> SpectrumStats:
+    def _stats(self, model, source, latent, latent_size, label) -> SpectrumStats:
         if source == "reference latent":
             if latent is None:
                 raise store.CalibrationError("source 'reference latent' needs the latent input")
@@ -160,7 +158,7 @@ class SpectralScheduler:
                 )
             return rapsd(model.model.process_latent_in(samples.float()))
         key = checkpoint_key(model, label)
-        match = folders.user_store().find(key, latent_size)
+        match = self.store().find(key, latent_size)
         record = match.records[0] if len(match.records) == 1 else None
         if record is None or not record.get("spectrum"):
             raise store.CalibrationError(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .noiseshift_search import SigmaHatCurve
 from .resolver import CalibrationResolver
-from .search import SigmaHatCurve
 
 
 class ShiftMap:

@@ -1,9 +1,9 @@
 """Headless command line: the same code the nodes run, without a UI.
 
-python -m noisecal demo        the main job: calibrate the shipped reference model (a tiny
+python -m noisecal_host demo      the main job: calibrate the shipped reference model (a tiny
                                SD3 trained at M = 32) at M and M/2 with the calibration
                                node, sample plain vs NoiseShift, print the FD table
-python -m noisecal calibrate   calibrate a diffusion-model file (or the testbed)
+python -m noisecal_host calibrate calibrate a diffusion-model file (or the testbed)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..noisecal.plots import calibration_plot, save_png
+from .plots import calibration_plot, save_png
 
 DEFAULT_OUT = Path("out")
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +44,8 @@ def _nodes():
 
 
 def _testbed_setup(args):
-    from ..noisecal.testbed import FieldSpectrum, sample_field
-    from .testbed_model import make_testbed_model
+    from ..noisecal.testing.testbed import FieldSpectrum, sample_field
+    from .testing.testbed_model import make_testbed_model
 
     spectrum = FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=4)
     model = make_testbed_model(spectrum, args.train_res, args.variant)
@@ -79,7 +79,7 @@ class Reference:
     model: object  # ModelPatcher, loaded by ComfyUI's diffusion-model loader
     path: Path
     sidecar: dict
-    spectrum: object  # noisecal.testbed.FieldSpectrum of its training data
+    spectrum: object  # noisecal.testing.testbed.FieldSpectrum of its training data
     train_res: int  # M
     shift: float  # its ModelSamplingDiscreteFlow shift
 
@@ -88,7 +88,7 @@ def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
     """Load the reference network as UNETLoader does and read its training data's spectrum."""
     import comfy.sd
 
-    from ..noisecal.testbed import FieldSpectrum
+    from ..noisecal.testing.testbed import FieldSpectrum
 
     path = Path(path)
     sidecar = json.loads(path.with_suffix(".json").read_text())
@@ -101,7 +101,7 @@ def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
 
 def reference_native(reference: Reference, n: int):
     """The exact testbed denoiser for resolution n, on the reference's data and schedule shift."""
-    from .testbed_model import make_testbed_model
+    from .testing.testbed_model import make_testbed_model
 
     return with_flow_shift(make_testbed_model(reference.spectrum, n), reference.shift)
 
@@ -121,9 +121,9 @@ class _DemoSetup:
 
 
 def _demo_setup(args) -> _DemoSetup:
-    from ..noisecal.testbed import FieldSpectrum
-    from .calibrate import zero_conditioning
-    from .testbed_model import make_testbed_conditioning, make_testbed_model
+    from ..noisecal.testing.testbed import FieldSpectrum
+    from .model_info import zero_conditioning
+    from .testing.testbed_model import make_testbed_conditioning, make_testbed_model
 
     if args.model == "testbed":
         spectrum = FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=4)
@@ -164,10 +164,10 @@ def _demo_setup(args) -> _DemoSetup:
 
 def _demo(args) -> int:
     """Main job on the embedded default: calibrate -> apply -> measure FD to the true field."""
-    from ..noisecal.metrics import fd_noise_floor, frechet_distance, gap_closed
-    from ..noisecal.testbed import sample_field
-    from .sampling import empty_latent, ksample
-    from .testbed_model import make_testbed_conditioning
+    from ..noisecal.testing.metrics import fd_noise_floor, frechet_distance, gap_closed
+    from ..noisecal.testing.testbed import sample_field
+    from .testing.sampling import empty_latent, ksample
+    from .testing.testbed_model import make_testbed_conditioning
 
     torch.set_num_threads(max(1, args.threads))
     eval_samples = args.eval_samples or DEFAULT_EVAL_SAMPLES[args.model]
@@ -369,7 +369,7 @@ def _testbed_args(p, res_default):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m noisecal",
+        prog="python -m noisecal_host",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

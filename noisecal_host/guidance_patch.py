@@ -16,7 +16,7 @@ import torch
 
 from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
 from . import conditioning_level
-from .calibrate import parameterization_of
+from .model_info import parameterization_of
 
 
 def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.Tensor | None:

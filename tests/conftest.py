@@ -12,29 +12,28 @@ import importlib
 
 import pytest
 
-from noisecal.pack_loader import load_pack
 from noisecal_host.host import ensure_host
+from noisecal_host.pack_loader import load_pack
 
-_HOST = None
-
-
-def pytest_configure(config):
-    global _HOST
-    _HOST = ensure_host(cpu=True)
+# Before any test module is collected: test modules import the pack's modules
+# as `noise_calibration.*` (one import path, one copy of every class), and the
+# pack loads its nodes only when `comfy` is importable.
+_HOST = ensure_host(cpu=True)
+_PACK = load_pack()
 
 
 def pytest_report_header(config):
-    return _HOST.describe() if _HOST else "ComfyUI host: none"
+    return _HOST.describe()
 
 
 @pytest.fixture(scope="session")
 def pack():
-    return load_pack()
+    return _PACK
 
 
 @pytest.fixture(scope="session")
 def pack_module(pack):
-    """Import a module of the loaded pack: pack_module("noisecal_host.sampling")."""
+    """Import a module of the loaded pack: pack_module("noisecal_host.testing.sampling")."""
     return lambda name: importlib.import_module(f"{pack.__name__}.{name}")
 
 
@@ -45,20 +44,20 @@ def host_info():
 
 @pytest.fixture
 def tiny_sd3(pack_module):
-    return pack_module("noisecal_host.tiny_models").tiny_sd3()
+    return pack_module("noisecal_host.testing.tiny_models").tiny_sd3()
 
 
 @pytest.fixture
 def tiny_flux(pack_module):
-    return pack_module("noisecal_host.tiny_models").tiny_flux()
+    return pack_module("noisecal_host.testing.tiny_models").tiny_flux()
 
 
 @pytest.fixture
 def tiny_unet(pack_module):
-    return pack_module("noisecal_host.tiny_models").tiny_unet()
+    return pack_module("noisecal_host.testing.tiny_models").tiny_unet()
 
 
 @pytest.fixture(params=["sd3", "flux", "unet"])
 def tiny_model(request, pack_module):
     """Each tiny architecture in turn."""
-    return pack_module("noisecal_host.tiny_models").TINY_MODELS[request.param]()
+    return pack_module("noisecal_host.testing.tiny_models").TINY_MODELS[request.param]()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args, cwd=ROOT):
     out = subprocess.run(
-        [sys.executable, "-m", "noisecal", *args],
+        [sys.executable, "-m", "noisecal_host", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -24,7 +24,7 @@ def cli(*args, cwd=ROOT):
 
 
 def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
-    tiny = pack_module("noisecal_host.tiny_models").tiny_sd3(seed=3)
+    tiny = pack_module("noisecal_host.testing.tiny_models").tiny_sd3(seed=3)
     weights = tmp_path / "tiny_sd3.safetensors"
     state = {k: v.contiguous() for k, v in tiny.patcher.model.diffusion_model.state_dict().items()}
     safetensors.torch.save_file(state, str(weights))

@@ -5,15 +5,17 @@ import math
 import pytest
 import torch
 
-from noisecal import store
-from noisecal.correction import (
-    CorrectionMap,
-    CorrectionTable,
-    calibrate_correction,
-    marginal_power,
+from noise_calibration.noisecal import store
+from noise_calibration.noisecal.correction import CorrectionMap
+from noise_calibration.noisecal.correction_search import calibrate_correction, marginal_power
+from noise_calibration.noisecal.correction_table import CorrectionTable
+from noise_calibration.noisecal.testing.metrics import frechet_distance
+from noise_calibration.noisecal.testing.testbed import (
+    ExactDenoiser,
+    FieldSpectrum,
+    flow_sigmas,
+    sample_field,
 )
-from noisecal.metrics import frechet_distance
-from noisecal.testbed import ExactDenoiser, FieldSpectrum, flow_sigmas, sample_field
 
 SPECTRUM = FieldSpectrum(f0=3.0, alpha=2.5, channels=4)
 

@@ -177,8 +177,8 @@ def test_missing_table_errors_or_passes_through(pack_module, nodes, tiny_sd3, ca
 
 def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_dir):
     calibrate, nlc, _, _ = nodes
-    testbed = pack_module("noisecal_host.testbed_model")
-    tb = pack_module("noisecal.testbed")
+    testbed = pack_module("noisecal_host.testing.testbed_model")
+    tb = pack_module("noisecal.testing.testbed")
     spectrum = tb.FieldSpectrum()
     model = testbed.make_testbed_model(spectrum, 16, "image")
     latents = {"samples": tb.sample_field(spectrum, 8, 8, torch.Generator().manual_seed(11))}
@@ -191,7 +191,7 @@ def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_d
     assert max(table["r"]) > 0.05  # the "image" model below M needs a higher level
     assert saved["cost"]["network_evaluations"] >= table["network_evaluations"] > 0
     (patched,) = nlc.apply(model, 1.0, 0.0, 1000.0, "error")  # finds the file by key + size
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     lat = sampling.empty_latent(model, 8, 8, 2)
     cond = testbed.make_testbed_conditioning(2)
     plain = sampling.ksample(model, lat, cond, steps=6, sampler_name="euler")
@@ -205,8 +205,8 @@ def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_d
 
 def test_cancel_during_the_correction_pass_writes_nothing(pack_module, nodes, cal_dir):
     calibrate = nodes[0]
-    testbed = pack_module("noisecal_host.testbed_model")
-    tb = pack_module("noisecal.testbed")
+    testbed = pack_module("noisecal_host.testing.testbed_model")
+    tb = pack_module("noisecal.testing.testbed")
     spectrum = tb.FieldSpectrum()
     model = testbed.make_testbed_model(spectrum, 16)
     latents = {"samples": tb.sample_field(spectrum, 8, 4, torch.Generator().manual_seed(5))}

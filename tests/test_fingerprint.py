@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_equal_for_same_weights_and_differs_after_one_change(pack_module):
     fp = pack_module("noisecal_host.fingerprint")
-    tiny = pack_module("noisecal_host.tiny_models")
+    tiny = pack_module("noisecal_host.testing.tiny_models")
     a, b = tiny.tiny_sd3(seed=0).patcher, tiny.tiny_sd3(seed=0).patcher
     assert fp.weights_fingerprint(a) == fp.weights_fingerprint(b)
     state = b.model.diffusion_model.state_dict()
@@ -24,7 +24,7 @@ def test_equal_for_same_weights_and_differs_after_one_change(pack_module):
 
 def test_lora_style_patch_does_not_change_it(pack_module):
     fp = pack_module("noisecal_host.fingerprint")
-    patcher = pack_module("noisecal_host.tiny_models").tiny_sd3().patcher
+    patcher = pack_module("noisecal_host.testing.tiny_models").tiny_sd3().patcher
     base = fp.weights_fingerprint(patcher)
     state = patcher.model.state_dict()
     patched = patcher.clone()
@@ -50,11 +50,14 @@ def test_key_names_class_and_latent_format(pack_module, tiny_model):
 
 def test_stable_across_processes(pack_module):
     fp = pack_module("noisecal_host.fingerprint")
-    here = fp.weights_fingerprint(pack_module("noisecal_host.tiny_models").tiny_flux().patcher)
+    here = fp.weights_fingerprint(
+        pack_module("noisecal_host.testing.tiny_models").tiny_flux().patcher
+    )
     code = (
         "from noisecal_host.host import ensure_host; ensure_host()\n"
-        "from noisecal.pack_loader import load_pack; load_pack()\n"
-        "from noise_calibration.noisecal_host import fingerprint, tiny_models\n"
+        "from noisecal_host.pack_loader import load_pack; load_pack()\n"
+        "from noise_calibration.noisecal_host import fingerprint\n"
+        "from noise_calibration.noisecal_host.testing import tiny_models\n"
         "print(fingerprint.weights_fingerprint(tiny_models.tiny_flux().patcher))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -8,7 +8,7 @@ LATENT = 8
 
 
 def run(pack_module, model, tiny, cfg, steps=3):
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     latent = sampling.empty_latent(model, LATENT, LATENT, batch=2)
     return sampling.ksample(
         model,

@@ -3,13 +3,18 @@
 import pytest
 import torch
 
-from noisecal.metrics import frechet_distance
-from noisecal.testbed import ExactDenoiser, FieldSpectrum, euler_sample, flow_sigmas
+from noise_calibration.noisecal.testing.metrics import frechet_distance
+from noise_calibration.noisecal.testing.testbed import (
+    ExactDenoiser,
+    FieldSpectrum,
+    euler_sample,
+    flow_sigmas,
+)
 
 
 @pytest.mark.parametrize("sampler_name", ["euler", "dpmpp_2m"])
 def test_tiny_models_sample_end_to_end(pack_module, tiny_model, sampler_name):
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     latent = sampling.empty_latent(tiny_model.patcher, 8, 8, batch=2)
     out = sampling.ksample(
         tiny_model.patcher,
@@ -36,8 +41,8 @@ def test_tiny_models_sample_end_to_end(pack_module, tiny_model, sampler_name):
 
 
 def test_testbed_model_matches_host_free_euler(pack_module):
-    sampling = pack_module("noisecal_host.sampling")
-    bed = pack_module("noisecal_host.testbed_model")
+    sampling = pack_module("noisecal_host.testing.sampling")
+    bed = pack_module("noisecal_host.testing.testbed_model")
     spectrum = FieldSpectrum(channels=4)
     model = bed.make_testbed_model(spectrum, train_res=16)
     latent = sampling.empty_latent(model, 16, 16, batch=4)
@@ -50,8 +55,8 @@ def test_testbed_model_matches_host_free_euler(pack_module):
 
 
 def test_testbed_model_quality_through_comfy_sampler(pack_module):
-    sampling = pack_module("noisecal_host.sampling")
-    bed = pack_module("noisecal_host.testbed_model")
+    sampling = pack_module("noisecal_host.testing.sampling")
+    bed = pack_module("noisecal_host.testing.testbed_model")
     spectrum = FieldSpectrum(channels=4)
     native = bed.make_testbed_model(spectrum, train_res=16)
     mismatched = bed.make_testbed_model(spectrum, train_res=32, variant="image")

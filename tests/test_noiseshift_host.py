@@ -36,13 +36,12 @@ def _discrete(ms):
 def make_record(pack_module, patcher, shift_fn, latent=(LATENT, LATENT), label=None):
     store = pack_module("noisecal.store")
     fingerprint = pack_module("noisecal_host.fingerprint")
-    calibrate = pack_module("noisecal_host.calibrate")
     sigmas = schedule_levels(patcher)
     return store.make_record(
         key=fingerprint.checkpoint_key(patcher, label),
         image_size=(latent[1] * 8, latent[0] * 8),
         latent_size=latent,
-        parameterization=calibrate.parameterization_of(patcher),
+        parameterization=pack_module("noisecal_host.model_info").parameterization_of(patcher),
         method="test",
         method_params={},
         sigmas=sigmas,
@@ -77,7 +76,7 @@ def capture(patcher):
 
 
 def run(pack_module, model, tiny, sigmas=None, seed=0):
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     latent = sampling.empty_latent(model, LATENT, LATENT, batch=2)
     if sigmas is not None:
         return sampling.sample_with_sigmas(
@@ -188,9 +187,9 @@ def test_earlier_shift_survives_and_other_patches_compose(pack_module, nodes, ti
 
 def test_calibration_node_writes_a_file_the_apply_node_finds(pack_module, nodes, cal_dir):
     calibrate, noiseshift = nodes
-    testbed = pack_module("noisecal_host.testbed_model")
-    spectrum = pack_module("noisecal.testbed").FieldSpectrum()
-    field = pack_module("noisecal.testbed").sample_field
+    testbed = pack_module("noisecal_host.testing.testbed_model")
+    spectrum = pack_module("noisecal.testing.testbed").FieldSpectrum()
+    field = pack_module("noisecal.testing.testbed").sample_field
     model = testbed.make_testbed_model(spectrum, 16, "image")
     latents = field(spectrum, 8, 8, torch.Generator().manual_seed(11))
     out = calibrate.calibrate(
@@ -203,7 +202,7 @@ def test_calibration_node_writes_a_file_the_apply_node_finds(pack_module, nodes,
     assert str(cal_dir) in path and saved["cost"]["network_evaluations"] > 0
     assert max(abs(h - s) for s, h in zip(saved["sigmas"], saved["sigma_hat"], strict=True)) > 0.02
     (patched,) = noiseshift.apply(model, 1.0, "error")  # finds the file by key + size
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     lat = sampling.empty_latent(model, 8, 8, 2)
     cond = testbed.make_testbed_conditioning(2)
     assert not torch.equal(
@@ -247,8 +246,8 @@ def test_inline_calibration_and_bad_inline_text(pack_module, nodes, tiny_sd3):
 
 def test_cancel_mid_calibration_leaves_earlier_file_intact(pack_module, nodes, cal_dir):
     calibrate, _ = nodes
-    testbed = pack_module("noisecal_host.testbed_model")
-    tb = pack_module("noisecal.testbed")
+    testbed = pack_module("noisecal_host.testing.testbed_model")
+    tb = pack_module("noisecal.testing.testbed")
     spectrum = tb.FieldSpectrum()
     model = testbed.make_testbed_model(spectrum, 16)
     latents = {"samples": tb.sample_field(spectrum, 8, 4, torch.Generator().manual_seed(5))}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tomllib
 
-import noisecal
+from noise_calibration import noisecal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,11 +17,11 @@ def test_imports_without_comfyui(tmp_path):
     code = (
         "import sys, importlib.util\n"
         "assert importlib.util.find_spec('comfy') is None, 'comfy is importable here'\n"
-        "from noisecal.pack_loader import load_pack\n"
+        "from noisecal_host.pack_loader import load_pack\n"
         "pack = load_pack()\n"
         "assert pack.NODE_CLASS_MAPPINGS == {} and pack.WEB_DIRECTORY == './web'\n"
         "assert not any(m == 'comfy' or m.startswith('comfy.') for m in sys.modules)\n"
-        "import noisecal.store, noisecal.testbed, noisecal.metrics\n"
+        "import noise_calibration.noisecal.store, noise_calibration.noisecal.testing.testbed\n"
         "assert 'comfy' not in sys.modules\n"
         "print('ok')\n"
     )

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from noisecal import store
-from noisecal.plots import calibration_plot, save_png
-from noisecal.store import CheckpointKey
+from noise_calibration.noisecal import store
+from noise_calibration.noisecal.store import CheckpointKey
+from noise_calibration.noisecal_host.plots import calibration_plot, save_png
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3")
 SIGMAS = [1.0, 0.8, 0.6, 0.4, 0.2]

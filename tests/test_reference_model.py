@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from noisecal.optimal_loss import mmse_per_frequency, optimal_flow_loss, optimal_loss_at
-from noisecal.testbed import ExactDenoiser, FieldSpectrum, sample_field
+from noise_calibration.noisecal.testing.optimal_loss import (
+    mmse_per_frequency,
+    optimal_flow_loss,
+    optimal_loss_at,
+)
+from noise_calibration.noisecal.testing.testbed import ExactDenoiser, FieldSpectrum, sample_field
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = ROOT / "models" / "reference"
@@ -129,7 +133,7 @@ def test_reference_loads_as_sd3(reference, loaded):
 
 def test_reference_samples_to_finite_output_at_native_resolution(reference, loaded, pack_module):
     _, side = reference
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     m = side["native_resolution"]
     latent = sampling.empty_latent(loaded, m, m, batch=2)
     positive = [[torch.zeros(1, 1, 32), {"pooled_output": torch.zeros(1, 32)}]]

@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from noisecal.search import (
+from noise_calibration.noisecal.noiseshift_search import (
     SearchResult,
     calibrate_noiseshift,
     interp_sigma_hat,

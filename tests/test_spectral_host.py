@@ -46,7 +46,7 @@ def test_reference_latent_schedule_samples_through_sample_custom(
     ms = tiny_model.patcher.get_model_object("model_sampling")
     check_sigmas(sigmas, ms)
     assert len(sigmas) == 7 and plot.shape[0] == 1 and plot.shape[-1] == 3
-    sampling = pack_module("noisecal_host.sampling")
+    sampling = pack_module("noisecal_host.testing.sampling")
     empty = sampling.empty_latent(tiny_model.patcher, LATENT * 2, LATENT * 2, batch=2)
     out = sampling.sample_with_sigmas(tiny_model.patcher, empty, tiny_model.conditioning(2), sigmas)
     assert torch.isfinite(out).all()
@@ -85,8 +85,8 @@ def test_calibration_source_reads_the_stored_spectrum(
     pack, pack_module, scheduler, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("NOISE_CALIBRATION_DIR", str(tmp_path))
-    tb = pack_module("noisecal.testbed")
-    testbed = pack_module("noisecal_host.testbed_model")
+    tb = pack_module("noisecal.testing.testbed")
+    testbed = pack_module("noisecal_host.testing.testbed_model")
     spectrum = tb.FieldSpectrum()
     model = testbed.make_testbed_model(spectrum, 16)
     variant = scheduler.INPUT_TYPES()["required"]["variant"][0][0]

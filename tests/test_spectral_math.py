@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from noisecal.spectra import SpectrumStats, radial_bins, rapsd
-from noisecal.spectral_schedule import (
+from noise_calibration.noisecal.spectra import SpectrumStats, radial_bins, rapsd
+from noise_calibration.noisecal.spectral_schedule import (
     DEFAULT_SNR_HIGH,
     DEFAULT_SNR_LOW,
     REFERENCE_STEPS,
@@ -19,7 +19,7 @@ from noisecal.spectral_schedule import (
     spectral_progress,
     spectral_sigmas,
 )
-from noisecal.testbed import FieldSpectrum, sample_field
+from noise_calibration.noisecal.testing.testbed import FieldSpectrum, sample_field
 
 FLOW_RANGE = (0.001, 1.0)  # ComfyUI's discrete flow sigmas, shift 1
 SD3_RANGE = (3 * 0.001 / (1 + 2 * 0.001), 1.0)  # shift 3: time_snr_shift(3, 1/1000)
@@ -112,7 +112,7 @@ def test_spectrum_json_round_trip(field_stats):
 
 
 def test_spectrum_fits_the_calibration_record(field_stats):
-    from noisecal.store import CheckpointKey, make_record
+    from noise_calibration.noisecal.store import CheckpointKey, make_record
 
     record = make_record(
         key=CheckpointKey("ab" * 8, "SD3", "SD3"),

@@ -4,8 +4,13 @@ import json
 
 import pytest
 
-from noisecal import store
-from noisecal.store import CalibrationError, CalibrationNotFound, CalibrationStore, CheckpointKey
+from noise_calibration.noisecal import store
+from noise_calibration.noisecal.store import (
+    CalibrationError,
+    CalibrationNotFound,
+    CalibrationStore,
+    CheckpointKey,
+)
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3")
 

@@ -9,8 +9,14 @@ import math
 import pytest
 import torch
 
-from noisecal.metrics import fd_noise_floor, frechet_distance, gap_closed
-from noisecal.testbed import ExactDenoiser, FieldSpectrum, euler_sample, flow_sigmas, sample_field
+from noise_calibration.noisecal.testing.metrics import fd_noise_floor, frechet_distance, gap_closed
+from noise_calibration.noisecal.testing.testbed import (
+    ExactDenoiser,
+    FieldSpectrum,
+    euler_sample,
+    flow_sigmas,
+    sample_field,
+)
 
 SPEC = FieldSpectrum(f0=3.0, alpha=2.5, channels=4)
 M = 32

@@ -3,7 +3,7 @@
 A tiny ``OpenAISignatureMMDITWrapper`` (16 latent channels, patch 2, so
 ComfyUI's loader detects it as SD3 with shift 3.0) is trained by flow matching
 at its native resolution M on fresh samples of the testbed's stationary
-Gaussian field (``noisecal.testbed.FieldSpectrum``):
+Gaussian field (``noisecal.testing.testbed.FieldSpectrum``):
 
     x_t = (1 - t) x0 + t eps,   target eps - x0,   t ~ logit-normal(0, 1)
 
@@ -13,7 +13,7 @@ timestep ``1000 * t``, ``context = zeros[B, 1, 32]``, ``y = zeros[B, 32]``; its
 output is the velocity and ComfyUI forms ``denoised = x - sigma * v``.
 
 The loss is measured on a fixed held-out set of noisy samples and printed next
-to the optimal loss for this data (closed form, ``noisecal.optimal_loss``) and
+to the optimal loss for this data (closed form, ``noisecal.testing.optimal_loss``) and
 next to the exact posterior-mean denoiser's loss on the same held-out set. The
 weights are saved in fp16 as a diffusion-model safetensors with a sidecar JSON;
 the saved file is then loaded back through ``comfy.sd.load_diffusion_model``
@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from noisecal.pack_loader import load_pack  # noqa: E402
 from noisecal_host.host import ensure_host  # noqa: E402
+from noisecal_host.pack_loader import load_pack  # noqa: E402
 
 DEFAULT_OUT = ROOT / "models" / "reference" / "sd3_gaussian_field_m32.safetensors"
 CONTEXT_DIM = 32
@@ -295,8 +295,8 @@ def main(argv=None) -> int:
     torch.set_num_interop_threads(1)
     host = ensure_host(cpu=True)
     pack = load_pack()
-    testbed = importlib.import_module(f"{pack.__name__}.noisecal.testbed")
-    optimal = importlib.import_module(f"{pack.__name__}.noisecal.optimal_loss")
+    testbed = importlib.import_module(f"{pack.__name__}.noisecal.testing.testbed")
+    optimal = importlib.import_module(f"{pack.__name__}.noisecal.testing.optimal_loss")
     import comfy.sd
 
     def log(msg: str) -> None:
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
             ),
         },
         "data": {
-            "source": "noisecal.testbed.sample_field (stationary Gaussian field per channel)",
+            "source": "noisecal.testing.testbed.sample_field (stationary Gaussian field per channel)",
             "spectrum": {"f0": spectrum.f0, "alpha": spectrum.alpha, "channels": 16},
             "native_resolution": args.res,
             "normalization": "unit per-pixel variance at M (orthonormal DFT)",

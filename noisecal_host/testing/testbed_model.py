@@ -16,7 +16,7 @@ import comfy.model_patcher
 import comfy.supported_models_base
 import torch
 
-from ..noisecal.testbed import ExactDenoiser, FieldSpectrum
+from ...noisecal.testing.testbed import ExactDenoiser, FieldSpectrum
 
 
 class ExactDenoiserNetwork(torch.nn.Module):

@@ -60,7 +60,7 @@ def _correction_panel(ax, correction: dict) -> None:
     (piecewise linear in log sigma, end values held), calibrated levels marked."""
     import torch
 
-    from .correction import CorrectionTable
+    from ..noisecal.correction_table import CorrectionTable
 
     table = CorrectionTable.from_json(correction)
     lo, hi = min(table.sigmas), max(table.sigmas)

@@ -1,0 +1,88 @@
+"""The pack's layers import one way only: math <- host helpers <- nodes.
+
+Read from the source (every import statement, including those inside
+functions), so an import that only runs on some code path is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("noisecal", "noisecal_host", "nodes")  # lowest first
+MATH_THIRD_PARTY = {"torch", "numpy", "scipy", "jsonschema"}
+# imported under their top-level names before the pack exists (tests, CLI, benchmarks)
+BOOTSTRAP = {"noisecal_host.host", "noisecal_host.pack_loader"}
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """(absolute module name, line) of every import in a pack module; relative
+    imports are resolved against the module's own package inside the pack."""
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                found.append((node.module, node.lineno))
+                continue
+            base = package[: len(package) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+            if node.module is None:  # from .. import x: x may be a module
+                found += [(f"{target}.{a.name}".lstrip("."), node.lineno) for a in node.names]
+            else:
+                found.append((target, node.lineno))
+    return found
+
+
+def layer_of(module: str) -> int | None:
+    top = module.split(".")[0]
+    return LAYERS.index(top) if top in LAYERS else None
+
+
+def pack_files(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+def test_imports_are_resolved_inside_the_pack():
+    """The walker itself: a relative import of the nodes layer is seen as such."""
+    cli = {m for m, _ in imports_of(ROOT / "noisecal_host" / "cli.py")}
+    assert "noisecal_host.plots" in cli  # from .plots import ...
+    node = {m for m, _ in imports_of(ROOT / "nodes" / "noiseshift_node.py")}
+    assert "noisecal.noiseshift" in node  # from ..noisecal.noiseshift import ...
+    assert layer_of("noisecal_host.cli") == 1 and layer_of("torch") is None
+
+
+@pytest.mark.parametrize("path", pack_files("noisecal"), ids=lambda p: p.name)
+def test_math_package_imports_only_itself_and_its_libraries(path):
+    allowed = MATH_THIRD_PARTY | set(sys.stdlib_module_names) | {"noisecal"}
+    bad = [(m, line) for m, line in imports_of(path) if m.split(".")[0] not in allowed]
+    assert not bad, f"{path.relative_to(ROOT)} imports outside the math package: {bad}"
+
+
+@pytest.mark.parametrize(
+    "path", pack_files("noisecal") + pack_files("noisecal_host"), ids=lambda p: p.name
+)
+def test_no_import_from_a_higher_layer(path):
+    own = layer_of(".".join(path.relative_to(ROOT).parts))
+    bad = [
+        (m, line) for m, line in imports_of(path) if (layer_of(m) or 0) > own and m not in BOOTSTRAP
+    ]
+    assert not bad, f"{path.relative_to(ROOT)} imports a higher layer: {bad}"
+
+
+def test_one_import_path():
+    """Tests and tools use the pack's modules under the pack's name only, so one
+    process never holds two copies of a class (bootstrap modules excepted)."""
+    doubles = sorted(
+        name
+        for name in sys.modules
+        if layer_of(name) is not None and name not in BOOTSTRAP and name != "noisecal_host"
+    )
+    assert not doubles, f"imported outside the pack's name: {doubles}"
+    assert "noise_calibration.noisecal.store" in sys.modules
