@@ -174,7 +174,9 @@ class Bench:
         import comfy.samplers
         import torch
 
-        from noise_calibration.noisecal import metrics, search, store
+        from noise_calibration.noisecal import noiseshift_search as search
+        from noise_calibration.noisecal import store
+        from noise_calibration.noisecal.testing import metrics
         from noise_calibration.noisecal.testing.testbed import (
             ExactDenoiser,
             FieldSpectrum,

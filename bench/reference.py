@@ -129,7 +129,8 @@ class ReferenceBench:
         import comfy.samplers
         import torch
 
-        from noise_calibration.noisecal import metrics, store
+        from noise_calibration.noisecal import store
+        from noise_calibration.noisecal.testing import metrics
         from noise_calibration.noisecal.testing.testbed import sample_field
         from noise_calibration.noisecal_host import calibrate, cli
         from noise_calibration.noisecal_host.model_info import zero_conditioning

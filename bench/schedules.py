@@ -273,7 +273,8 @@ class Bench:
         import comfy.samplers
         import torch
 
-        from noise_calibration.noisecal import metrics, spectra, spectral_schedule
+        from noise_calibration.noisecal import spectra, spectral_schedule
+        from noise_calibration.noisecal.testing import metrics
         from noise_calibration.noisecal.testing.testbed import (
             ExactDenoiser,
             FieldSpectrum,
