@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pathspec
+import pytest
 import tomllib
+from PIL import Image
 
 from noise_calibration import noisecal
 
@@ -57,7 +60,28 @@ def test_pyproject_and_requirements():
     assert project["version"] == noisecal.__version__
     assert (ROOT / project["license"]["file"]).is_file()
     assert project["requires-python"] and project["urls"]
-    assert {"PublisherId", "DisplayName", "Icon"} <= set(meta["tool"]["comfy"])
+    comfy = meta["tool"]["comfy"]
+    assert {"PublisherId", "DisplayName", "Icon", "Banner", "requires-comfyui"} <= set(comfy)
+    # the registry reads requires-comfyui from [tool.comfy]; 0.3.4 is the oldest host tested
+    assert comfy["requires-comfyui"] == ">=0.3.4"
+    # images are served from the repository: each URL names a file that is in it
+    raw = "https://raw.githubusercontent.com/noise-calibration/noise-calibration/main/"
+    for key in ("Icon", "Banner"):
+        assert comfy[key].startswith(raw), key
+        assert (ROOT / comfy[key].removeprefix(raw)).is_file(), comfy[key]
+    with Image.open(ROOT / comfy["Banner"].removeprefix(raw)) as banner:
+        assert banner.width * 9 == banner.height * 21, "the registry's banner is 21:9"
+    # only the values the registry accepts (comfy-cli drops the whole group otherwise)
+    classifiers = project["classifiers"]
+    assert "Operating System :: OS Independent" in classifiers
+    accelerators = {c for c in classifiers if c.startswith("Environment ::")}
+    assert accelerators and accelerators <= {
+        "Environment :: GPU :: NVIDIA CUDA",
+        "Environment :: GPU :: AMD ROCm",
+        "Environment :: GPU :: Intel Arc",
+        "Environment :: NPU :: Huawei Ascend",
+        "Environment :: GPU :: Apple Metal",
+    }
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         name = line.split("#")[0].strip().lower()
         assert not name.startswith("torch"), "torch comes from the host, never from us"
@@ -66,3 +90,52 @@ def test_pyproject_and_requirements():
 def test_example_workflows_are_json():
     for path in (ROOT / "example_workflows").glob("*.json"):
         json.loads(path.read_text())
+
+
+def _registry_archive():
+    """(shipped, left out): the git-tracked files split as `comfy node publish` splits
+    them, by the gitignore patterns of .comfyignore."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the registry packs git-tracked files")
+    tracked = set(out.stdout.splitlines()) | {".comfyignore"}
+    tracked = sorted(f for f in tracked if (ROOT / f).is_file())
+    lines = (ROOT / ".comfyignore").read_text().splitlines()
+    spec = pathspec.GitIgnoreSpec.from_lines(
+        line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+    )
+    left_out = [f for f in tracked if spec.match_file(f)]
+    return [f for f in tracked if f not in set(left_out)], left_out
+
+
+def test_registry_archive_leaves_out_development_files():
+    shipped, left_out = _registry_archive()
+    for prefix in ("bench/", "tests/", "tools/", "docs/results-", ".ci/", "scripts/"):
+        assert not [f for f in shipped if f.startswith(prefix)], prefix
+        assert [f for f in left_out if f.startswith(prefix)], f"{prefix}: nothing tracked?"
+    assert not [f for f in shipped if f.startswith("models/reference/")]
+    assert "requirements-dev.txt" not in shipped
+
+
+def test_registry_archive_keeps_what_the_pack_needs():
+    shipped, left_out = _registry_archive()
+    for name in ("__init__.py", "requirements.txt", "pyproject.toml", "LICENSE", "README.md"):
+        assert name in shipped, name
+    # every tracked file of the folders the nodes import or ComfyUI serves ships
+    for folder in (
+        "nodes/",
+        "noisecal/",
+        "noisecal_host/",
+        "web/",
+        "example_workflows/",
+        "calibration_data/",
+    ):
+        assert [f for f in shipped if f.startswith(folder)], folder
+        assert not [f for f in left_out if f.startswith(folder)], folder
+    # no Python module outside those folders: nothing the nodes import is left behind
+    runtime = ("nodes/", "noisecal/", "noisecal_host/")
+    stray = [f for f in shipped if f.endswith(".py") and not f.startswith(runtime)]
+    assert stray == ["__init__.py"], stray
