@@ -66,7 +66,7 @@ from bench.common import (  # noqa: E402
     run_sections,
     spectrum_name,
 )
-from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
+from bench.lib.legacy_bench import (  # noqa: E402  (needs ROOT on sys.path)
     CAL_DATA_SEED,
     CAL_ROWS_PIXELS,
     CAL_SCHEDULER,
@@ -84,7 +84,7 @@ BETTER = 0.98  # "improves": below this ratio
 CASES = [("N=32", "image", M), ("N=16 image", "image", M // 2), ("N=16 pixel", "pixel", M // 2)]
 METHODS = [
     ("default", "NLC (table at these steps)"),
-    ("table20", "NLC (20-step table)"),
+    ("table20", f"NLC ({CAL_STEPS}-step table)"),
     ("noiseshift", "NoiseShift"),
     ("both", "NoiseShift + NLC"),
     ("native", "native"),
@@ -284,7 +284,7 @@ class CorrectionBench(Bench):
         r = cell["ratio"]
         print(
             f"  {cell['spectrum']} {label} {sampler} {steps}: plain {fmt(fd['plain'])}, "
-            f"default {r['default']:.3f}x, 20-step {r['table20']:.3f}x, "
+            f"default {r['default']:.3f}x, {CAL_STEPS}-step {r['table20']:.3f}x, "
             f"NoiseShift {r['noiseshift']:.3f}x, both {r['both']:.3f}x",
             flush=True,
         )
@@ -319,7 +319,7 @@ class CorrectionBench(Bench):
                     "NFE",
                     "FD plain",
                     "NLC default",
-                    "NLC 20-step",
+                    f"NLC {CAL_STEPS}-step",
                     "NoiseShift",
                     "both",
                     "native",
@@ -330,9 +330,10 @@ class CorrectionBench(Bench):
         )
         print(
             "(NLC default = the table calibrated at the cell's step count for its sampler;\n"
-            " NLC 20-step = the 20-step table of the same sampler; NoiseShift = fast calibration\n"
-            " at 20 Euler steps; both = NoiseShift and NLC default through both nodes; native =\n"
-            " the exact denoiser trained at N (= plain at N = 32); NFE = network evaluations per\n"
+            f" NLC {CAL_STEPS}-step = the {CAL_STEPS}-step table of the same sampler; NoiseShift"
+            f" = fast calibration\n at {CAL_STEPS} Euler steps; both = NoiseShift and NLC default"
+            f" through both nodes; native =\n the exact denoiser trained at N (= plain at N = {M});"
+            " NFE = network evaluations per\n"
             " sample, plain; FD floor = the expected FD of true samples)\n"
         )
         rows = []

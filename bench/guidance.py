@@ -67,7 +67,7 @@ from bench.common import (  # noqa: E402
     print_table,
     run_sections,
 )
-from bench.noiseshift import (  # noqa: E402  (needs ROOT on sys.path)
+from bench.lib.legacy_bench import (  # noqa: E402  (needs ROOT on sys.path)
     CAL_SCHEDULER,
     CAL_STEPS,
     SAMPLE_SEED,

@@ -80,7 +80,7 @@ from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
     print_table,
     run_sections,
 )
-from bench.noiseshift import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED, pct  # noqa: E402
+from bench.lib.legacy_bench import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED, pct  # noqa: E402
 
 STEPS = 20
 SCHEDULER = "simple"

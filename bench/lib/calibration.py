@@ -1,0 +1,105 @@
+"""Calibration as the Calibrate node runs it (``run_search``), its schema-1
+record, a private calibration store and the patch nodes that use them."""
+
+from __future__ import annotations
+
+import time
+
+from bench.lib.host import node_class
+from bench.lib.seeds import CAL_DATA_SEED, SEARCH_SEED
+from noise_calibration.noisecal import store as store_mod
+from noise_calibration.noisecal_host import calibrate
+from noise_calibration.noisecal_host.fingerprint import checkpoint_key
+from noise_calibration.noisecal_host.model_info import parameterization_of
+
+# rows x pixels per forward in the testbed search (memory-bound FFTs)
+CAL_ROWS_PIXELS = 64 * 32 * 32
+
+
+def private_store(folder) -> store_mod.CalibrationStore:
+    """A store that reads and writes only `folder` (keeps the user's files out)."""
+    return store_mod.CalibrationStore([folder], folder)
+
+
+def default_max_batch(latents) -> int:
+    return max(1, CAL_ROWS_PIXELS // (latents.shape[-1] * latents.shape[-2]))
+
+
+def make_record(model, latents, res, wall, **fields) -> dict:
+    """The schema-1 record of a NoiseShift search result `res` on `latents`."""
+    h, w = latents.shape[-2:]
+    fields.setdefault("network_evaluations", res.nfe)
+    return store_mod.make_record(
+        key=checkpoint_key(model),
+        image_size=(8 * w, 8 * h),
+        latent_size=(h, w),
+        parameterization=parameterization_of(model),
+        method=fields.pop("method"),
+        method_params=res.params,
+        sigmas=res.sigmas,
+        sigma_hat=res.sigma_hat,
+        calibration_set={"count": int(latents.shape[0]), "source": "bench", "seed": CAL_DATA_SEED},
+        error_before=res.error_before,
+        error_after=res.error_after,
+        wall_time_s=wall,
+        **fields,
+    )
+
+
+def noiseshift_calibration(model, latents, sigmas, mode: str, max_batch=None, positive=None):
+    """run_search (NoiseShift only) plus its record: (result, record, wall seconds)."""
+    if max_batch is None:
+        max_batch = default_max_batch(latents)
+    t0 = time.perf_counter()
+    res, _ = calibrate.run_search(
+        model, latents, sigmas, positive=positive, mode=mode, seed=SEARCH_SEED, max_batch=max_batch
+    )
+    wall = time.perf_counter() - t0
+    return res, make_record(model, latents, res, wall, method=f"noiseshift-{mode}"), wall
+
+
+def correction_calibration(model, latents, sigmas, sampler: str):
+    """run_search fast with the correction table for `sampler`, and one record
+    holding both: (NoiseShift result, correction result, record, wall seconds)."""
+    t0 = time.perf_counter()
+    res, corr = calibrate.run_search(
+        model,
+        latents,
+        sigmas,
+        mode="fast",
+        seed=SEARCH_SEED,
+        max_batch=default_max_batch(latents),
+        correction=sampler,
+    )
+    wall = time.perf_counter() - t0
+    record = make_record(
+        model,
+        latents,
+        res,
+        wall,
+        method="noiseshift-fast",
+        network_evaluations=res.nfe + corr.nfe,
+        correction=corr.to_record(),
+    )
+    return res, corr, record, wall
+
+
+class Nodes:
+    """The pack's patch nodes, all on one calibration store."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def noiseshift(self, model, record, strength: float = 1.0):
+        node = node_class("NoiseShift")(calibration_store=self.store)
+        (patched,) = node.apply(model, strength, "error", "", calibration=[record])
+        return patched
+
+    def nlc(self, model, record, strength: float = 1.0):
+        node = node_class("NoiseLevelCorrection")(calibration_store=self.store)
+        (patched,) = node.apply(model, strength, 0.0, 1000.0, "error", "", calibration=[record])
+        return patched
+
+    def node(self, name: str):
+        """Any other node of the pack, on this store."""
+        return node_class(name)(calibration_store=self.store)
