@@ -15,7 +15,7 @@ calibration record made by ``noisecal_host.calibrate.run_search`` (fast mode,
 64 latents, 20 simple Euler steps), as in ``bench/noiseshift.py`` whose
 helpers this file imports.
 
-Sections (DESIGN.md 2.2 and 5):
+Sections (docs/design.md sections 2.2 and 5):
 
 1. Sweep (coarse, fewer samples). The exact-denoiser testbed "trained" at
    M = 32 (f0 = 3, alpha = 2.5, 4 channels). Cells: N = M (the "pixel" and

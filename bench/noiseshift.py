@@ -14,7 +14,7 @@ Everything runs through ComfyUI's own code (the host from
 ``comfy.sample.sample`` (KSampler), NoiseShift applied with the pack's
 NoiseShift node and a connected calibration record.
 
-Sections (DESIGN.md 2.1 and 5):
+Sections (docs/design.md sections 2.1 and 5):
 
 1. Testbed quality. The exact-denoiser testbed "trained" at M (32), sampled
    at N = M, M/2, M/4 (two spectra, both mismatch variants, 20 Euler steps,

@@ -8,7 +8,7 @@ Run from the repository root::
 
 Not a test: nothing here fails the run. Each target prints PASS or MISS.
 
-Setup (DESIGN.md 2.4 and 5). The exact-denoiser testbed "trained" at M = 32
+Setup (docs/design.md sections 2.4 and 5). The exact-denoiser testbed "trained" at M = 32
 (4 channels, the two spectra of bench/noiseshift.py) as a ComfyUI MODEL
 (shift 1, sigma range [0.001, 1]), sampled at N = M and N = M/2 (there the
 model is mismatched, "pixel" variant). The spectrum is the RAPSD

@@ -7,7 +7,7 @@ parameterization throughout, as SD3/Flux: ``x_s = (1 - s) x0 + s * eps``,
 network output ``v ~ eps - x0``, ``denoised = x - s * v``.
 
 A model "trained at M" and run at another resolution N is mismatched the way
-a real network is (see DESIGN.md section 5):
+a real network is (see docs/design.md section 5):
 
 - ``"pixel"``: a convolution trained at M works in cycles per pixel, so at N
   it uses the M-spectrum at frequency ``k * M / N``.
