@@ -1,4 +1,4 @@
-"""NoiseShift calibration search (arXiv 2510.02307; DESIGN.md section 2.1).
+"""NoiseShift calibration search (arXiv 2510.02307; docs/design.md section 2.1).
 
 For each step of a sampling schedule we look for the level ``sigma_hat`` the
 network should be *conditioned on* while the trajectory really sits at

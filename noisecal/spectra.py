@@ -1,6 +1,6 @@
 """Radially averaged power spectral density (RAPSD) of latents.
 
-The spectral schedule (DESIGN.md 2.4) reads the data's power per spatial
+The spectral schedule (docs/design.md section 2.4) reads the data's power per spatial
 frequency from calibration latents at the target resolution. Conventions:
 
 - Orthonormal 2D DFT (``norm="ortho"``) per sample and channel, so ``|X_k|^2``

@@ -1,4 +1,4 @@
-"""Spectrally-guided noise schedules (DESIGN.md 2.4): bounds and step placement.
+"""Spectrally-guided noise schedules (docs/design.md section 2.4): bounds and step placement.
 
 Per-frequency SNR. With ``P(f)`` the data's power per Fourier coefficient
 (``noisecal.spectra``; orthonormal DFT, so unit-variance noise has power 1 per
