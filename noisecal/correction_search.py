@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from .correction_table import CorrectionTable
-from .spectra import radial_bins
+from .levels import FAMILIES, check_descending, check_parameterization
+from .spectra import bin_mean, fourier_power, radial_bins
 
 __all__ = [
     "CorrectionResult",
@@ -67,7 +68,6 @@ MIN_GAIN = 0.05
 NOISE_FLOOR_FACTOR = 1.0
 # strengths of the greedy table whose whole trajectories are compared at the end
 VERIFY_STRENGTHS = (0.0, 0.5, 1.0)
-PARAMETERIZATIONS = ("flow", "ve")
 # the step the table is calibrated for: Euler (DDIM-NLC) or Heun (second order)
 SAMPLERS = ("euler", "heun")
 
@@ -78,14 +78,14 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def marginal_power(data_power: torch.Tensor, sigma: float, parameterization: str) -> torch.Tensor:
     """Expected power of a true state at ``sigma``: data and unit-variance noise mixed."""
-    _check_param(parameterization)
+    check_parameterization(parameterization, FAMILIES)
     if parameterization == "flow":
         return (1.0 - sigma) ** 2 * data_power + sigma**2
     return data_power + sigma**2
 
 
 class _Spectrum:
-    """Per-channel, radially binned power of a batch (orthonormal FFT, as spectra.py)."""
+    """Per-channel, radially binned power of a batch (spectra.py's bins and DFT)."""
 
     def __init__(self, h: int, w: int, device):
         index, _, counts = radial_bins(h, w)
@@ -95,11 +95,7 @@ class _Spectrum:
 
     def power(self, x: torch.Tensor) -> torch.Tensor:
         """[C, F] mean power over the batch ``x`` [n, C, h, w]."""
-        n, c = x.shape[:2]
-        p2d = torch.fft.fft2(x.to(torch.float64), norm="ortho").abs().square().mean(dim=0)
-        sums = torch.zeros(c, self.counts.numel(), dtype=torch.float64, device=x.device)
-        sums.index_add_(1, self.index, p2d.reshape(c, -1))
-        return sums / self.counts
+        return bin_mean(fourier_power(x).mean(dim=0), self.index, self.counts)
 
 
 def target_noise(data_weight: float, data_power, target, counts, samples: int, weights) -> float:
@@ -164,13 +160,6 @@ class CorrectionResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_param(parameterization: str) -> None:
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
 
 
 def _start_state(noise: torch.Tensor, sigma0: float, parameterization: str, sigma_max: float):
@@ -360,7 +349,7 @@ def calibrate_correction(
     exception from it or from ``denoise`` propagates (a cancel) and leaves no state.
     """
     started = time.perf_counter()
-    _check_param(parameterization)
+    check_parameterization(parameterization, FAMILIES)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -370,8 +359,7 @@ def calibrate_correction(
     levels = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)]
     if len(levels) < 2 or any(not math.isfinite(s) for s in levels):
         raise ValueError("sigmas needs at least two finite levels (one step)")
-    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
-        raise ValueError("sigmas must be strictly descending")
+    check_descending(levels)
     if levels[-1] < 0 or levels[-2] <= 0:
         raise ValueError("sigmas must be > 0 except a final 0")
     if sigma_max is None:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .levels import check_descending
+
 
 class CorrectionTable:
     """r as a function of the sampler's sigma: piecewise linear in log sigma
@@ -26,8 +28,7 @@ class CorrectionTable:
             )
         if any(not math.isfinite(v) for v in sigmas + r) or any(s <= 0 for s in sigmas):
             raise ValueError("correction table sigmas must be finite and > 0, r finite")
-        if any(b >= a for a, b in zip(sigmas, sigmas[1:], strict=False)):
-            raise ValueError("correction table sigmas must be strictly descending")
+        check_descending(sigmas, "correction table sigmas")
         if any(abs(v) > 1 for v in r):
             raise ValueError("correction table r must lie in [-1, 1]")
         self.sigmas, self.r = sigmas, r

@@ -39,23 +39,23 @@ from dataclasses import dataclass
 
 import torch
 
+from .levels import log_snr, sigma_from_log_snr, sigma_to_u, u_to_sigma
+
 MODES = ("offset", "estimated", "pseudo-level")
 WEIGHT_SCHEDULES = ("per step size", "constant")
 _EDGE = 1e-4  # keep u inside (0, 1) for the log-SNR
 
 
-def to_u(sigma: torch.Tensor, parameterization: str) -> torch.Tensor:
-    return sigma if parameterization == "flow" else sigma / (1 + sigma)
+to_u = sigma_to_u  # sigma -> u; back with from_u, which keeps u near 1 finite
 
 
 def from_u(u: torch.Tensor, parameterization: str) -> torch.Tensor:
-    return u if parameterization == "flow" else u / (1 - u).clamp(min=_EDGE)
+    return u_to_sigma(u, parameterization, floor=_EDGE)
 
 
 def offset_level(u: torch.Tensor, offset: float) -> torch.Tensor:
     u = u.clamp(_EDGE, 1 - _EDGE)
-    lam = 2 * torch.log((1 - u) / u) - offset
-    return torch.sigmoid(-lam / 2)
+    return sigma_from_log_snr(log_snr(u, "flow") - offset, "flow")
 
 
 def estimated_level(x: torch.Tensor, parameterization: str, band: float = 0.25) -> torch.Tensor:
@@ -68,8 +68,7 @@ def estimated_level(x: torch.Tensor, parameterization: str, band: float = 0.25) 
     spectrum = torch.fft.fft2(x.float(), norm="ortho").abs().pow(2)
     power = spectrum[..., mask].flatten(1).mean(dim=1)
     level = power.sqrt()
-    u = level if parameterization == "flow" else level / (1 + level)
-    return u.clamp(0.0, 1.0)
+    return sigma_to_u(level, parameterization).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

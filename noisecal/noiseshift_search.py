@@ -73,20 +73,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .levels import FAMILIES, check_descending, check_parameterization, sigma_to_u, u_to_sigma
+
 __all__ = [
     "SearchResult",
     "calibrate_noiseshift",
     "interp_sigma_hat",
     "step_errors",
-    "sigma_to_u",
-    "u_to_sigma",
     "GRID_PARAMS",
     "FAST_PARAMS",
 ]
 
 Denoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-PARAMETERIZATIONS = ("flow", "ve")
 MODES = ("grid", "fast")
 
 GRID_PARAMS = {
@@ -131,31 +130,6 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sigma_to_u(sigma: float, parameterization: str) -> float:
-    """Flow-equivalent level of ``sigma`` (same signal-to-noise ratio)."""
-    _check_param(parameterization)
-    sigma = float(sigma)
-    return sigma if parameterization == "flow" else sigma / (1.0 + sigma)
-
-
-def u_to_sigma(u: float, parameterization: str) -> float:
-    """Inverse of :func:`sigma_to_u`."""
-    _check_param(parameterization)
-    u = float(u)
-    if parameterization == "flow":
-        return u
-    if u >= 1.0:
-        raise ValueError(f"flow-equivalent level u={u} has no ve sigma (needs u < 1)")
-    return u / (1.0 - u)
-
-
-def _check_param(parameterization: str) -> None:
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
 
 
 def _key(u: float) -> float:
@@ -249,7 +223,7 @@ class _Points:
 
     def sigma_of(self, u: float) -> float:
         k = _key(u)
-        return self.pinned[k] if k in self.pinned else u_to_sigma(u, self.param)
+        return self.pinned[k] if k in self.pinned else u_to_sigma(float(u), self.param)
 
     def clip(self, u: float) -> float:
         return min(max(u, self.lo), self.hi)
@@ -428,7 +402,7 @@ def step_errors(
     Same objective and noise as :func:`calibrate_noiseshift` for the same seed,
     e.g. for an exhaustive reference search.
     """
-    _check_param(parameterization)
+    check_parameterization(parameterization, FAMILIES)
     _check_batch(max_batch)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
@@ -497,7 +471,7 @@ def calibrate_noiseshift(
     :data:`GRID_PARAMS` or :data:`FAST_PARAMS` (e.g. a wider coarse window).
     """
     t_start = time.perf_counter()
-    _check_param(parameterization)
+    check_parameterization(parameterization, FAMILIES)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     _check_batch(max_batch)
@@ -508,8 +482,7 @@ def calibrate_noiseshift(
         raise ValueError("sigmas needs at least two levels (one step)")
     if any(not math.isfinite(s) for s in levels):
         raise ValueError("sigmas must be finite")
-    if any(b >= a for a, b in zip(levels, levels[1:], strict=False)):
-        raise ValueError("sigmas must be strictly descending")
+    check_descending(levels)
     if levels[-1] < 0 or levels[-2] <= 0:
         raise ValueError("sigmas must be > 0 except a final 0")
     if parameterization == "flow" and levels[0] > 1.0:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["SpectrumStats", "rapsd", "radial_bins", "per_sample_rapsd"]
+__all__ = ["SpectrumStats", "rapsd", "radial_bins", "per_sample_rapsd", "fourier_power", "bin_mean"]
 
 SPECTRUM_FORMAT = "rapsd-v1"
 _LOG_FLOOR = 1e-30  # keeps log finite for an all-zero bin (a constant latent)
@@ -73,10 +73,21 @@ def per_sample_rapsd(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     x = latents.detach().to(device="cpu", dtype=torch.float64)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("latents contain NaN or infinite values")
-    power2d = torch.fft.fft2(x, norm="ortho").abs().square().reshape(n * c, h * w)
-    sums = torch.zeros(n * c, centres.numel(), dtype=torch.float64)
-    sums.index_add_(1, index.reshape(-1), power2d)
-    return (sums / counts.to(torch.float64)).reshape(n, c, -1), centres, counts
+    return bin_mean(fourier_power(x), index, counts), centres, counts
+
+
+def fourier_power(x: torch.Tensor) -> torch.Tensor:
+    """``|X_k|^2`` of each orthonormal 2D DFT coefficient of ``x`` [..., h, w], float64."""
+    return torch.fft.fft2(x.to(torch.float64), norm="ortho").abs().square()
+
+
+def bin_mean(power2d: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean of ``power2d`` [..., h, w] within each radial bin (``radial_bins``): [..., F]."""
+    lead, (h, w) = power2d.shape[:-2], power2d.shape[-2:]
+    flat = power2d.reshape(-1, h * w)
+    sums = torch.zeros(flat.shape[0], counts.numel(), dtype=torch.float64, device=flat.device)
+    sums.index_add_(1, index.reshape(-1).to(flat.device), flat)
+    return (sums / counts.to(flat.device, torch.float64)).reshape(*lead, -1)
 
 
 @dataclass

@@ -90,6 +90,7 @@ import math
 
 import torch
 
+from .levels import check_parameterization, log_snr, sigma_from_log_snr
 from .spectra import SpectrumStats
 
 __all__ = [
@@ -114,9 +115,6 @@ DEFAULT_SNR_LOW = 0.1
 DEFAULT_SNR_HIGH = 10.0
 REFERENCE_STEPS = 8
 THRESHOLD_EXPONENT = 2.0
-# "eps" and "v" are the calibration store's names for discrete models, whose
-# k-diffusion sigmas are VE: x = x0 + sigma * eps.
-_PARAMETERIZATIONS = {"flow": "flow", "ve": "ve", "eps": "ve", "v": "ve"}
 _DEFAULT_RANGE = {"flow": (0.0, 1.0), "ve": (0.0, math.inf)}
 _GRID = 4001  # lam grid for inverting the progress (interpolated in between)
 _UNIFORM_FLOOR = 1e-3  # share of progress uniform in lam: keeps it strictly increasing
@@ -124,32 +122,14 @@ _MIN_WIDTH = 1.0  # narrowest lam range (a flat spectrum at 1-2 steps would coll
 _P_FLOOR = 1e-30
 
 
-def _param(parameterization: str) -> str:
-    try:
-        return _PARAMETERIZATIONS[parameterization]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"parameterization must be one of {sorted(_PARAMETERIZATIONS)}, "
-            f"got {parameterization!r}"
-        ) from None
-
-
 def log_snr_offset(sigma, parameterization: str = "flow") -> torch.Tensor:
-    """``lam`` with ``SNR_f = P_f * exp(lam)``: flow ``2 log((1-s)/s)``, ve ``-2 log sigma``."""
-    p = _param(parameterization)
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    if p == "flow":
-        return 2.0 * (torch.log1p(-s) - torch.log(s))
-    return -2.0 * torch.log(s)
+    """``lam`` with ``SNR_f = P_f * exp(lam)`` (``levels.log_snr``), float64."""
+    return log_snr(torch.as_tensor(sigma, dtype=torch.float64), parameterization)
 
 
 def sigma_from_log_snr_offset(lam, parameterization: str = "flow") -> torch.Tensor:
     """Inverse of ``log_snr_offset`` (float64)."""
-    p = _param(parameterization)
-    lam = torch.as_tensor(lam, dtype=torch.float64)
-    if p == "flow":
-        return torch.sigmoid(-lam / 2)
-    return torch.exp(-lam / 2)
+    return sigma_from_log_snr(torch.as_tensor(lam, dtype=torch.float64), parameterization)
 
 
 def default_thresholds(steps: int) -> tuple[float, float]:
@@ -266,7 +246,7 @@ def _model_lam_range(sigma_range, parameterization: str) -> tuple[float, float]:
     if not (lo >= 0 and hi > lo):
         raise ValueError(f"sigma_range must be (min, max) with 0 <= min < max, got {sigma_range}")
     lam_lo = float(log_snr_offset(hi, parameterization)) if math.isfinite(hi) else -math.inf
-    if _param(parameterization) == "flow" and hi >= 1.0:
+    if check_parameterization(parameterization) == "flow" and hi >= 1.0:
         lam_lo = -math.inf
     lam_hi = float(log_snr_offset(lo, parameterization)) if lo > 0 else math.inf
     return lam_lo, lam_hi
@@ -336,7 +316,7 @@ def spectral_sigmas(
         raise ValueError(f"denoise must be a finite number, got {denoise!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    param = _param(parameterization)
+    param = check_parameterization(parameterization)
     if denoise <= 0:
         return torch.zeros(0, dtype=torch.float32)
     total = steps if denoise >= 0.9999 else int(steps / denoise)

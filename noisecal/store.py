@@ -32,10 +32,10 @@ import jsonschema
 
 from . import __version__
 from .correction_table import CorrectionTable
+from .levels import PARAMETERIZATIONS, check_descending
 
 SCHEMA_VERSION = 1
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
-PARAMETERIZATIONS = ("flow", "eps", "v")
 
 
 class CalibrationError(Exception):
@@ -216,8 +216,10 @@ def validate(record: dict, source: str = "calibration") -> dict:
         )
     if not all(math.isfinite(v) for v in sigmas + sigma_hat):
         raise CalibrationError(f"{source}: sigmas and sigma_hat must be finite numbers")
-    if any(a <= b for a, b in zip(sigmas, sigmas[1:], strict=False)):
-        raise CalibrationError(f"{source}: sigmas must be strictly descending")
+    try:
+        check_descending(sigmas)
+    except ValueError as exc:
+        raise CalibrationError(f"{source}: {exc}") from None
     if record.get("correction"):
         _check_correction(record["correction"], source)
     return record

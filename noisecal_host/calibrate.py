@@ -29,11 +29,12 @@ import torch
 from ..noisecal import store
 from ..noisecal.correction_search import SAMPLERS as CORRECTION_SAMPLERS
 from ..noisecal.correction_search import CorrectionResult, calibrate_correction
+from ..noisecal.levels import check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.spectra import rapsd
 from . import conditioning_level
 from .fingerprint import checkpoint_key
-from .model_info import max_level, parameterization_of, search_space, zero_conditioning
+from .model_info import max_level, parameterization_of, zero_conditioning
 
 
 def run_search(
@@ -56,6 +57,7 @@ def run_search(
     if correction is not None and correction not in CORRECTION_SAMPLERS:
         raise ValueError(f"correction must be None or one of {CORRECTION_SAMPLERS}")
     param = parameterization_of(model)
+    family = check_parameterization(param)  # flow or ve: the searches' level space
     steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
     phases = 2 if correction else 1
     latents = latents.to(torch.float32)
@@ -93,7 +95,7 @@ def run_search(
             denoise,
             x0,
             sigmas.tolist(),
-            parameterization=search_space(param),
+            parameterization=family,
             mode=mode,
             seed=seed,
             max_batch=max_batch,
@@ -105,7 +107,7 @@ def run_search(
                 denoise_at,
                 x0,
                 sigmas.tolist(),
-                parameterization=search_space(param),
+                parameterization=family,
                 seed=seed,
                 max_batch=max_batch,
                 progress=phase_progress(1),

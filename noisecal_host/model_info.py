@@ -24,10 +24,6 @@ def parameterization_of(model) -> str:
     )
 
 
-def search_space(parameterization: str) -> str:
-    return "flow" if parameterization == "flow" else "ve"
-
-
 def max_level(model) -> float:
     return float(model.get_model_object("model_sampling").sigma_max)
 

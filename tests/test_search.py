@@ -16,13 +16,12 @@ import math
 import pytest
 import torch
 
+from noise_calibration.noisecal.levels import sigma_to_u, u_to_sigma
 from noise_calibration.noisecal.noiseshift_search import (
     SearchResult,
     calibrate_noiseshift,
     interp_sigma_hat,
-    sigma_to_u,
     step_errors,
-    u_to_sigma,
 )
 
 N_SAMPLES = 256
