@@ -1,8 +1,8 @@
 """Headless command line: the same code the nodes run, without a UI.
 
 python -m noisecal_host demo      the main job: calibrate the shipped reference model (a tiny
-                               SD3 trained at M = 32) at M and M/2 with the calibration
-                               node, sample plain vs NoiseShift, print the FD table
+                               SD3 trained at M = 32) at M and M/2 as the Calibrate node
+                               does, sample plain vs NoiseShift, print the FD table
 python -m noisecal_host calibrate calibrate a diffusion-model file (or the testbed)
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,12 +34,6 @@ DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 64}
 # batches; the network on CPU is fastest at about 32 (bigger batches spend a quarter of
 # their time in the kernel allocating activations)
 DEFAULT_MAX_BATCH = {"testbed": 256, "reference": 32}
-
-
-def _nodes():
-    from .. import nodes
-
-    return nodes.NODE_CLASS_MAPPINGS
 
 
 def _testbed_setup(args):
@@ -166,6 +159,7 @@ def _demo(args) -> int:
     """Main job on the embedded default: calibrate -> apply -> measure FD to the true field."""
     from ..noisecal.testing.metrics import fd_noise_floor, frechet_distance, gap_closed
     from ..noisecal.testing.testbed import sample_field
+    from . import calibration_run, folders, level_patches
     from .testing.sampling import empty_latent, ksample
     from .testing.testbed_model import make_testbed_conditioning
 
@@ -173,12 +167,7 @@ def _demo(args) -> int:
     eval_samples = args.eval_samples or DEFAULT_EVAL_SAMPLES[args.model]
     max_batch = args.max_batch or DEFAULT_MAX_BATCH[args.model]
     out_dir = Path(args.out) / "demo"
-    os.environ["NOISE_CALIBRATION_DIR"] = str(out_dir / "calibrations")
-    nodes = _nodes()
-    calibrate, noiseshift = (
-        nodes["NoiseCalibrationCalibrate"](),
-        nodes["NoiseCalibrationNoiseShift"](),
-    )
+    calibration_store = folders.user_store(out_dir / "calibrations")
     setup = _demo_setup(args)
     spectrum, model, m = setup.spectrum, setup.model, setup.train_res
     print(
@@ -195,23 +184,22 @@ def _demo(args) -> int:
             spectrum, n, args.samples, torch.Generator().manual_seed(10_000 + args.seed)
         )
         started = time.perf_counter()
-        records, path, plot = calibrate.calibrate(
+        # what the Calibrate and NoiseShift nodes run, on the demo's own store
+        record, path = calibration_run.calibrate_latents(
             model,
-            args.steps,
-            "simple",
-            args.mode,
-            args.samples,
-            args.seed,
-            n * 8,
-            n * 8,
-            "",
-            max_batch,
-            latent={"samples": setup.to_latent(fields)},
+            setup.to_latent(fields),
+            calibration_run.schedule_sigmas(model, "simple", args.steps),
+            sample_count=args.samples,
+            source="LATENT input",
             positive=setup.positive(1),
-        )["result"]
+            mode=args.mode,
+            seed=args.seed,
+            max_batch=max_batch,
+            calibration_store=calibration_store,
+        )
         seconds = time.perf_counter() - started
-        save_png(plot[0], out_dir / f"calibration_N{n}.png")
-        (shifted,) = noiseshift.apply(model, 1.0, "error")
+        save_png(calibration_plot(record), out_dir / f"calibration_N{n}.png")
+        shifted = level_patches.apply_noiseshift(model, 1.0, "error", "", None, calibration_store)
         latent = empty_latent(model, n, n, eval_samples)
         fd = {}
         for name, sampled_model in (("plain", model), ("noiseshift", shifted)):
@@ -232,7 +220,6 @@ def _demo(args) -> int:
             seed=args.seed + 1,
         )
         fd["native"] = frechet_distance(samples, spectrum.power(n))
-        record = records[0]
         max_shift = max(
             abs(h - s) for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)
         )
@@ -305,10 +292,8 @@ def _load_latents(args) -> tuple[torch.Tensor, str]:
 
 
 def _calibrate(args) -> int:
-    import comfy.samplers
-
     from ..noisecal.store import CalibrationStore
-    from . import calibrate
+    from . import calibration_run
 
     if args.testbed:
         _, model, latents = _testbed_setup(args)
@@ -320,20 +305,17 @@ def _calibrate(args) -> int:
 
         model = comfy.sd.load_diffusion_model(args.model)
         latents, source = _load_latents(args)
-    latents = latents[: args.samples]
-    ms = model.get_model_object("model_sampling")
-    sigmas = comfy.samplers.calculate_sigmas(ms, args.scheduler, args.steps)
+    sigmas = calibration_run.schedule_sigmas(model, args.scheduler, args.steps)
     out = Path(args.out) / "calibrations" if args.out_dir is None else Path(args.out_dir)
-    h, w = latents.shape[-2:]
 
     def progress(done, total):
         print(f"\r  step {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    record, path = calibrate.calibrate(
+    record, path = calibration_run.calibrate_latents(
         model,
         latents,
         sigmas,
-        image_size=(w * 8, h * 8),
+        sample_count=args.samples,
         source=source,
         mode=args.mode,
         seed=args.seed,

@@ -4,8 +4,11 @@ Read: the user folder(s) first, then the pack's shipped `calibration_data/`.
 Write: the user folder. Inside ComfyUI that is `<models>/noise_calibration`,
 registered with folder_paths under the name "noise_calibration" (so
 extra_model_paths.yaml can add more, and pack updates never wipe it).
-Outside ComfyUI the caller names the folder, or the environment variable
-NOISE_CALIBRATION_DIR does (it also overrides the folder inside ComfyUI).
+Outside ComfyUI the caller names the folder: `user_store(write_dir)`, handed
+to what reads or writes calibrations (node classes take `calibration_store=`,
+the command line passes one). The environment variable NOISE_CALIBRATION_DIR
+is the user's override of the default folder, inside ComfyUI too; the pack
+itself never sets it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def register_folder() -> Path | None:
 
 
 def user_store(write_dir: str | os.PathLike | None = None) -> CalibrationStore:
-    """The store nodes and the CLI use. `write_dir` overrides the user folder."""
+    """The store nodes and the CLI use: `write_dir` (then the shipped data) when
+    given, else NOISE_CALIBRATION_DIR when set, else ComfyUI's folder(s)."""
     read_dirs: list[Path] = []
     write_dir = write_dir or os.environ.get(ENV_DIR) or None
     if write_dir is None:

@@ -11,9 +11,39 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args, cwd=ROOT):
+# The CLI's main in a fresh interpreter holding the pack's package but never its
+# node layer (importing it fails), and checking that os.environ is left as it was.
+WITHOUT_NODES = """
+import importlib, importlib.abc, os, sys, types
+from noisecal_host.host import ensure_host
+from noisecal_host.pack_loader import PACK_NAME, PACK_ROOT
+
+ensure_host(cpu=True)
+pack = types.ModuleType(PACK_NAME)  # the package without its __init__ (which loads the nodes)
+pack.__path__ = [str(PACK_ROOT)]
+sys.modules[PACK_NAME] = pack
+
+
+class NoNodes(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == PACK_NAME + ".nodes" or name.startswith(PACK_NAME + ".nodes."):
+            raise ImportError("the command line imported the node layer: " + name)
+
+
+sys.meta_path.insert(0, NoNodes())
+os.environ.pop("NOISE_CALIBRATION_DIR", None)
+before = dict(os.environ)
+code = importlib.import_module(PACK_NAME + ".noisecal_host.cli").main(sys.argv[1:])
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+assert not changed, f"the command line changed os.environ: {changed}"
+sys.exit(code)
+"""
+
+
+def cli(*args, cwd=ROOT, without_nodes=False):
+    start = ["-c", WITHOUT_NODES] if without_nodes else ["-m", "noisecal_host"]
     out = subprocess.run(
-        [sys.executable, "-m", "noisecal_host", *args],
+        [sys.executable, *start, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -67,6 +97,7 @@ def _fd_table(stdout):
 
 
 def test_demo_main_job_prints_the_fd_table(tmp_path):
+    """The testbed demo, run without the node layer and leaving os.environ alone."""
     stdout = cli(
         "--out",
         str(tmp_path),
@@ -81,12 +112,27 @@ def test_demo_main_job_prints_the_fd_table(tmp_path):
         "32",
         "--steps",
         "8",
+        without_nodes=True,
     )
     rows = _fd_table(stdout)
     assert [row[0] for row in rows] == ["16", "8"]
     plain, shifted = float(rows[1][1]), float(rows[1][2])
     assert shifted < plain  # NoiseShift helps at M/2 even in this small run
     assert (tmp_path / "demo" / "calibration_N8.png").is_file()
+    # the calibrations went to the store the demo names, and NoiseShift found them there
+    cal = sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
+    assert [p.name.split("__")[1] for p in cal] == ["16x16.json", "8x8.json"]
+
+
+def test_the_no_nodes_harness_catches_a_node_import(tmp_path):
+    """The check above is real: importing the node layer under it fails."""
+    script = WITHOUT_NODES.replace(
+        "code = importlib", "importlib.import_module(PACK_NAME + '.nodes')\ncode = importlib"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode != 0 and "imported the node layer" in out.stderr
 
 
 def test_demo_default_is_the_shipped_reference_model(tmp_path):

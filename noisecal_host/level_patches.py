@@ -1,0 +1,150 @@
+"""NoiseShift and Noise Level Correction on a MODEL: what their nodes do, as functions.
+
+Both patches resolve a calibration at sampling time (by checkpoint and the
+latent size being sampled) from records handed in (a connected calibration,
+pasted JSON) and then the calibration store, and install the resolver on a
+clone of the model through `conditioning_level`. The nodes and the command
+line call these functions; the store is always passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..noisecal import store
+from ..noisecal.correction import CorrectionResolver
+from ..noisecal.noiseshift import ShiftResolver
+from . import conditioning_level
+from .fingerprint import checkpoint_key
+from .model_info import max_level, parameterization_of
+
+log = logging.getLogger("noise_calibration")
+
+ON_MISSING = ("error", "pass through")  # what a resolver does without a calibration
+
+PAIR_WARNING = (
+    "NoiseShift and Noise Level Correction are both on this model. Each was "
+    "calibrated without the other, and on the testbed the pair was often worse than "
+    "either alone (docs/results-correction.md): use one of them."
+)
+
+
+def installed(model, kind: str, cls) -> bool:
+    """Whether the model's sampling object already carries a `cls` level (kind
+    "level_fns") or state (kind "state_fns") function."""
+    ms = model.get_model_object("model_sampling")
+    return any(isinstance(fn, cls) for fn in getattr(ms, kind, ()))
+
+
+def provided_records(key, calibration, inline_calibration: str, what: str) -> list[dict]:
+    """Records handed to a patch (connected calibration, then pasted JSON); a record
+    made for another checkpoint is used but logged."""
+    records = list(calibration or [])
+    if inline_calibration.strip():
+        records += store.loads_many(inline_calibration, "inline_calibration")
+    for record in records:
+        if store.record_key(record).identity != key.identity:
+            log.warning(
+                "%s: a connected calibration was made for %s, this model is %s; using it anyway",
+                what,
+                store.record_key(record).describe(),
+                key.describe(),
+            )
+    return records
+
+
+@dataclass(frozen=True)
+class _Patch:
+    """How one of the two patches is built and installed."""
+
+    what: str  # its name in messages
+    resolver: type  # CalibrationResolver subclass
+    hook: str  # the conditioning_level.patch_model argument it is installed as
+    other: tuple[str, type]  # where the other patch sits on model_sampling, and its class
+
+
+_NOISESHIFT = _Patch("NoiseShift", ShiftResolver, "level_fn", ("state_fns", CorrectionResolver))
+_CORRECTION = _Patch(
+    "Noise Level Correction", CorrectionResolver, "state_fn", ("level_fns", ShiftResolver)
+)
+
+
+def _apply(
+    patch: _Patch,
+    model,
+    strength: float,
+    if_missing: str,
+    label: str,
+    records,
+    inline_calibration: str,
+    calibration_store,
+    **resolver_options: Any,
+):
+    if strength == 0:
+        return model
+    parameterization_of(model)  # clear error for unsupported model types
+    if installed(model, *patch.other):
+        log.warning(PAIR_WARNING)
+    key = checkpoint_key(model, label)
+    provided = provided_records(key, records, inline_calibration, patch.what)
+    resolver = patch.resolver(
+        key,
+        provided,
+        calibration_store,
+        strength=strength,
+        on_missing=if_missing,
+        max_level=max_level(model),
+        warn=log.warning,
+        **resolver_options,
+    )
+    return conditioning_level.patch_model(model, **{patch.hook: resolver})
+
+
+def apply_noiseshift(
+    model,
+    strength: float,
+    if_missing: str,
+    label: str,
+    records,
+    calibration_store,
+    inline_calibration: str = "",
+):
+    """MODEL -> MODEL telling the network the calibrated noise level (strength 0:
+    the model itself). records: calibration records to use before the store's."""
+    return _apply(
+        _NOISESHIFT,
+        model,
+        strength,
+        if_missing,
+        label,
+        records,
+        inline_calibration,
+        calibration_store,
+    )
+
+
+def apply_correction(
+    model,
+    strength: float,
+    sigma_range: tuple[float, float],
+    if_missing: str,
+    label: str,
+    records,
+    calibration_store,
+    inline_calibration: str = "",
+):
+    """MODEL -> MODEL evaluated at the corrected level sigma_hat for sampler sigmas
+    in sigma_range (strength 0: the model itself)."""
+    return _apply(
+        _CORRECTION,
+        model,
+        strength,
+        if_missing,
+        label,
+        records,
+        inline_calibration,
+        calibration_store,
+        sigma_range=tuple(sigma_range),
+    )
