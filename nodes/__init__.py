@@ -21,10 +21,4 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationSpectralScheduler": SpectralScheduler,
     "NoiseCalibrationNoiseLevelCorrection": NoiseLevelCorrection,
 }
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "NoiseCalibrationCalibrate": "Noise Calibration: Calibrate",
-    "NoiseCalibrationNoiseShift": "NoiseShift (calibrated noise levels)",
-    "NoiseCalibrationNoiseAwarenessGuidance": "Noise Awareness Guidance",
-    "NoiseCalibrationSpectralScheduler": "Spectral Scheduler (calibrated SIGMAS)",
-    "NoiseCalibrationNoiseLevelCorrection": "Noise Level Correction",
-}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.TITLE for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -7,14 +7,21 @@ import comfy.utils
 import torch
 
 from ..noisecal import store
-from ..noisecal_host import calibrate
+from ..noisecal_host import calibrate, calibration_run
 from ..noisecal_host.plots import calibration_plot
-from .common import CALIBRATION_TYPE, CATEGORY, LATENT_DOWNSCALE, UsesCalibrationStore, rgb_to_image
+from .common import (
+    CALIBRATION_TYPE,
+    CATEGORY,
+    ChecksInputs,
+    UsesCalibrationStore,
+    rgb_to_image,
+)
 
 CORRECTION_CHOICES = ["off", "euler", "heun"]
 
 
-class Calibrate(UsesCalibrationStore):
+class Calibrate(ChecksInputs, UsesCalibrationStore):
+    TITLE = "Noise Calibration: Calibrate"
     DESCRIPTION = (
         "Calibrates NoiseShift for this checkpoint at one resolution: for every step of the "
         "schedule it searches the noise level the network should be told so that one "
@@ -29,6 +36,12 @@ class Calibrate(UsesCalibrationStore):
     CATEGORY = CATEGORY
     RETURN_TYPES = (CALIBRATION_TYPE, "STRING", "IMAGE")
     RETURN_NAMES = ("calibration", "file", "plot")
+    OUTPUT_TOOLTIPS = (
+        "The calibration record, for a NoiseShift or Noise Level Correction node's "
+        "calibration input (used before any file).",
+        "The calibration file written to models/noise_calibration.",
+        "Plot of the calibrated noise levels (and correction table) against the plain ones.",
+    )
     OUTPUT_NODE = True
     FUNCTION = "calibrate"
 
@@ -165,6 +178,10 @@ class Calibrate(UsesCalibrationStore):
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, correction=None):
+        return cls.validate(correction=correction)
+
     def calibrate(
         self,
         model,
@@ -184,29 +201,22 @@ class Calibrate(UsesCalibrationStore):
         sigmas=None,
         correction="off",
     ):
-        if correction not in CORRECTION_CHOICES:
-            raise ValueError(f"correction must be one of {CORRECTION_CHOICES}, got {correction!r}")
+        self.check(correction=correction)
         latents, source = self._latents(latent, image, vae, width, height)
-        latents = latents[:sample_count]
-        h, w = latents.shape[-2:]
-        if sigmas is None:
-            ms = model.get_model_object("model_sampling")
-            sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, steps)
-        calibration_store = self.store()
-        progress = calibrate.comfy_progress(len(sigmas) - 1)
-        record, path = calibrate.calibrate(
+        sigmas = calibration_run.schedule_sigmas(model, scheduler, steps, sigmas)
+        record, path = calibration_run.calibrate_latents(
             model,
             latents,
             sigmas,
-            image_size=(w * LATENT_DOWNSCALE, h * LATENT_DOWNSCALE),
+            sample_count=sample_count,
             source=source,
             positive=positive,
             mode=search_mode,
             seed=seed,
             label=label or None,
             max_batch=max_batch,
-            calibration_store=calibration_store,
-            progress=progress,
+            calibration_store=self.store(),
+            progress=calibrate.comfy_progress(len(sigmas) - 1),
             correction=None if correction == "off" else correction,
         )
         plot = rgb_to_image(calibration_plot(record))

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
 
-from ..noisecal import store
-from ..noisecal_host import folders
+from ..noisecal_host import folders, level_patches
+from ..noisecal_host.calibration_run import LATENT_DOWNSCALE  # noqa: F401 (for the nodes)
 
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)
-LATENT_DOWNSCALE = 8  # pixels per latent pixel for SD1/SDXL/SD3/Flux VAEs
 
 log = logging.getLogger("noise_calibration")
 
@@ -20,23 +20,6 @@ log = logging.getLogger("noise_calibration")
 def rgb_to_image(rgb: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> ComfyUI IMAGE [1, H, W, 3] float in [0, 1]."""
     return torch.from_numpy(rgb.astype(np.float32) / 255.0).unsqueeze(0)
-
-
-def provided_records(key, calibration, inline_calibration: str, what: str) -> list[dict]:
-    """Records connected to a node (calibration input, then pasted JSON); a record
-    made for another checkpoint is used but logged."""
-    records = list(calibration or [])
-    if inline_calibration.strip():
-        records += store.loads_many(inline_calibration, "inline_calibration")
-    for record in records:
-        if store.record_key(record).identity != key.identity:
-            log.warning(
-                "%s: a connected calibration was made for %s, this model is %s; using it anyway",
-                what,
-                store.record_key(record).describe(),
-                key.describe(),
-            )
-    return records
 
 
 CALIBRATION_INPUTS = {
@@ -56,21 +39,7 @@ CALIBRATION_INPUTS = {
 }
 
 
-PAIR_WARNING = (
-    "NoiseShift and Noise Level Correction are both on this model. Each was "
-    "calibrated without the other, and on the testbed the pair was often worse than "
-    "either alone (docs/results-correction.md): use one of them."
-)
-
-
-def installed(model, kind: str, cls) -> bool:
-    """Whether the model's sampling object already carries a `cls` level (kind
-    "level_fns") or state (kind "state_fns") function."""
-    ms = model.get_model_object("model_sampling")
-    return any(isinstance(fn, cls) for fn in getattr(ms, kind, ()))
-
-
-ON_MISSING = ["error", "pass through"]
+ON_MISSING = list(level_patches.ON_MISSING)
 
 
 def if_missing_input(what: str):
@@ -103,3 +72,121 @@ class UsesCalibrationStore:
 
     def store(self):
         return self.calibration_store or folders.user_store()
+
+
+def widget_specs(cls) -> dict[str, tuple]:
+    """Every input of a node class by name: (type, options)."""
+    inputs = cls.INPUT_TYPES()
+    specs = {}
+    for group in ("required", "optional"):
+        for name, spec in inputs.get(group, {}).items():
+            specs[name] = (spec[0], spec[1] if len(spec) > 1 else {})
+    return specs
+
+
+def widget_problem(name: str, value, kind, options: dict, *, bounds: bool) -> str | None:
+    """What is wrong with one widget value (None: nothing). A list widget takes one
+    of its choices; a number must be finite (NaN passes any min/max comparison) and,
+    with `bounds`, inside the widget's min/max."""
+    if isinstance(kind, (list, tuple)):
+        if value not in kind:
+            return f"{name} must be one of {list(kind)}, got {value!r}"
+        return None
+    if kind not in ("FLOAT", "INT"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} must be a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"{name} must be a finite number, got {value!r}"
+    if bounds and "min" in options and value < options["min"]:
+        return f"{name} must be at least {options['min']}, got {value!r}"
+    if bounds and "max" in options and value > options["max"]:
+        return f"{name} must be at most {options['max']}, got {value!r}"
+    return None
+
+
+class ChecksInputs:
+    """One check of a node's widget values, run twice: by ComfyUI before the
+    workflow executes (VALIDATE_INPUTS, so the UI marks this node) and by the
+    node's own function (headless callers never go through VALIDATE_INPUTS).
+
+    Each node's VALIDATE_INPUTS names the inputs it checks, never **kwargs: the
+    host skips its own type/range/choice checks for every input VALIDATE_INPUTS
+    takes (for all of them with **kwargs, in the 2024 hosts), so naming only
+    these keeps the host's checks on the rest, and `bounds` redoes the min/max
+    of the named ones. An input ComfyUI passes as None is linked to another
+    node's output: its value is known only at execution, where the node's
+    function checks it.
+    """
+
+    # (low, high) input pairs that must satisfy low <= high
+    ORDERED: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def input_problem(cls, values: dict, *, bounds: bool = False) -> str | None:
+        specs = widget_specs(cls)
+        for name, value in values.items():
+            if value is not None:
+                kind, options = specs[name]
+                problem = widget_problem(name, value, kind, options, bounds=bounds)
+                if problem:
+                    return problem
+        for low, high in cls.ORDERED:
+            lo, hi = values.get(low), values.get(high)
+            if lo is not None and hi is not None and lo > hi:
+                return f"{low} ({lo}) must not exceed {high} ({hi})"
+        return None
+
+    @classmethod
+    def validate(cls, **values) -> bool | str:
+        """VALIDATE_INPUTS's answer: True, or the problem (naming the input)."""
+        return cls.input_problem(values, bounds=True) or True
+
+    @classmethod
+    def check(cls, **values) -> None:
+        """In the node's function: ValueError naming the input."""
+        problem = cls.input_problem(values)
+        if problem:
+            raise ValueError(problem)
+
+
+class LevelPatchNode(ChecksInputs, UsesCalibrationStore):
+    """NoiseShift and Noise Level Correction: MODEL -> MODEL with a calibration
+    resolved at sampling time (noisecal_host.level_patches). A subclass names
+    its strength tooltip, what is missing without a calibration, and the
+    widgets between strength and if_missing; its `apply` keeps its own
+    (shipped) signature, checks its inputs and calls the host function."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+    STRENGTH_TOOLTIP = ""
+    MISSING = "calibration"
+    RANGE_INPUTS: dict = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.05,
+                        "tooltip": cls.STRENGTH_TOOLTIP,
+                    },
+                ),
+                **cls.RANGE_INPUTS,
+                "if_missing": if_missing_input(cls.MISSING),
+                "label": LABEL_INPUT,
+            },
+            "optional": dict(CALIBRATION_INPUTS),
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        # calibration files are written by another node or the CLI: re-run when they change
+        return folders.user_store().fingerprint_files()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
 from ..noisecal_host.guidance_patch import apply_guidance
-from .common import CATEGORY
+from .common import CATEGORY, ChecksInputs
 
 
-class NoiseAwarenessGuidance:
+class NoiseAwarenessGuidance(ChecksInputs):
+    TITLE = "Noise Awareness Guidance"
     DESCRIPTION = (
         "Noise Awareness Guidance (after arXiv 2510.12497), training-free: besides the "
         "usual prediction, the network is asked once more while told another noise level, "
@@ -22,7 +23,9 @@ class NoiseAwarenessGuidance:
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The model with the guidance term added after CFG (unchanged at weight 0).",)
     FUNCTION = "apply"
+    ORDERED = (("level_end", "level_start"),)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -105,9 +108,39 @@ class NoiseAwarenessGuidance:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(
+        cls,
+        weight=None,
+        mode=None,
+        offset=None,
+        pseudo_level=None,
+        weight_schedule=None,
+        level_start=None,
+        level_end=None,
+    ):
+        return cls.validate(
+            weight=weight,
+            mode=mode,
+            offset=offset,
+            pseudo_level=pseudo_level,
+            weight_schedule=weight_schedule,
+            level_start=level_start,
+            level_end=level_end,
+        )
+
     def apply(
         self, model, weight, mode, offset, pseudo_level, weight_schedule, level_start, level_end
     ):
+        self.check(
+            weight=weight,
+            mode=mode,
+            offset=offset,
+            pseudo_level=pseudo_level,
+            weight_schedule=weight_schedule,
+            level_start=level_start,
+            level_end=level_end,
+        )
         settings = GuidanceSettings(
             weight=weight,
             mode=mode,

@@ -11,12 +11,13 @@ from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.plots import schedule_plot
-from .common import CATEGORY, LATENT_DOWNSCALE, UsesCalibrationStore, rgb_to_image
+from .common import CATEGORY, LATENT_DOWNSCALE, ChecksInputs, UsesCalibrationStore, rgb_to_image
 
 SOURCES = ["calibration", "reference latent"]
 
 
-class SpectralScheduler(UsesCalibrationStore):
+class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
+    TITLE = "Spectral Scheduler (calibrated SIGMAS)"
     DESCRIPTION = (
         "Spectral schedule (after Esteves & Makadia, ICML 2026): SIGMAS that skip the "
         "levels where every frequency of the data is already drowned in noise (or already "
@@ -30,6 +31,10 @@ class SpectralScheduler(UsesCalibrationStore):
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SIGMAS", "IMAGE")
     RETURN_NAMES = ("sigmas", "plot")
+    OUTPUT_TOOLTIPS = (
+        "The schedule, for SamplerCustom / SamplerCustomAdvanced.",
+        "Plot of the schedule against ComfyUI's 'simple' schedule.",
+    )
     FUNCTION = "schedule"
 
     @classmethod
@@ -121,9 +126,14 @@ class SpectralScheduler(UsesCalibrationStore):
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, source=None, denoise=None):
+        return cls.validate(source=source, denoise=denoise)
+
     def schedule(
         self, model, steps, source, variant, seed, denoise, width, height, label="", latent=None
     ):
+        self.check(source=source, denoise=denoise)
         ms = model.get_model_object("model_sampling")
         parameterization = "flow" if isinstance(ms, comfy.model_sampling.CONST) else "ve"
         if latent is not None:
