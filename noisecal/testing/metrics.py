@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..spectra import fourier_power
+
 __all__ = ["frechet_distance", "fd_noise_floor", "gap_closed"]
 
 
@@ -18,8 +20,7 @@ def _sample_power(samples: torch.Tensor) -> torch.Tensor:
     """Empirical per-frequency power [n, n], averaged over samples and channels."""
     if samples.ndim < 3 or samples.shape[-1] != samples.shape[-2]:
         raise ValueError(f"expected samples of shape [count, C, n, n], got {tuple(samples.shape)}")
-    xf = torch.fft.fft2(samples.to(torch.float64), norm="ortho")
-    return xf.abs().square().reshape(-1, *samples.shape[-2:]).mean(dim=0)
+    return fourier_power(samples).reshape(-1, *samples.shape[-2:]).mean(dim=0)
 
 
 def frechet_distance(samples: torch.Tensor, power: torch.Tensor) -> float:
