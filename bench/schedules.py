@@ -49,7 +49,7 @@ Sections:
    cost of computing RAPSD and sigmas.
 
 Seeds: calibration fields 1001 (``sample_field``), sampled FD 3003, per-seed
-schedules 0..15.
+schedules 0..15 (``bench/lib/seeds.py``). Shared helpers: ``bench/lib/``.
 """
 
 from __future__ import annotations
@@ -58,32 +58,45 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from scipy.optimize import minimize
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.common import (  # noqa: E402  (needs ROOT on sys.path)
-    Verdicts,
-    describe_run,
-    finish,
-    fmt,
-    jsonable,
-    parse_args,
-    print_table,
-    run_sections,
-    spectrum_name,
-)
+from bench.lib import host  # noqa: F401  (bootstraps ComfyUI and the pack)
 
-CAL_DATA_SEED = 1001
-SAMPLE_SEED = 3003
-M = 32
-CHANNELS = 4
+# isort: split
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+
+from bench.lib import testbed
+from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
+from bench.lib.testbed import CHANNELS, M
+from bench.lib.timing import per_call_us
+from noise_calibration.noisecal import spectra
+from noise_calibration.noisecal import spectral_schedule as ss
+from noise_calibration.noisecal.testing import metrics
+from noise_calibration.noisecal.testing.testbed import ExactDenoiser, FieldSpectrum
+from noise_calibration.noisecal_host.testing import sampling, testbed_model
+
 CORE = ("simple", "normal", "karras", "exponential", "sgm_uniform", "beta")
 TARGET_SAMPLERS = ("euler", "dpmpp_2m")
+FEW_STEPS = 8  # T1 (and the selection's "few"): at most this many steps
+LONG_STEPS = 32  # T2: this many steps
+CONVERGED = ("euler", 200, "simple")  # sampler, steps, scheduler of the converged FD
+CONVERGED_KEY = "fd_{}_{}_{}".format(*CONVERGED)
+SHOWN_STEPS = 8  # the schedules of Table 6 and the sigmas plot
+SHIFTS = (1.0, 3.0)  # model shifts of Table 6
+COST_LATENTS = (64, 128)  # count, size of the latents rapsd is timed on
+COST_STEPS = (8, 32)  # spectral_sigmas timed at these steps (the second with a seed)
+RUN_TARGET_S = 600  # T4: a full run
 
 FULL = {
     "spectra": [(3.0, 2.5), (1.0, 3.5)],
@@ -120,17 +133,15 @@ QUICK = {
 }
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def pct(v, spec="+.0f") -> str:
-    return "n/a" if v is None else format(100.0 * v, spec) + "%"
+def pct0(v) -> str:
+    """A share as a whole signed percentage (gap closed)."""
+    return pct(v, "+.0f")
 
 
 # --------------------------------------------------------------------------- closed form
 
 
-def _gain(sampler: str, s, pm, torch):
+def gain(sampler: str, s, pm):
     """Per-frequency gain of ComfyUI's sampler on the exact denoiser (float64, autograd-able).
 
     ``s``: sigmas (ending at 0), ``pm``: the power the model assumes at each
@@ -173,63 +184,61 @@ def _gain(sampler: str, s, pm, torch):
     return x
 
 
+def oracle_unpack(z):
+    """Oracle parameters -> sigmas: sigma_0, then softplus decrements of logit(sigma), 0."""
+    s0 = z[0]
+    logit0 = torch.log(s0) - torch.log1p(-s0)
+    rest = torch.sigmoid(logit0 - torch.cumsum(torch.nn.functional.softplus(z[1:]), 0))
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.cat([s0.reshape(1), rest, zero])
+
+
+def oracle_pack(s):
+    """Sigmas -> oracle parameters (the inverse of ``oracle_unpack``, clamped)."""
+    s = torch.as_tensor(s, dtype=torch.float64)[:-1].clamp(1e-4, 0.9999)
+    logit = torch.log(s) - torch.log1p(-s)
+    d = (logit[:-1] - logit[1:]).clamp_min(1e-3)
+    return torch.cat([s[:1], torch.log(torch.expm1(d))]).numpy()
+
+
 class ClosedForm:
     """FD of a schedule from the sampler's gains on unique (model power, true power) pairs."""
 
-    def __init__(self, pm, pt, torch):
-        self.torch = torch
+    def __init__(self, pm, pt):
         pairs = torch.stack([pm.reshape(-1), pt.reshape(-1)], dim=1)
         uniq, counts = torch.unique(pairs, dim=0, return_counts=True)
         self.pm, self.pt = uniq[:, 0].contiguous(), uniq[:, 1].contiguous()
         self.w = counts.to(torch.float64) / counts.sum()
 
     def fd_tensor(self, s, sampler):
-        g = _gain(sampler, s, self.pm, self.torch)
+        g = gain(sampler, s, self.pm)
         return (self.w * (g.abs() - self.pt.sqrt()).square()).sum()
 
     def fd(self, sigmas, sampler) -> float:
-        s = self.torch.as_tensor(sigmas).to(self.torch.float64).reshape(-1)
+        s = torch.as_tensor(sigmas).to(torch.float64).reshape(-1)
         return float(self.fd_tensor(s, sampler))
 
     def fd_mixture(self, sigma_list, sampler) -> float:
         """FD of samples each drawn with its own schedule (per-seed schedules)."""
-        torch = self.torch
         v = 0.0
         for sig in sigma_list:
             s = torch.as_tensor(sig).to(torch.float64).reshape(-1)
-            v = v + _gain(sampler, s, self.pm, torch).square()
+            v = v + gain(sampler, s, self.pm).square()
         v = v / len(sigma_list)
         return float((self.w * (v.sqrt() - self.pt.sqrt()).square()).sum())
 
     def oracle(self, sampler, inits, maxiter):
-        """Minimize FD over the sigmas; returns (fd, sigmas float64)."""
-        from scipy.optimize import minimize
-
-        torch = self.torch
-        softplus = torch.nn.functional.softplus
-
-        def unpack(z):
-            s0 = z[0]
-            logit0 = torch.log(s0) - torch.log1p(-s0)
-            rest = torch.sigmoid(logit0 - torch.cumsum(softplus(z[1:]), 0))
-            zero = torch.zeros(1, dtype=torch.float64)
-            return torch.cat([s0.reshape(1), rest, zero])
-
-        def pack(s):
-            s = torch.as_tensor(s, dtype=torch.float64)[:-1].clamp(1e-4, 0.9999)
-            logit = torch.log(s) - torch.log1p(-s)
-            d = (logit[:-1] - logit[1:]).clamp_min(1e-3)
-            return torch.cat([s[:1], torch.log(torch.expm1(d))]).numpy()
+        """Minimize FD over the sigmas from each start; returns (fd, sigmas float64)."""
 
         def objective(zn):
             z = torch.tensor(zn, dtype=torch.float64, requires_grad=True)
-            loss = self.fd_tensor(unpack(z), sampler)
+            loss = self.fd_tensor(oracle_unpack(z), sampler)
             loss.backward()
             return loss.item(), z.grad.numpy().copy()
 
         best = None
         for s_init in inits:
-            z0 = pack(s_init)
+            z0 = oracle_pack(s_init)
             bounds = [(0.05, 0.9999)] + [(None, None)] * (len(z0) - 1)
             res = minimize(
                 objective,
@@ -239,750 +248,768 @@ class ClosedForm:
                 bounds=bounds,
                 options={"maxiter": maxiter},
             )
-            cand = (float(res.fun), unpack(torch.tensor(res.x)).detach())
+            cand = (float(res.fun), oracle_unpack(torch.tensor(res.x)).detach())
             if best is None or cand[0] < best[0]:
                 best = cand
         return best
 
 
-# --------------------------------------------------------------------------- the bench
+# --------------------------------------------------------------------------- the testbed
 
 
+@dataclass
+class Cell:
+    """One spectrum at one resolution N: the model trained at M, the RAPSD of the
+    calibration fields at N and the closed form of the FD there."""
+
+    sp: FieldSpectrum
+    n: int
+    model: object
+    stats: object
+    cf: ClosedForm
+
+
+def make_cell(sp, n: int, cal_count: int) -> Cell:
+    model = testbed.model(sp, M, "pixel")
+    return Cell(sp, n, model, calibration_stats(sp, n, cal_count), closed_form(sp, n))
+
+
+def calibration_stats(sp, n: int, count: int):
+    """The RAPSD of `count` calibration fields at N = n (seed CAL_DATA_SEED)."""
+    return spectra.rapsd(testbed.cal_latents(sp, n, count))
+
+
+def closed_form(sp, n: int) -> ClosedForm:
+    """The closed-form FD at N = n of the testbed trained at M ("pixel")."""
+    return ClosedForm(ExactDenoiser(sp, M, "pixel").assumed_power(n), sp.power(n))
+
+
+def sigma_range(model) -> tuple[float, float]:
+    ms = model.get_model_object("model_sampling")
+    return float(ms.sigma_min), float(ms.sigma_max)
+
+
+def core_sigmas(model, name: str, steps: int):
+    ms = model.get_model_object("model_sampling")
+    return comfy.samplers.calculate_sigmas(ms, name, steps).to(torch.float32)
+
+
+def spectral(cell: Cell, steps: int, variant: str, seed=None):
+    """The spectral schedule of the cell's calibration spectrum in the model's range."""
+    return ss.spectral_sigmas(
+        cell.stats,
+        steps,
+        parameterization="flow",
+        variant=variant,
+        sigma_range=sigma_range(cell.model),
+        seed=seed,
+    )
+
+
+def gain2(model, sigmas, sampler: str, n: int):
+    """|G(k)|^2 [n, n] through ComfyUI's SamplerCustom path (impulse response)."""
+    noise = torch.zeros(1, CHANNELS, n, n)
+    noise[:, :, 0, 0] = 1.0
+    latent = torch.zeros_like(noise)
+    cond = testbed_model.make_testbed_conditioning(1)
+    out = comfy.sample.sample_custom(
+        model,
+        noise,
+        1.0,
+        comfy.samplers.sampler_object(sampler),
+        torch.as_tensor(sigmas, dtype=torch.float32),
+        cond,
+        cond,
+        latent,
+        disable_pbar=True,
+        seed=0,
+    )
+    return torch.fft.fft2(out.to(torch.float64)).abs().square().mean(dim=(0, 1))
+
+
+def exact_fd(cell: Cell, sigmas, sampler: str) -> float:
+    """The infinite-sample FD of the schedule through ComfyUI's sampler."""
+    v = gain2(cell.model, sigmas, sampler, cell.n)
+    return float((v.sqrt() - cell.sp.power(cell.n).sqrt()).square().mean())
+
+
+def sampled_fd(cell: Cell, sigmas, sampler: str, count: int) -> float:
+    """FD of `count` SamplerCustom samples (seed SAMPLE_SEED) to the true field."""
+    model, n = cell.model, cell.n
+    lat = sampling.empty_latent(model, n, n, count)
+    cond = testbed_model.make_testbed_conditioning(count)
+    sig = torch.tensor(sigmas, dtype=torch.float32)
+    samples = sampling.sample_with_sigmas(
+        model, lat, cond, sig, seed=SAMPLE_SEED, sampler_name=sampler
+    )
+    return metrics.frechet_distance(samples, cell.sp.power(n))
+
+
+def gap_to_oracle(reference: float, fd: float, oracle):
+    """The share of the way from `reference`'s FD to the oracle's that `fd` goes."""
+    return None if oracle is None else testbed.gap(reference, fd, oracle)
+
+
+@dataclass
 class Bench:
-    def __init__(self, cfg: dict, out_dir: Path, quick: bool):
-        self.cfg = cfg
-        self.out = out_dir
-        self.quick = quick
-        self.verdicts = Verdicts()
-        self.tables: list[str] = []
-        self.data: dict = {"mode": "quick" if quick else "full", "config": jsonable(cfg)}
-        self._import_pack()
-        self.spectra = [self.FieldSpectrum(f0, a, CHANNELS) for f0, a in cfg["spectra"]]
-        self._models: dict = {}
-        self.agreement: list[float] = []  # |closed form - ComfyUI| / ComfyUI
+    """The run, the benchmark spectra and the closed form's agreement with ComfyUI
+    (|closed form - ComfyUI| / ComfyUI per schedule of section 1) and section 1's cells."""
 
-    def _import_pack(self):
-        from noisecal_host.host import ensure_host
+    run: Run
+    spectra: list
+    agreement: list[float] = field(default_factory=list)
+    cells: dict = field(default_factory=dict)  # (spectrum, N) -> Cell, from section 1
 
-        self.host = ensure_host()
-        from noisecal_host.pack_loader import load_pack
+    @property
+    def cfg(self) -> dict:
+        return self.run.cfg
 
-        load_pack()
-        import comfy.model_sampling
-        import comfy.sample
-        import comfy.samplers
-        import torch
-
-        from noise_calibration.noisecal import spectra, spectral_schedule
-        from noise_calibration.noisecal.testing import metrics
-        from noise_calibration.noisecal.testing.testbed import (
-            ExactDenoiser,
-            FieldSpectrum,
-            sample_field,
-        )
-        from noise_calibration.noisecal_host.testing import sampling, testbed_model
-
-        self.torch = torch
-        self.comfy_samplers, self.comfy_sample = comfy.samplers, comfy.sample
-        self.comfy_model_sampling = comfy.model_sampling
-        self.metrics, self.spectra_mod, self.ss = metrics, spectra, spectral_schedule
-        self.ExactDenoiser, self.FieldSpectrum = ExactDenoiser, FieldSpectrum
-        self.sample_field = sample_field
-        self.sampling, self.testbed_model = sampling, testbed_model
-
-    # ---- per-cell setup
-
-    def model(self, sp):
-        if sp not in self._models:
-            self._models[sp] = self.testbed_model.make_testbed_model(sp, M, "pixel")
-        return self._models[sp]
-
-    def stats(self, sp, n):
-        gen = self.torch.Generator().manual_seed(CAL_DATA_SEED)
-        return self.spectra_mod.rapsd(self.sample_field(sp, n, self.cfg["cal_count"], gen))
-
-    def closed_form(self, sp, n):
-        pm = self.ExactDenoiser(sp, M, "pixel").assumed_power(n)
-        return ClosedForm(pm, sp.power(n), self.torch)
-
-    def sigma_range(self, model):
-        ms = model.get_model_object("model_sampling")
-        return float(ms.sigma_min), float(ms.sigma_max)
-
-    def core_sigmas(self, model, name, steps):
-        ms = model.get_model_object("model_sampling")
-        return self.comfy_samplers.calculate_sigmas(ms, name, steps).to(self.torch.float32)
-
-    def spectral(self, stats, model, steps, variant=None, seed=None, **kw):
-        return self.ss.spectral_sigmas(
-            stats,
-            steps,
-            parameterization="flow",
-            variant=variant or self.ss.DEFAULT_VARIANT,
-            sigma_range=self.sigma_range(model),
-            seed=seed,
-            **kw,
-        )
-
-    # ---- ComfyUI evaluation
-
-    def gain2(self, model, sigmas, sampler, n):
-        """|G(k)|^2 [n, n] through ComfyUI's SamplerCustom path (impulse response)."""
-        torch = self.torch
-        noise = torch.zeros(1, CHANNELS, n, n)
-        noise[:, :, 0, 0] = 1.0
-        latent = torch.zeros_like(noise)
-        cond = self.testbed_model.make_testbed_conditioning(1)
-        out = self.comfy_sample.sample_custom(
-            model,
-            noise,
-            1.0,
-            self.comfy_samplers.sampler_object(sampler),
-            torch.as_tensor(sigmas, dtype=torch.float32),
-            cond,
-            cond,
-            latent,
-            disable_pbar=True,
-            seed=0,
-        )
-        return torch.fft.fft2(out.to(torch.float64)).abs().square().mean(dim=(0, 1))
-
-    def fd_exact(self, model, sigmas, sampler, sp, n, cf=None):
-        """Exact FD through ComfyUI; with ``cf`` also records the closed form's agreement."""
-        v = self.gain2(model, sigmas, sampler, n)
-        fd = float((v.sqrt() - sp.power(n).sqrt()).square().mean())
-        if cf is not None and fd > 0:
-            self.agreement.append(abs(cf.fd(sigmas, sampler) - fd) / fd)
+    def checked_fd(self, cell: Cell, sigmas, sampler: str) -> float:
+        """Exact FD through ComfyUI, and the closed form's agreement with it."""
+        fd = exact_fd(cell, sigmas, sampler)
+        if fd > 0:
+            self.agreement.append(abs(cell.cf.fd(sigmas, sampler) - fd) / fd)
         return fd
 
-    # ---- section 1
 
-    def section_fd(self):
-        print("=" * 78 + "\n1. Exact FD: spectral schedules against ComfyUI's schedulers\n")
-        cfg = self.cfg
-        variants = self.ss.VARIANTS
-        default = self.ss.DEFAULT_VARIANT
-        cases = []
-        self.cells = []
-        for sp in self.spectra:
-            model = self.model(sp)
-            for n in cfg["resolutions"]:
-                stats = self.stats(sp, n)
-                cf = self.closed_form(sp, n)
-                bounds = self.ss.schedule_bounds(stats, "flow")
-                converged = self.fd_exact(
-                    model, self.core_sigmas(model, "simple", 200), "euler", sp, n
-                )
-                self.cells.append(
-                    {
-                        "spectrum": spectrum_name(sp),
-                        "N": n,
-                        "stats": stats.to_json(),
-                        "bounds_ref": bounds,
-                        "fd_euler_200_simple": converged,
-                    }
-                )
-                for sampler in cfg["samplers"]:
-                    for steps in cfg["steps"]:
-                        t0 = time.perf_counter()
-                        core = {}
-                        core_sigmas = {}
-                        for name in CORE:
-                            sig = self.core_sigmas(model, name, steps)
-                            core_sigmas[name] = sig
-                            core[name] = self.fd_exact(model, sig, sampler, sp, n, cf)
-                        spec, spec_sigmas = {}, {}
-                        for v in variants:
-                            sig = self.spectral(stats, model, steps, v)
-                            spec_sigmas[v] = sig
-                            spec[v] = self.fd_exact(model, sig, sampler, sp, n, cf)
-                        seeds = [
-                            self.spectral(stats, model, steps, default, seed=k)
-                            for k in range(cfg["seeds"])
-                        ]
-                        fd_seeded = cf.fd_mixture(seeds, sampler)
-                        best = min(core, key=core.get)
-                        oracle = oracle_cf = oracle_sig = None
-                        if sampler in cfg["oracle_samplers"]:
-                            inits = [core_sigmas[best], spec_sigmas[default]]
-                            if best != "simple":
-                                inits.append(core_sigmas["simple"])
-                            oracle_cf, oracle_sig = cf.oracle(sampler, inits, cfg["oracle_maxiter"])
-                            oracle = self.fd_exact(model, oracle_sig, sampler, sp, n)
-                        fd_def = spec[default]
-                        gap = None
-                        if oracle is not None and core[best] > oracle:
-                            gap = (core[best] - fd_def) / (core[best] - oracle)
-                        gap_simple = None
-                        if oracle is not None and core["simple"] > oracle:
-                            gap_simple = (core["simple"] - fd_def) / (core["simple"] - oracle)
-                        cases.append(
-                            {
-                                "spectrum": spectrum_name(sp),
-                                "N": n,
-                                "sampler": sampler,
-                                "steps": steps,
-                                "core": core,
-                                "spectral": spec,
-                                "fd_default": fd_def,
-                                "fd_default_per_seed": fd_seeded,
-                                "best_core": best,
-                                "fd_best_core": core[best],
-                                "ratio_best_core": fd_def / core[best],
-                                "fd_oracle": oracle,
-                                "fd_oracle_closed_form": oracle_cf,
-                                "gap_closed_vs_best_core": gap,
-                                "gap_closed_vs_simple": gap_simple,
-                                "sigmas_default": spec_sigmas[default].tolist(),
-                                "sigmas_variants": {k: v.tolist() for k, v in spec_sigmas.items()},
-                                "sigmas_core": {k: v.tolist() for k, v in core_sigmas.items()},
-                                "sigmas_oracle": None
-                                if oracle_sig is None
-                                else oracle_sig.tolist(),
-                                "seconds": time.perf_counter() - t0,
-                            }
-                        )
-                print(f"  {spectrum_name(sp)} N={n}: done ({len(cases)} cases so far)", flush=True)
-        self.data["fd"] = cases
-        self.data["cells"] = self.cells
-        self._tables_fd(cases)
-        self._verdicts_fd(cases)
+# --------------------------------------------------------------------------- 1. exact FD
 
-    def _tables_fd(self, cases):
-        default = self.ss.DEFAULT_VARIANT
-        variants = self.ss.VARIANTS
-        for sampler in self.cfg["samplers"]:
-            rows = []
-            for c in (c for c in cases if c["sampler"] == sampler):
-                rows.append(
-                    [
-                        c["spectrum"],
-                        c["N"],
-                        c["steps"],
-                        *[fmt(c["core"][k]) for k in CORE],
-                        fmt(c["fd_default"]),
-                        f"{c['ratio_best_core']:.3f}",
-                        fmt(c["fd_oracle"]),
-                        pct(c["gap_closed_vs_best_core"]),
-                        pct(c["gap_closed_vs_simple"]),
-                    ]
-                )
-            self.tables.append(
-                print_table(
-                    f"Table 1 ({sampler}): exact FD to the true field; default = '{default}'",
-                    [
-                        "spectrum",
-                        "N",
-                        "steps",
-                        *CORE,
-                        "default",
-                        "def/best",
-                        "oracle",
-                        "gap best",
-                        "gap simple",
-                    ],
-                    rows,
-                )
-            )
-        rows = []
-        for c in cases:
-            rows.append(
-                [
-                    c["spectrum"],
-                    c["N"],
-                    c["sampler"],
-                    c["steps"],
-                    *[fmt(c["spectral"][v]) for v in variants],
-                    fmt(c["fd_default_per_seed"]),
-                    f"{c['best_core']}",
-                ]
-            )
-        self.tables.append(
-            print_table(
-                "Table 2: exact FD of each spectral variant, and of the default with per-seed "
-                f"schedules ({self.cfg['seeds']} seeds)",
-                ["spectrum", "N", "sampler", "steps", *variants, "per-seed", "best core"],
-                rows,
-            )
-        )
-        rows = [
-            [
-                c["spectrum"],
-                c["N"],
-                f"{c['bounds_ref'][0]:.4f}",
-                f"{c['bounds_ref'][1]:.4f}",
-                fmt(c["fd_euler_200_simple"]),
+
+def section_fd(b: Bench) -> None:
+    print_section("1. Exact FD: spectral schedules against ComfyUI's schedulers")
+    cells, cases = [], []
+    for sp in b.spectra:
+        for n in b.cfg["resolutions"]:
+            cell = b.cells[(sp, n)] = make_cell(sp, n, b.cfg["cal_count"])
+            cells.append(cell_summary(cell))
+            cases += [
+                fd_case(b, cell, sampler, steps)
+                for sampler in b.cfg["samplers"]
+                for steps in b.cfg["steps"]
             ]
-            for c in self.cells
-        ]
-        self.tables.append(
-            print_table(
-                "Table 3: spectral bounds at the reference thresholds (SNR 0.1 / 10) and the "
-                "model's converged FD (200 Euler steps, simple)",
-                ["spectrum", "N", "sigma_min", "sigma_max", "FD 200 steps"],
-                rows,
-            )
-        )
-        print(
-            "(def/best = FD default / FD of the best core scheduler in that row; gap best, gap\n"
-            " simple = share of the way from that scheduler's FD to the oracle's that the default\n"
-            " goes (negative: worse than the scheduler). At N = M/2 the model is mismatched: its\n"
-            " own error dominates the FD and does not shrink with more steps, see Table 3)\n"
-        )
-        if self.agreement:
-            print(
-                f"closed form vs ComfyUI: max relative FD difference {max(self.agreement):.2e} "
-                f"over {len(self.agreement)} schedules\n"
-            )
+            print(f"  {spectrum_name(sp)} N={n}: done ({len(cases)} cases so far)", flush=True)
+    b.run.data["fd"] = cases
+    b.run.data["cells"] = cells
+    fd_tables(b, cases, cells)
+    judge_fd(b, cases)
 
-    def _verdicts_fd(self, cases):
-        default = self.ss.DEFAULT_VARIANT
-        for c in cases:
-            if c["sampler"] not in TARGET_SAMPLERS:
-                continue
-            name = f"{c['spectrum']} N={c['N']} {c['sampler']} {c['steps']} steps"
-            if c["steps"] <= 8:
-                losers = [k for k in CORE if not c["fd_default"] < c["core"][k]]
-                self.verdicts.check(
-                    not losers,
-                    f"T1 {name}: {default} FD {c['fd_default']:.5f} vs best core "
-                    f"{c['best_core']} {c['fd_best_core']:.5f} (ratio {c['ratio_best_core']:.3f})"
-                    + (f"; not below {', '.join(losers)}" if losers else "")
-                    + f"; gap to oracle closed {pct(c['gap_closed_vs_best_core'])}"
-                    + " (target: below every core scheduler)",
+
+def cell_summary(cell: Cell) -> dict:
+    """The calibration spectrum, its bounds at the default thresholds and the
+    model's converged FD."""
+    sampler, steps, scheduler = CONVERGED
+    return {
+        "spectrum": spectrum_name(cell.sp),
+        "N": cell.n,
+        "stats": cell.stats.to_json(),
+        "bounds_ref": ss.schedule_bounds(cell.stats, "flow"),
+        CONVERGED_KEY: exact_fd(cell, core_sigmas(cell.model, scheduler, steps), sampler),
+    }
+
+
+def fd_case(b: Bench, cell: Cell, sampler: str, steps: int) -> dict:
+    """Exact FD of the core schedulers, the spectral variants, the default with
+    per-seed schedules and (for the oracle samplers) the oracle."""
+    t0 = time.perf_counter()
+    core_sig = {name: core_sigmas(cell.model, name, steps) for name in CORE}
+    core = {name: b.checked_fd(cell, sig, sampler) for name, sig in core_sig.items()}
+    spec_sig = {v: spectral(cell, steps, v) for v in ss.VARIANTS}
+    spec = {v: b.checked_fd(cell, sig, sampler) for v, sig in spec_sig.items()}
+    per_seed = [spectral(cell, steps, ss.DEFAULT_VARIANT, seed=k) for k in range(b.cfg["seeds"])]
+    best = min(core, key=core.get)
+    oracle = None
+    if sampler in b.cfg["oracle_samplers"]:
+        oracle = oracle_case(b.cfg, cell, sampler, oracle_starts(core_sig, spec_sig, best))
+    fd_def = spec[ss.DEFAULT_VARIANT]
+    fd_oracle = None if oracle is None else oracle["fd"]
+    return {
+        "spectrum": spectrum_name(cell.sp),
+        "N": cell.n,
+        "sampler": sampler,
+        "steps": steps,
+        "core": core,
+        "spectral": spec,
+        "fd_default": fd_def,
+        "fd_default_per_seed": cell.cf.fd_mixture(per_seed, sampler),
+        "best_core": best,
+        "fd_best_core": core[best],
+        "ratio_best_core": fd_def / core[best],
+        "fd_oracle": fd_oracle,
+        "fd_oracle_closed_form": None if oracle is None else oracle["fd_closed_form"],
+        "gap_closed_vs_best_core": gap_to_oracle(core[best], fd_def, fd_oracle),
+        "gap_closed_vs_simple": gap_to_oracle(core["simple"], fd_def, fd_oracle),
+        "sigmas_default": spec_sig[ss.DEFAULT_VARIANT].tolist(),
+        "sigmas_variants": {k: v.tolist() for k, v in spec_sig.items()},
+        "sigmas_core": {k: v.tolist() for k, v in core_sig.items()},
+        "sigmas_oracle": None if oracle is None else oracle["sigmas"].tolist(),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def oracle_starts(core_sig: dict, spec_sig: dict, best: str) -> list:
+    """The oracle starts from the best core schedule, the default spectral one and simple."""
+    starts = [core_sig[best], spec_sig[ss.DEFAULT_VARIANT]]
+    if best != "simple":
+        starts.append(core_sig["simple"])
+    return starts
+
+
+def oracle_case(cfg: dict, cell: Cell, sampler: str, starts: list) -> dict:
+    """The FD-optimal schedule on the closed form, re-evaluated through ComfyUI."""
+    fd_closed_form, sigmas = cell.cf.oracle(sampler, starts, cfg["oracle_maxiter"])
+    return {
+        "fd": exact_fd(cell, sigmas, sampler),
+        "fd_closed_form": fd_closed_form,
+        "sigmas": sigmas,
+    }
+
+
+def fd_tables(b: Bench, cases: list[dict], cells: list[dict]) -> None:
+    for sampler in b.cfg["samplers"]:
+        fd_table(sampler, [c for c in cases if c["sampler"] == sampler])
+    variants_table(b.cfg, cases)
+    bounds_table(cells)
+    print(
+        "(def/best = FD default / FD of the best core scheduler in that row; gap best, gap\n"
+        " simple = share of the way from that scheduler's FD to the oracle's that the default\n"
+        " goes (negative: worse than the scheduler). At N = M/2 the model is mismatched: its\n"
+        " own error dominates the FD and does not shrink with more steps, see Table 3)\n"
+    )
+    if b.agreement:
+        print(
+            f"closed form vs ComfyUI: max relative FD difference {max(b.agreement):.2e} "
+            f"over {len(b.agreement)} schedules\n"
+        )
+
+
+def fd_table(sampler: str, cases: list[dict]) -> None:
+    rows = [
+        [c["spectrum"], c["N"], c["steps"], *(fmt(c["core"][k]) for k in CORE)]
+        + [fmt(c["fd_default"]), f"{c['ratio_best_core']:.3f}", fmt(c["fd_oracle"])]
+        + [pct0(c["gap_closed_vs_best_core"]), pct0(c["gap_closed_vs_simple"])]
+        for c in cases
+    ]
+    print_table(
+        f"Table 1 ({sampler}): exact FD to the true field; default = '{ss.DEFAULT_VARIANT}'",
+        ["spectrum", "N", "steps", *CORE, "default", "def/best", "oracle", "gap best"]
+        + ["gap simple"],
+        rows,
+    )
+
+
+def variants_table(cfg: dict, cases: list[dict]) -> None:
+    rows = [
+        [c["spectrum"], c["N"], c["sampler"], c["steps"]]
+        + [*(fmt(c["spectral"][v]) for v in ss.VARIANTS), fmt(c["fd_default_per_seed"])]
+        + [c["best_core"]]
+        for c in cases
+    ]
+    print_table(
+        "Table 2: exact FD of each spectral variant, and of the default with per-seed "
+        f"schedules ({cfg['seeds']} seeds)",
+        ["spectrum", "N", "sampler", "steps", *ss.VARIANTS, "per-seed", "best core"],
+        rows,
+    )
+
+
+def bounds_table(cells: list[dict]) -> None:
+    sampler, steps, scheduler = CONVERGED
+    rows = [
+        [c["spectrum"], c["N"], f"{c['bounds_ref'][0]:.4f}", f"{c['bounds_ref'][1]:.4f}"]
+        + [fmt(c[CONVERGED_KEY])]
+        for c in cells
+    ]
+    print_table(
+        f"Table 3: spectral bounds at the reference thresholds (SNR {ss.DEFAULT_SNR_LOW:g} / "
+        f"{ss.DEFAULT_SNR_HIGH:g}) and the model's converged FD ({steps} "
+        f"{sampler.capitalize()} steps, {scheduler})",
+        ["spectrum", "N", "sigma_min", "sigma_max", f"FD {steps} steps"],
+        rows,
+    )
+
+
+def judge_fd(b: Bench, cases: list[dict]) -> None:
+    """T1: below every core scheduler at few steps; T2: within 5% of the best at
+    many; T3: the closed form (the oracle's objective) agrees with ComfyUI."""
+    for c in cases:
+        if c["sampler"] in TARGET_SAMPLERS:
+            judge_fd_case(b.run, c)
+    gap_summary(b.cfg, cases)
+    print()
+    if b.agreement:
+        worst = max(b.agreement)
+        b.run.check(
+            worst <= 1e-3,
+            f"T3 closed-form FD (oracle objective) agrees with ComfyUI's sampler: max rel. "
+            f"diff {worst:.2e} over {len(b.agreement)} schedules (target <= 1e-3)",
+        )
+
+
+def judge_fd_case(run: Run, c: dict) -> None:
+    default = ss.DEFAULT_VARIANT
+    name = f"{c['spectrum']} N={c['N']} {c['sampler']} {c['steps']} steps"
+    if c["steps"] <= FEW_STEPS:
+        losers = [k for k in CORE if not c["fd_default"] < c["core"][k]]
+        run.check(
+            not losers,
+            f"T1 {name}: {default} FD {c['fd_default']:.5f} vs best core "
+            f"{c['best_core']} {c['fd_best_core']:.5f} (ratio {c['ratio_best_core']:.3f})"
+            + (f"; not below {', '.join(losers)}" if losers else "")
+            + f"; gap to oracle closed {pct0(c['gap_closed_vs_best_core'])}"
+            + " (target: below every core scheduler)",
+        )
+    if c["steps"] == LONG_STEPS:
+        run.check(
+            c["ratio_best_core"] <= 1.05,
+            f"T2 {name}: {default} FD {c['fd_default']:.6f} vs best core "
+            f"{c['best_core']} {c['fd_best_core']:.6f} (ratio {c['ratio_best_core']:.3f}, "
+            "target <= 1.05)",
+        )
+
+
+def gap_summary(cfg: dict, cases: list[dict]) -> None:
+    """The gap to the oracle the default closes at few steps, per sampler and N."""
+    for sampler in TARGET_SAMPLERS:
+        for n in cfg["resolutions"]:
+            gaps = [
+                c["gap_closed_vs_best_core"]
+                for c in cases
+                if (c["sampler"], c["N"]) == (sampler, n)
+                and c["steps"] <= FEW_STEPS
+                and c["gap_closed_vs_best_core"] is not None
+            ]
+            if gaps:
+                print(
+                    f"gap to the oracle closed at <= {FEW_STEPS} steps, {sampler}, N={n}: median "
+                    f"{pct0(statistics.median(gaps))}, range {pct0(min(gaps))} .. "
+                    f"{pct0(max(gaps))} (vs the best core scheduler of each row)"
                 )
-            if c["steps"] == 32:
-                self.verdicts.check(
-                    c["ratio_best_core"] <= 1.05,
-                    f"T2 {name}: {default} FD {c['fd_default']:.6f} vs best core "
-                    f"{c['best_core']} {c['fd_best_core']:.6f} (ratio {c['ratio_best_core']:.3f}, "
-                    "target <= 1.05)",
-                )
-        for sampler in TARGET_SAMPLERS:
-            for n in self.cfg["resolutions"]:
-                gaps = [
-                    c["gap_closed_vs_best_core"]
-                    for c in cases
-                    if c["sampler"] == sampler
-                    and c["N"] == n
-                    and c["steps"] <= 8
-                    and c["gap_closed_vs_best_core"] is not None
-                ]
-                if gaps:
-                    print(
-                        f"gap to the oracle closed at <= 8 steps, {sampler}, N={n}: median "
-                        f"{pct(statistics.median(gaps))}, range {pct(min(gaps))} .. "
-                        f"{pct(max(gaps))} (vs the best core scheduler of each row)"
-                    )
-        print()
-        if self.agreement:
-            worst = max(self.agreement)
-            self.verdicts.check(
-                worst <= 1e-3,
-                f"T3 closed-form FD (oracle objective) agrees with ComfyUI's sampler: max rel. "
-                f"diff {worst:.2e} over {len(self.agreement)} schedules (target <= 1e-3)",
-            )
 
-    # ---- section 2
 
-    def section_sampled(self):
-        print("=" * 78 + "\n2. Sampled FD (SamplerCustom, noise from a seed) vs exact FD\n")
-        cfg = self.cfg
-        rows, out = [], []
-        by_key = {(c["spectrum"], c["N"], c["sampler"], c["steps"]): c for c in self.data["fd"]}
-        for sp in self.spectra:
-            model = self.model(sp)
-            for n in cfg["resolutions"]:
-                floor = self.metrics.fd_noise_floor(sp.power(n), cfg["samples"], CHANNELS)
-                for sampler in cfg["sampled_samplers"]:
-                    for steps in cfg["sampled_steps"]:
-                        c = by_key.get((spectrum_name(sp), n, sampler, steps))
-                        if c is None:
-                            continue
-                        picks = {
-                            "default": c["sigmas_default"],
-                            c["best_core"]: c["sigmas_core"][c["best_core"]],
-                        }
-                        for label, sig in picks.items():
-                            exact = c["fd_default"] if label == "default" else c["core"][label]
-                            lat = self.sampling.empty_latent(model, n, n, cfg["samples"])
-                            cond = self.testbed_model.make_testbed_conditioning(cfg["samples"])
-                            samples = self.sampling.sample_with_sigmas(
-                                model,
-                                lat,
-                                cond,
-                                self.torch.tensor(sig, dtype=self.torch.float32),
-                                seed=SAMPLE_SEED,
-                                sampler_name=sampler,
-                            )
-                            fd = self.metrics.frechet_distance(samples, sp.power(n))
-                            out.append(
-                                {
-                                    "spectrum": spectrum_name(sp),
-                                    "N": n,
-                                    "sampler": sampler,
-                                    "steps": steps,
-                                    "schedule": label,
-                                    "fd_sampled": fd,
-                                    "fd_exact": exact,
-                                    "floor": floor,
-                                }
-                            )
-                            rows.append(
-                                [
-                                    spectrum_name(sp),
-                                    n,
-                                    sampler,
-                                    steps,
-                                    label,
-                                    fmt(exact),
-                                    fmt(fd),
-                                    f"{(fd - exact) / floor:+.2f}",
-                                ]
-                            )
-        self.tables.append(
-            print_table(
-                f"Table 4: FD of {cfg['samples']} samples (seed {SAMPLE_SEED}) vs the exact FD; "
-                f"noise floor {fmt(out[0]['floor'] if out else None)} (N=M)",
-                ["spectrum", "N", "sampler", "steps", "schedule", "exact", "sampled", "diff/floor"],
-                rows,
-            )
-        )
-        self.data["sampled"] = out
-        groups: dict = {}
-        for r in out:
-            groups.setdefault((r["spectrum"], r["N"], r["sampler"], r["steps"]), []).append(r)
-        flips = []
-        for key, rs in groups.items():
-            for a in rs:
-                for b in rs:
-                    # a pair the exact FD separates by more than the estimator's floor
-                    if a["fd_exact"] + 2 * a["floor"] < b["fd_exact"] and not (
-                        a["fd_sampled"] < b["fd_sampled"]
-                    ):
-                        flips.append(f"{key} {a['schedule']} vs {b['schedule']}")
-        if out:
-            self.verdicts.check(
-                not flips,
-                f"T5 sampled FD ({cfg['samples']} samples) ranks the schedules as the exact FD "
-                f"does in all {len(groups)} groups"
-                + (f"; flipped: {'; '.join(flips)}" if flips else "")
-                + " (pairs further apart than 2 noise floors)",
-            )
+# --------------------------------------------------------------------------- 2. sampled FD
 
-    # ---- section 3
 
-    def section_selection(self):
-        print("=" * 78 + "\n3. Selection of the default variant and thresholds (closed form)\n")
-        cfg = self.cfg
-        torch = self.torch
-        spectra = [(sp, "bench") for sp in self.spectra] + [
-            (self.FieldSpectrum(f0, a, CHANNELS), "held-out") for f0, a in cfg["heldout"]
-        ]
-        rng = self.sigma_range(self.model(self.spectra[0]))
-        ms = self.model(self.spectra[0]).get_model_object("model_sampling")
-        cells = []
-        for sp, group in spectra:
-            for n in cfg["resolutions"] if group == "bench" else [M]:
-                stats = self.stats(sp, n)
-                cf = self.closed_form(sp, n)
-                for sampler in cfg["samplers"]:
-                    for steps in cfg["sweep_steps"]:
-                        best = min(
-                            cf.fd(self.comfy_samplers.calculate_sigmas(ms, k, steps), sampler)
-                            for k in CORE
-                        )
-                        cells.append((group, spectrum_name(sp), n, stats, cf, sampler, steps, best))
-        ref = self.ss.REFERENCE_STEPS
-        rows, out = [], []
-        for variant in self.ss.VARIANTS:
-            for low, high in cfg["sweep_thresholds"]:
-                for k in cfg["sweep_exponents"]:
-                    score = {}
-                    for _group, _, n, stats, cf, sampler, steps, best in cells:
-                        scale = (ref / steps) ** k
-                        sig = self.ss.spectral_sigmas(
-                            stats,
-                            steps,
-                            variant=variant,
-                            sigma_range=rng,
-                            snr_low=min(low * scale, 1.0),
-                            snr_high=max(high / scale, 1.0),
-                        )
-                        r = cf.fd(sig.to(torch.float64), sampler) / best
-                        key = (sampler, "few" if steps <= 8 else "many", n == M)
-                        score.setdefault(key, []).append(r)
-                    entry = {"variant": variant, "snr_low": low, "snr_high": high, "exponent": k}
-                    row = [variant, f"{low:g}/{high:g}", f"{k:g}"]
-                    for sampler in cfg["samplers"]:
-                        few = score.get((sampler, "few", True), [])
-                        many = score.get((sampler, "many", True), [])
-                        few_h = score.get((sampler, "few", False), [])
-                        geo = math.exp(statistics.fmean(math.log(x) for x in few + many))
-                        entry[sampler] = {
-                            "wins_few_matched": sum(x < 1 for x in few),
-                            "cells_few_matched": len(few),
-                            "worst_few_matched": max(few),
-                            "worst_many_matched": max(many) if many else None,
-                            "wins_few_half_res": sum(x < 1 for x in few_h),
-                            "cells_few_half_res": len(few_h),
-                            "geo_mean_matched": geo,
-                        }
-                        row += [
-                            f"{sum(x < 1 for x in few)}/{len(few)}",
-                            f"{max(few):.2f}",
-                            fmt(max(many) if many else None, ".2f"),
-                            f"{geo:.2f}",
-                        ]
-                    out.append(entry)
-                    rows.append(row)
-        header = ["variant", "SNR lo/hi @8", "exp"]
-        for sampler in cfg["samplers"]:
-            short = {"euler": "eu", "dpmpp_2m": "dpm", "heun": "heun"}.get(sampler, sampler)
-            header += [f"{short} wins", f"{short} worst", f"{short} w32", f"{short} geo"]
-        n_spectra = len(spectra)
-        self.tables.append(
-            print_table(
-                f"Table 5: FD / best core FD over {n_spectra} spectra at N = M "
-                f"({len(self.spectra)} benchmark + {len(cfg['heldout'])} held-out); "
-                f"steps {cfg['sweep_steps']}",
-                header,
-                rows,
-            )
-        )
-        print(
-            "(wins: cells at <= 8 steps below every core scheduler; worst: the largest ratio\n"
-            " there; w32: the largest ratio at 32 steps; geo: geometric mean of all ratios.\n"
-            " Thresholds scale as snr_low * (8/steps)^exp, snr_high * (steps/8)^exp)\n"
-        )
-        self.data["selection"] = out
+def section_sampled(b: Bench) -> None:
+    print_section("2. Sampled FD (SamplerCustom, noise from a seed) vs exact FD")
+    cfg = b.cfg
+    by_key = {(c["spectrum"], c["N"], c["sampler"], c["steps"]): c for c in b.run.data["fd"]}
+    out = []
+    for sp in b.spectra:
+        for n in cfg["resolutions"]:
+            cell = b.cells[(sp, n)]
+            for sampler in cfg["sampled_samplers"]:
+                for steps in cfg["sampled_steps"]:
+                    c = by_key.get((spectrum_name(sp), n, sampler, steps))
+                    if c is not None:
+                        out += sampled_cases(cell, c, cfg["samples"])
+    sampled_table(cfg, out)
+    b.run.data["sampled"] = out
+    judge_sampled(b.run, cfg, out)
 
-    # ---- section 4
 
-    def section_properties(self):
-        print("=" * 78 + "\n4. Properties: shifted models, cost\n")
-        torch = self.torch
-        sp = self.spectra[0]
-        stats = self.stats(sp, M)
-        rows, out = [], []
-        base = None
-        for shift in (1.0, 3.0):
-            ms = self.comfy_model_sampling.ModelSamplingDiscreteFlow()
-            ms.set_parameters(shift=shift)
-            rng = (float(ms.sigma_min), float(ms.sigma_max))
-            sig = self.ss.spectral_sigmas(stats, 8, sigma_range=rng)
-            simple = self.comfy_samplers.calculate_sigmas(ms, "simple", 8)
-            if base is None:
-                base = sig
-            same = bool(torch.equal(sig, base))
-            out.append(
-                {"shift": shift, "range": rng, "sigmas": sig.tolist(), "same_as_shift_1": same}
-            )
-            rows.append(
-                [
-                    f"{shift:g}",
-                    f"[{rng[0]:.4f}, {rng[1]:.4f}]",
-                    " ".join(f"{v:.3f}" for v in sig.tolist()),
-                    " ".join(f"{v:.3f}" for v in simple.tolist()),
-                ]
-            )
-        self.tables.append(
-            print_table(
-                f"Table 6: 8-step spectral schedule ({spectrum_name(sp)}, N={M}) under model "
-                "shifts, and the model's own 'simple' schedule",
-                ["shift", "sigma range", "spectral sigmas", "simple sigmas"],
-                rows,
-            )
-        )
-        print(
-            "(the spectral levels are absolute: a shift changes the model's range and its\n"
-            " timestep map, not the schedule; shift 3 gives the same sigmas here because the\n"
-            " bounds lie inside both ranges)\n"
-        )
-
-        def timeit(fn, reps):
-            fn()
-            samples = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(reps):
-                    fn()
-                samples.append((time.perf_counter() - t0) / reps)
-            return statistics.median(samples)
-
-        lat = self.sample_field(sp, 128, 64, torch.Generator().manual_seed(CAL_DATA_SEED))
-        cost = {
-            "rapsd_64x4x128x128_ms": 1000 * timeit(lambda: self.spectra_mod.rapsd(lat), 2),
-            "spectral_sigmas_8_ms": 1000
-            * timeit(lambda: self.ss.spectral_sigmas(stats, 8, sigma_range=(0.001, 1.0)), 20),
-            "spectral_sigmas_32_seed_ms": 1000
-            * timeit(lambda: self.ss.spectral_sigmas(stats, 32, seed=5), 20),
+def sampled_cases(cell: Cell, c: dict, count: int) -> list[dict]:
+    """Sampled FD of the default and the best core schedule of a section 1 case."""
+    floor = testbed.floor(cell.sp, cell.n, count)
+    picks = {"default": c["sigmas_default"], c["best_core"]: c["sigmas_core"][c["best_core"]]}
+    return [
+        {
+            "spectrum": c["spectrum"],
+            "N": c["N"],
+            "sampler": c["sampler"],
+            "steps": c["steps"],
+            "schedule": label,
+            "fd_sampled": sampled_fd(cell, sig, c["sampler"], count),
+            "fd_exact": c["fd_default"] if label == "default" else c["core"][label],
+            "floor": floor,
         }
-        print(
-            "cost (median): rapsd of 64 x 4 x 128 x 128 latents "
-            f"{cost['rapsd_64x4x128x128_ms']:.1f} ms; spectral_sigmas 8 steps "
-            f"{cost['spectral_sigmas_8_ms']:.2f} ms; 32 steps with a seed "
-            f"{cost['spectral_sigmas_32_seed_ms']:.2f} ms\n"
+        for label, sig in picks.items()
+    ]
+
+
+def sampled_table(cfg: dict, out: list[dict]) -> None:
+    rows = [
+        [r["spectrum"], r["N"], r["sampler"], r["steps"], r["schedule"]]
+        + [fmt(r["fd_exact"]), fmt(r["fd_sampled"])]
+        + [f"{(r['fd_sampled'] - r['fd_exact']) / r['floor']:+.2f}"]
+        for r in out
+    ]
+    print_table(
+        f"Table 4: FD of {cfg['samples']} samples (seed {SAMPLE_SEED}) vs the exact FD; "
+        f"noise floor {fmt(out[0]['floor'] if out else None)} (N={cfg['resolutions'][0]})",
+        ["spectrum", "N", "sampler", "steps", "schedule", "exact", "sampled", "diff/floor"],
+        rows,
+    )
+
+
+def judge_sampled(run: Run, cfg: dict, out: list[dict]) -> None:
+    """T5: the sampled FD ranks the schedules as the exact FD does, wherever the
+    exact FD separates them by more than two noise floors."""
+    groups: dict = {}
+    for r in out:
+        groups.setdefault((r["spectrum"], r["N"], r["sampler"], r["steps"]), []).append(r)
+    flips = [
+        f"{key} {a['schedule']} vs {b['schedule']}"
+        for key, rs in groups.items()
+        for a in rs
+        for b in rs
+        if a["fd_exact"] + 2 * a["floor"] < b["fd_exact"] and not a["fd_sampled"] < b["fd_sampled"]
+    ]
+    if out:
+        run.check(
+            not flips,
+            f"T5 sampled FD ({cfg['samples']} samples) ranks the schedules as the exact FD "
+            f"does in all {len(groups)} groups"
+            + (f"; flipped: {'; '.join(flips)}" if flips else "")
+            + " (pairs further apart than 2 noise floors)",
         )
-        self.data["properties"] = {"shift": out, "cost": cost}
 
-    # ---- plots and output
 
-    def plots(self):
-        import matplotlib
+# --------------------------------------------------------------------------- 3. selection
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        written = []
-        cases = self.data.get("fd", [])
-        if not cases:
-            return written
-        default = self.ss.DEFAULT_VARIANT
-        panels = []
-        for c in cases:
-            key = (c["spectrum"], c["N"])
-            if key not in panels:
-                panels.append(key)
-        samplers = self.cfg["samplers"]
-        fig, axes = plt.subplots(
-            len(panels),
-            len(samplers),
-            figsize=(4.3 * len(samplers), 3.4 * len(panels)),
-            squeeze=False,
+def section_selection(b: Bench) -> None:
+    print_section("3. Selection of the default variant and thresholds (closed form)")
+    cfg = b.cfg
+    groups = [(sp, "bench") for sp in b.spectra]
+    groups += [(sp, "held-out") for sp in testbed.spectra(cfg["heldout"])]
+    model = testbed.model(b.spectra[0], M, "pixel")
+    cells = [
+        cell
+        for sp, group in groups
+        for n in (cfg["resolutions"] if group == "bench" else [M])
+        for cell in selection_cells(cfg, model, sp, n)
+    ]
+    out = [
+        selection_entry(cfg, cells, sigma_range(model), variant, low, high, k)
+        for variant in ss.VARIANTS
+        for low, high in cfg["sweep_thresholds"]
+        for k in cfg["sweep_exponents"]
+    ]
+    selection_table(cfg, out, len(b.spectra))
+    b.run.data["selection"] = out
+
+
+def selection_cells(cfg: dict, model, sp, n: int) -> list[dict]:
+    """The sweep's cells of one spectrum at N = n: calibration spectrum, closed
+    form and the best core scheduler's FD per sampler and step count."""
+    ms = model.get_model_object("model_sampling")
+    stats = calibration_stats(sp, n, cfg["cal_count"])
+    cf = closed_form(sp, n)
+    return [
+        {
+            "n": n,
+            "stats": stats,
+            "cf": cf,
+            "sampler": sampler,
+            "steps": steps,
+            "best": min(
+                cf.fd(comfy.samplers.calculate_sigmas(ms, k, steps), sampler) for k in CORE
+            ),
+        }
+        for sampler in cfg["samplers"]
+        for steps in cfg["sweep_steps"]
+    ]
+
+
+def selection_entry(cfg: dict, cells, rng, variant: str, low: float, high: float, k: float):
+    """One variant and threshold setting: FD / best core FD per cell, summarized
+    per sampler (few steps and many at N = M, few at the other resolutions)."""
+    score: dict = {}
+    for c in cells:
+        scale = (ss.REFERENCE_STEPS / c["steps"]) ** k
+        sig = ss.spectral_sigmas(
+            c["stats"],
+            c["steps"],
+            variant=variant,
+            sigma_range=rng,
+            snr_low=min(low * scale, 1.0),
+            snr_high=max(high / scale, 1.0),
         )
-        colors = plt.get_cmap("tab10")
-        for i, key in enumerate(panels):
-            for j, sampler in enumerate(samplers):
-                ax = axes[i][j]
-                rows = [
-                    c for c in cases if (c["spectrum"], c["N"]) == key and c["sampler"] == sampler
-                ]
-                steps = [c["steps"] for c in rows]
-                for k, name in enumerate(CORE):
-                    ax.plot(
-                        steps,
-                        [c["core"][name] for c in rows],
-                        color=colors(k),
-                        lw=1,
-                        marker=".",
-                        label=name,
-                    )
-                ax.plot(
-                    steps,
-                    [c["fd_default"] for c in rows],
-                    color="k",
-                    lw=2.2,
-                    marker="o",
-                    label=f"spectral ({default})",
-                )
-                if rows and rows[0]["fd_oracle"] is not None:
-                    ax.plot(
-                        steps,
-                        [c["fd_oracle"] for c in rows],
-                        color="k",
-                        ls="--",
-                        lw=1,
-                        label="oracle (FD-optimal)",
-                    )
-                ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
-                ax.set_xticks(steps)
-                ax.set_xticklabels([str(s) for s in steps])
-                ax.set_title(f"{key[0]}, N={key[1]}, {sampler}", fontsize=9)
-                if j == 0:
-                    ax.set_ylabel("exact FD")
-                if i == len(panels) - 1:
-                    ax.set_xlabel("steps")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-        fig.suptitle(f"Testbed FD vs steps (model trained at M={M})")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
-        path = self.out / "schedules_fd.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        r = c["cf"].fd(sig.to(torch.float64), c["sampler"]) / c["best"]
+        key = (c["sampler"], "few" if c["steps"] <= FEW_STEPS else "many", c["n"] == M)
+        score.setdefault(key, []).append(r)
+    entry = {"variant": variant, "snr_low": low, "snr_high": high, "exponent": k}
+    for sampler in cfg["samplers"]:
+        entry[sampler] = sampler_score(score, sampler)
+    return entry
 
-        # schedules at 8 steps and the spectra with their bounds
-        picks = [c for c in cases if c["steps"] == 8 and c["sampler"] == "euler"]
-        if picks:
-            fig, axes = plt.subplots(2, len(picks), figsize=(4.2 * len(picks), 7), squeeze=False)
-            for j, c in enumerate(picks):
-                ax = axes[0][j]
-                for k, name in enumerate(CORE):
-                    ax.plot(c["sigmas_core"][name], color=colors(k), lw=1, marker=".", label=name)
-                for v, ls in zip(self.ss.VARIANTS, ("-", "-.", ":", "--"), strict=False):
-                    ax.plot(
-                        c["sigmas_variants"][v],
-                        color="k",
-                        lw=2 if v == default else 1,
-                        ls=ls,
-                        label=f"spectral {v}",
-                    )
-                if c["sigmas_oracle"] is not None:
-                    ax.plot(c["sigmas_oracle"], color="m", lw=1.5, ls="--", label="oracle (euler)")
-                ax.set_title(f"{c['spectrum']}, N={c['N']}: 8 steps", fontsize=9)
-                ax.set_xlabel("step")
-                ax.set_ylabel("sigma")
-                cell = next(
-                    x for x in self.cells if (x["spectrum"], x["N"]) == (c["spectrum"], c["N"])
-                )
-                st = cell["stats"]
-                p = np.mean(np.array(st["power"]), axis=0)
-                ax2 = axes[1][j]
-                ax2.loglog(st["freqs"][1:], p[1:], color="k")
-                ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-                ax2.set_xlabel("frequency (cycles/pixel)")
-                ax2.set_ylabel("RAPSD (channel mean)")
-                s_min, s_max = cell["bounds_ref"]
-                ax2.set_title(f"bounds @8 steps: sigma in [{s_min:.3f}, {s_max:.3f}]", fontsize=9)
-            handles, labels = axes[0][0].get_legend_handles_labels()
-            axes[0][-1].legend(handles, labels, fontsize=6)
-            fig.tight_layout()
-            path = self.out / "schedules_sigmas.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            written.append(path)
-        return written
+
+def sampler_score(score: dict, sampler: str) -> dict:
+    few = score.get((sampler, "few", True), [])
+    many = score.get((sampler, "many", True), [])
+    few_h = score.get((sampler, "few", False), [])
+    return {
+        "wins_few_matched": sum(x < 1 for x in few),
+        "cells_few_matched": len(few),
+        "worst_few_matched": max(few),
+        "worst_many_matched": max(many) if many else None,
+        "wins_few_half_res": sum(x < 1 for x in few_h),
+        "cells_few_half_res": len(few_h),
+        "geo_mean_matched": math.exp(statistics.fmean(math.log(x) for x in few + many)),
+    }
+
+
+def selection_table(cfg: dict, out: list[dict], n_bench: int) -> None:
+    rows = []
+    for e in out:
+        row = [e["variant"], f"{e['snr_low']:g}/{e['snr_high']:g}", f"{e['exponent']:g}"]
+        for sampler in cfg["samplers"]:
+            s = e[sampler]
+            row += [f"{s['wins_few_matched']}/{s['cells_few_matched']}"]
+            row += [f"{s['worst_few_matched']:.2f}", fmt(s["worst_many_matched"], ".2f")]
+            row += [f"{s['geo_mean_matched']:.2f}"]
+        rows.append(row)
+    ref = ss.REFERENCE_STEPS
+    many = ",".join(str(s) for s in cfg["sweep_steps"] if s > FEW_STEPS)  # the "many" cells
+    header = ["variant", f"SNR lo/hi @{ref}", "exp"]
+    for sampler in cfg["samplers"]:
+        short = {"euler": "eu", "dpmpp_2m": "dpm", "heun": "heun"}.get(sampler, sampler)
+        header += [f"{short} wins", f"{short} worst", f"{short} w{many}", f"{short} geo"]
+    n_held = len(cfg["heldout"])
+    print_table(
+        f"Table 5: FD / best core FD over {n_bench + n_held} spectra at N = M "
+        f"({n_bench} benchmark + {n_held} held-out); steps {cfg['sweep_steps']}",
+        header,
+        rows,
+    )
+    print(
+        f"(wins: cells at <= {FEW_STEPS} steps below every core scheduler; worst: the largest "
+        f"ratio\n there; w{many}: the largest ratio at {many} steps; geo: geometric mean of all "
+        f"ratios.\n Thresholds scale as snr_low * ({ref}/steps)^exp, snr_high * (steps/{ref})^exp)\n"
+    )
+
+
+# --------------------------------------------------------------------------- 4. properties
+
+
+def section_properties(b: Bench) -> None:
+    print_section("4. Properties: shifted models, cost")
+    sp = b.spectra[0]
+    stats = calibration_stats(sp, M, b.cfg["cal_count"])
+    shifts = shift_cases(stats)
+    shift_table(sp, shifts)
+    cost = cost_case(sp, stats)
+    print_cost(cost)
+    b.run.data["properties"] = {"shift": shifts, "cost": cost}
+
+
+def flow_sampling(shift: float):
+    """The model_sampling of a flow model with this shift (SD3: 3)."""
+    ms = comfy.model_sampling.ModelSamplingDiscreteFlow()
+    ms.set_parameters(shift=shift)
+    return ms
+
+
+def shift_cases(stats) -> list[dict]:
+    """The spectral schedule at SHOWN_STEPS in the range of each shifted model."""
+    cases = []
+    for shift in SHIFTS:
+        ms = flow_sampling(shift)
+        rng = (float(ms.sigma_min), float(ms.sigma_max))
+        sig = ss.spectral_sigmas(stats, SHOWN_STEPS, sigma_range=rng).tolist()
+        first = cases[0]["sigmas"] if cases else sig
+        cases.append({"shift": shift, "range": rng, "sigmas": sig, "same_as_shift_1": sig == first})
+    return cases
+
+
+def shift_table(sp, cases: list[dict]) -> None:
+    """The schedules beside each model's own 'simple' schedule (for reference)."""
+    rows = []
+    for c in cases:
+        simple = comfy.samplers.calculate_sigmas(flow_sampling(c["shift"]), "simple", SHOWN_STEPS)
+        rows.append(
+            [f"{c['shift']:g}", f"[{c['range'][0]:.4f}, {c['range'][1]:.4f}]"]
+            + [" ".join(f"{v:.3f}" for v in c["sigmas"])]
+            + [" ".join(f"{v:.3f}" for v in simple.tolist())]
+        )
+    print_table(
+        f"Table 6: {SHOWN_STEPS}-step spectral schedule ({spectrum_name(sp)}, N={M}) under "
+        "model shifts, and the model's own 'simple' schedule",
+        ["shift", "sigma range", "spectral sigmas", "simple sigmas"],
+        rows,
+    )
+    print(
+        "(the spectral levels are absolute: a shift changes the model's range and its\n"
+        f" timestep map, not the schedule; shift {SHIFTS[1]:g} gives the same sigmas here "
+        "because the\n bounds lie inside both ranges)\n"
+    )
+
+
+def cost_keys() -> tuple[str, str, str]:
+    count, size = COST_LATENTS
+    few, many = COST_STEPS
+    return (
+        f"rapsd_{count}x{CHANNELS}x{size}x{size}_ms",
+        f"spectral_sigmas_{few}_ms",
+        f"spectral_sigmas_{many}_seed_ms",
+    )
+
+
+def cost_case(sp, stats) -> dict:
+    """Median milliseconds per call of rapsd and spectral_sigmas."""
+    count, size = COST_LATENTS
+    few, many = COST_STEPS
+    lat = testbed.cal_latents(sp, size, count)
+    fns = (
+        (lambda: spectra.rapsd(lat), 2),
+        (lambda: ss.spectral_sigmas(stats, few, sigma_range=(0.001, 1.0)), 20),
+        (lambda: ss.spectral_sigmas(stats, many, seed=5), 20),
+    )
+    return {k: per_call_us(fn, reps) / 1000 for k, (fn, reps) in zip(cost_keys(), fns, strict=True)}
+
+
+def print_cost(cost: dict) -> None:
+    count, size = COST_LATENTS
+    few, many = COST_STEPS
+    rapsd, sig_few, sig_many = (cost[k] for k in cost_keys())
+    print(
+        f"cost (median): rapsd of {count} x {CHANNELS} x {size} x {size} latents "
+        f"{rapsd:.1f} ms; spectral_sigmas {few} steps {sig_few:.2f} ms; {many} steps with a "
+        f"seed {sig_many:.2f} ms\n"
+    )
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plots(run: Run) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = run.data.get("fd", [])
+    if not cases:
+        return []
+    written = [plot_fd(plt, run.cfg["samplers"], cases, run.out)]
+    picks = [c for c in cases if c["steps"] == SHOWN_STEPS and c["sampler"] == "euler"]
+    if picks:
+        written.append(plot_sigmas(plt, picks, run.data["cells"], run.out))
+    return written
+
+
+def save(plt, fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_fd(plt, samplers, cases, out: Path) -> Path:
+    """FD against steps, one panel per spectrum, resolution and sampler."""
+    panels = list(dict.fromkeys((c["spectrum"], c["N"]) for c in cases))
+    fig, axes = plt.subplots(
+        len(panels), len(samplers), figsize=(4.3 * len(samplers), 3.4 * len(panels)), squeeze=False
+    )
+    for i, key in enumerate(panels):
+        for j, sampler in enumerate(samplers):
+            ax = axes[i][j]
+            rows = [c for c in cases if (c["spectrum"], c["N"]) == key and c["sampler"] == sampler]
+            plot_fd_panel(plt, ax, rows)
+            ax.set_title(f"{key[0]}, N={key[1]}, {sampler}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("exact FD")
+            if i == len(panels) - 1:
+                ax.set_xlabel("steps")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.suptitle(f"Testbed FD vs steps (model trained at M={M})")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return save(plt, fig, out / "schedules_fd.png")
+
+
+def plot_fd_panel(plt, ax, rows) -> None:
+    """The core schedulers, the default spectral schedule and the oracle."""
+    colors = plt.get_cmap("tab10")
+    steps = [c["steps"] for c in rows]
+    for k, name in enumerate(CORE):
+        core = [c["core"][name] for c in rows]
+        ax.plot(steps, core, color=colors(k), lw=1, marker=".", label=name)
+    default = [c["fd_default"] for c in rows]
+    ax.plot(steps, default, color="k", lw=2.2, marker="o", label=f"spectral ({ss.DEFAULT_VARIANT})")
+    if rows and rows[0]["fd_oracle"] is not None:
+        oracle = [c["fd_oracle"] for c in rows]
+        ax.plot(steps, oracle, color="k", ls="--", lw=1, label="oracle (FD-optimal)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(steps)
+    ax.set_xticklabels([str(s) for s in steps])
+
+
+def plot_sigmas(plt, picks, cells, out: Path) -> Path:
+    """The schedules at SHOWN_STEPS (top) and the calibration spectra (bottom)."""
+    fig, axes = plt.subplots(2, len(picks), figsize=(4.2 * len(picks), 7), squeeze=False)
+    for j, c in enumerate(picks):
+        plot_schedules_panel(plt, axes[0][j], c)
+        cell = next(x for x in cells if (x["spectrum"], x["N"]) == (c["spectrum"], c["N"]))
+        plot_spectrum_panel(axes[1][j], cell)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(handles, labels, fontsize=6)
+    fig.tight_layout()
+    return save(plt, fig, out / "schedules_sigmas.png")
+
+
+def plot_schedules_panel(plt, ax, c: dict) -> None:
+    colors = plt.get_cmap("tab10")
+    for k, name in enumerate(CORE):
+        ax.plot(c["sigmas_core"][name], color=colors(k), lw=1, marker=".", label=name)
+    for v, ls in zip(ss.VARIANTS, ("-", "-.", ":", "--"), strict=False):
+        lw = 2 if v == ss.DEFAULT_VARIANT else 1
+        ax.plot(c["sigmas_variants"][v], color="k", lw=lw, ls=ls, label=f"spectral {v}")
+    if c["sigmas_oracle"] is not None:
+        ax.plot(c["sigmas_oracle"], color="m", lw=1.5, ls="--", label=f"oracle ({c['sampler']})")
+    ax.set_title(f"{c['spectrum']}, N={c['N']}: {c['steps']} steps", fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel("sigma")
+
+
+def plot_spectrum_panel(ax, cell: dict) -> None:
+    import matplotlib.ticker
+
+    st = cell["stats"]
+    p = np.mean(np.array(st["power"]), axis=0)
+    ax.loglog(st["freqs"][1:], p[1:], color="k")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("frequency (cycles/pixel)")
+    ax.set_ylabel("RAPSD (channel mean)")
+    s_min, s_max = cell["bounds_ref"]
+    ax.set_title(
+        f"bounds @{ss.REFERENCE_STEPS} steps: sigma in [{s_min:.3f}, {s_max:.3f}]", fontsize=9
+    )
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv)
-    t_start = time.perf_counter()
-    bench = Bench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    describe_run(bench, args.quick)
+    run = Run.start(args, FULL, QUICK)
+    describe_run(args.quick)
+    b = Bench(run, testbed.spectra(run.cfg["spectra"]))
     timings = run_sections(
         (
-            ("fd", bench.section_fd),
-            ("sampled", bench.section_sampled),
-            ("selection", bench.section_selection),
-            ("properties", bench.section_properties),
+            ("fd", lambda: section_fd(b)),
+            ("sampled", lambda: section_sampled(b)),
+            ("selection", lambda: section_selection(b)),
+            ("properties", lambda: section_properties(b)),
         )
     )
     defaults = {
-        "variant": bench.ss.DEFAULT_VARIANT,
-        "snr_low": bench.ss.DEFAULT_SNR_LOW,
-        "snr_high": bench.ss.DEFAULT_SNR_HIGH,
-        "reference_steps": bench.ss.REFERENCE_STEPS,
-        "threshold_exponent": bench.ss.THRESHOLD_EXPONENT,
+        "variant": ss.DEFAULT_VARIANT,
+        "snr_low": ss.DEFAULT_SNR_LOW,
+        "snr_high": ss.DEFAULT_SNR_HIGH,
+        "reference_steps": ss.REFERENCE_STEPS,
+        "threshold_exponent": ss.THRESHOLD_EXPONENT,
     }
 
     def time_target(total):
         if not args.quick:
-            bench.verdicts.check(total <= 600, f"T4 full run {total:.0f} s (target <= 600 s)")
+            run.check(
+                total <= RUN_TARGET_S, f"T4 full run {total:.0f} s (target <= {RUN_TARGET_S} s)"
+            )
 
     seeds = {"calibration_data": CAL_DATA_SEED, "sampling": SAMPLE_SEED}
-    return finish(
-        bench,
-        "schedules",
-        timings,
-        t_start,
-        seeds,
-        extra={"defaults": defaults},
-        after_total=time_target,
-    )
+    extra = {"defaults": defaults}
+    return finish(run, "schedules", timings, plots, seeds, extra=extra, after_total=time_target)
 
 
 if __name__ == "__main__":
