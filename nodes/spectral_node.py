@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import comfy.model_sampling
 import comfy.samplers
 import torch
 
@@ -10,6 +9,7 @@ from ..noisecal import store
 from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
 from ..noisecal_host.fingerprint import checkpoint_key
+from ..noisecal_host.model_info import parameterization_of
 from ..noisecal_host.plots import schedule_plot
 from .common import CATEGORY, LATENT_DOWNSCALE, ChecksInputs, UsesCalibrationStore, rgb_to_image
 
@@ -135,7 +135,7 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
     ):
         self.check(source=source, denoise=denoise)
         ms = model.get_model_object("model_sampling")
-        parameterization = "flow" if isinstance(ms, comfy.model_sampling.CONST) else "ve"
+        parameterization = parameterization_of(model)
         if latent is not None:
             latent_size = tuple(latent["samples"].shape[-2:])
         else:

@@ -84,6 +84,13 @@ def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
     from ..noisecal.testing.testbed import FieldSpectrum
 
     path = Path(path)
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        # a registry install leaves the reference model out (.comfyignore): only a clone has it
+        raise SystemExit(
+            f"the reference model {path.name} is not in this install (a Comfy Registry "
+            f"install leaves it out); run the demo from a git clone of the pack, or use "
+            f"'demo --model testbed'"
+        )
     sidecar = json.loads(path.with_suffix(".json").read_text())
     spec = sidecar["data"]["spectrum"]
     spectrum = FieldSpectrum(f0=spec["f0"], alpha=spec["alpha"], channels=spec["channels"])

@@ -159,3 +159,12 @@ def test_demo_default_is_the_shipped_reference_model(tmp_path):
     assert [p.name.split("__")[1] for p in cal] == ["16x16.json", "32x32.json"]
     assert all(p.name.startswith("SD3-") for p in cal)
     assert (tmp_path / "demo" / "calibration_N16.png").is_file()
+
+
+def test_demo_without_the_reference_model_says_why(pack_module, tmp_path):
+    """A registry install leaves the reference model out: a clear message, no traceback."""
+    import pytest
+
+    cli = pack_module("noisecal_host.cli")
+    with pytest.raises(SystemExit, match="not in this install.*--model testbed"):
+        cli.load_reference(tmp_path / "missing.safetensors")
