@@ -132,24 +132,17 @@ class NoiseAwarenessGuidance(ChecksInputs):
     def apply(
         self, model, weight, mode, offset, pseudo_level, weight_schedule, level_start, level_end
     ):
-        self.check(
-            weight=weight,
-            mode=mode,
-            offset=offset,
-            pseudo_level=pseudo_level,
-            weight_schedule=weight_schedule,
-            level_start=level_start,
-            level_end=level_end,
-        )
-        settings = GuidanceSettings(
-            weight=weight,
-            mode=mode,
-            offset=offset,
-            pseudo_level=pseudo_level,
-            weight_schedule=weight_schedule,
-            level_start=level_start,
-            level_end=level_end,
-        )
+        widgets = {
+            "weight": weight,
+            "mode": mode,
+            "offset": offset,
+            "pseudo_level": pseudo_level,
+            "weight_schedule": weight_schedule,
+            "level_start": level_start,
+            "level_end": level_end,
+        }
+        self.check(**widgets)
+        settings = GuidanceSettings(**widgets)
         if weight == 0:
             return (model,)
         return (apply_guidance(model, settings),)
