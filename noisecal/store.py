@@ -209,6 +209,8 @@ def validate(record: dict, source: str = "calibration") -> dict:
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise CalibrationError(f"{source}: invalid at {where}: {exc.message}") from None
+    except RecursionError:
+        raise CalibrationError(f"{source}: nested too deeply to be a calibration") from None
     sigmas, sigma_hat = record["sigmas"], record["sigma_hat"]
     if len(sigmas) != len(sigma_hat):
         raise CalibrationError(
@@ -286,25 +288,69 @@ def file_name(key: CheckpointKey, latent_size: tuple[int, int]) -> str:
     return f"{key.file_stem()}__{h}x{w}.json"
 
 
+# Calibration files are tens of kilobytes; a larger one is not ours, and parsing
+# it would stall the sampler that reads it.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# JSON integers longer than this are refused before Python converts them (its
+# int conversion refuses 4,300 digits with a bare ValueError); seeds fit in 20
+MAX_INTEGER_DIGITS = 40
+
+
 def load(path: str | os.PathLike) -> dict:
     """Read and validate one calibration file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise CalibrationError(
+                f"{path}: {size} bytes is larger than a calibration file can be "
+                f"({MAX_FILE_BYTES} bytes at most)"
+            )
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CalibrationError(f"{path}: file not found") from None
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark some editors add is fine
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(
+            f"{path}: not UTF-8 text (byte {exc.start}); a calibration file is JSON "
+            f"written by the Calibrate node"
+        ) from None
     return loads(text, str(path))
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a calibration can hold")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits is too long")
+    return int(digits)
+
+
 def _parse_json(text: str, source: str, hint: str):
+    if len(text) > MAX_FILE_BYTES:
+        raise CalibrationError(
+            f"{source}: {len(text)} characters is larger than a calibration can be "
+            f"({MAX_FILE_BYTES} at most)"
+        )
     try:
-        return json.loads(text)
+        return json.loads(
+            text.removeprefix("\ufeff"),
+            parse_int=_parse_int,
+            parse_constant=_refuse_constant,
+        )
     except json.JSONDecodeError as exc:
         raise CalibrationError(
             f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); {hint}"
         ) from None
+    except ValueError as exc:
+        raise CalibrationError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise CalibrationError(f"{source}: JSON nested too deeply to be a calibration") from None
 
 
 def loads(text: str, source: str = "inline calibration") -> dict:
