@@ -23,6 +23,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -376,13 +377,22 @@ def record_latent_size(record: dict) -> tuple[int, int]:
     return res["latent_height"], res["latent_width"]
 
 
+# A write goes to a temp file first; its name never matches `*.json`, so a temp
+# file left by a killed writer is never read nor counted by `fingerprint_files`.
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".json.part"
+# a temp file older than this was left by a killed writer (a live one takes seconds)
+STALE_TEMP_SECONDS = 3600
+
+
 def save(record: dict, folder: str | os.PathLike) -> Path:
     """Atomically write a validated record into `folder`; returns its path."""
     validate(record, "calibration to save")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
     target = folder / file_name(record_key(record), record_latent_size(record))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), suffix=TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=1, allow_nan=False)
@@ -392,7 +402,60 @@ def save(record: dict, folder: str | os.PathLike) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(folder)
     return target
+
+
+def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Delete temp files whose writer is gone (killed: its process no longer
+    exists) or that are older than `older_than` seconds, also the `.tmp-*.json`
+    names earlier versions of the pack used; returns how many."""
+    removed = 0
+    now = time.time()
+    for path in [
+        *folder.glob(TEMP_PREFIX + "*" + TEMP_SUFFIX),
+        *folder.glob(TEMP_PREFIX + "*.json"),
+    ]:
+        try:
+            if _writer_alive(path) and now - path.stat().st_mtime <= older_than:
+                continue
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:  # its writer finished, or another cleaned it
+            pass
+    return removed
+
+
+def _temp_prefix() -> str:
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process named in a temp file's name still runs (unknown: yes)."""
+    match = re.match(re.escape(TEMP_PREFIX) + r"(\d+)-", path.name)
+    if not match:
+        return True  # a name without a process id: only its age can tell
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); folders cannot be opened on Windows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def choose_sizes(sizes, latent_size) -> list[tuple[tuple[int, int], float]] | None:
@@ -453,6 +516,8 @@ class CalibrationStore:
         for folder in self.read_dirs:
             if folder.is_dir():
                 for path in sorted(folder.glob("*.json")):
+                    if path.name.startswith(TEMP_PREFIX):
+                        continue  # a write in progress, or one a killed writer left
                     stat = path.stat()
                     parts.append(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()

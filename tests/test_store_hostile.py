@@ -2,6 +2,10 @@
 naming the file or the inline text, never a raw Python exception."""
 
 import json
+import os
+import random
+import signal
+import time
 
 import pytest
 from test_store import record
@@ -70,3 +74,39 @@ def test_the_size_limit_leaves_room_for_real_files():
     big["correction"] = {"method": "nlc", "sigmas": sigmas[:-1], "r": [0.01] * 999}
     assert len(json.dumps(big, indent=1)) * 10 < store.MAX_FILE_BYTES
     store.validate(big)
+
+
+def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
+    """50 writers killed (SIGKILL) at random points: the file is always a whole
+    old or new record, temp files are never counted as calibrations, and the
+    next write removes the stale ones."""
+    folder = tmp_path / "calibrations"
+    old, new = record(shift=0.0), record(shift=0.01)
+    path = store.save(old, folder)
+    rng = random.Random(0)
+    inside_a_write = 0
+    for _ in range(50):
+        pid = os.fork()
+        if pid == 0:  # the writer: rewrite the file until killed
+            try:
+                while True:
+                    store.save(new, folder)
+                    store.save(old, folder)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.01, 0.1))  # a save takes a few ms to tens of ms
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert store.load(path)["sigma_hat"] in (old["sigma_hat"], new["sigma_hat"])
+        # the next writer removes this one's temp file: count the kills inside a write here
+        inside_a_write += any(p.name.startswith(store.TEMP_PREFIX) for p in folder.iterdir())
+    assert inside_a_write, "no kill landed inside a write: the test tested nothing"
+    assert sorted(p.name for p in folder.glob("*.json")) == [path.name]
+    stamp = store.CalibrationStore([folder]).fingerprint_files()
+    legacy = folder / ".tmp-legacy.json"  # an earlier version's temp name, two hours old
+    legacy.write_text("{")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    assert store.CalibrationStore([folder]).fingerprint_files() == stamp  # never counted
+    store.save(old, folder)  # the next write removes what the killed writers left
+    assert not [p for p in folder.iterdir() if p.name.startswith(store.TEMP_PREFIX)]
+    assert store.load(path)["sigma_hat"] == old["sigma_hat"]
