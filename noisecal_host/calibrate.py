@@ -29,7 +29,7 @@ import torch
 from ..noisecal import store
 from ..noisecal.correction_search import SAMPLERS as CORRECTION_SAMPLERS
 from ..noisecal.correction_search import CorrectionResult, calibrate_correction
-from ..noisecal.levels import check_parameterization
+from ..noisecal.levels import check_descending, check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.spectra import rapsd
 from . import conditioning_level
@@ -148,6 +148,43 @@ def comfy_progress(total: int, also: Callable[[int, int], None] | None = None):
     return update
 
 
+def check_inputs(model, latents, sigmas: torch.Tensor) -> None:
+    """Refuse calibration data and schedules the search cannot use, before any
+    network call (each of these used to fail deep inside the search, or after it)."""
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 4:
+        shape = list(getattr(latents, "shape", [])) or type(latents).__name__
+        raise store.CalibrationError(
+            f"the calibration latents must be a batch [count, channels, height, width], got {shape}"
+        )
+    channels = model.model.latent_format.latent_channels
+    if latents.shape[1] != channels:
+        raise store.CalibrationError(
+            f"the calibration latents have {latents.shape[1]} channels but this model's "
+            f"latents have {channels}: encode the images with this model's VAE"
+        )
+    if latents.shape[0] < 1 or min(latents.shape[-2:]) < 2:
+        raise store.CalibrationError(
+            f"calibration needs at least one latent of at least 2x2 latent pixels "
+            f"({2 * 8}x{2 * 8} image pixels), got {list(latents.shape)}"
+        )
+    if not bool(torch.isfinite(latents).all()):
+        raise store.CalibrationError(
+            "the calibration latents contain NaN or infinite values: check the images and "
+            "the VAE that encoded them"
+        )
+    if sigmas.numel() < 2:
+        raise store.CalibrationError(
+            f"the schedule has {sigmas.numel()} sigma(s): calibration needs at least two "
+            f"levels (one step); connect a longer SIGMAS or set steps >= 1"
+        )
+    if not bool(torch.isfinite(sigmas).all()) or bool((sigmas < 0).any()):
+        raise store.CalibrationError("the schedule's sigmas must be finite and not negative")
+    try:
+        check_descending(sigmas.tolist(), "the schedule's sigmas")
+    except ValueError as exc:
+        raise store.CalibrationError(str(exc)) from None
+
+
 def calibrate(
     model,
     latents: torch.Tensor,
@@ -168,8 +205,9 @@ def calibrate(
 
     Returns (record, path). Nothing is written unless the search completed.
     """
-    key = checkpoint_key(model, label)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    check_inputs(model, latents, sigmas)
+    key = checkpoint_key(model, label)
     started = time.perf_counter()
     searched, corrected = run_search(
         model,
