@@ -35,8 +35,10 @@ class CalibrationResolver:
         on_missing="error",
         max_level=None,
         warn=None,
+        parameterization=None,
     ):
         self.key = key
+        self.parameterization = parameterization  # files of another one are refused
         self.provided = {record_latent_size(r): r for r in provided}
         self.store = calibration_store
         self.strength = strength
@@ -65,7 +67,7 @@ class CalibrationResolver:
             else:
                 if self.store is None:
                     raise not_found(self.key, latent_hw, list(self.provided))
-                match = self.store.find(self.key, latent_hw)
+                match = self.store.find(self.key, latent_hw, self.parameterization)
                 records, weights, sources = match.records, match.weights, match.paths
             built = self.build(records, weights)
         except CalibrationNotFound as exc:

@@ -368,6 +368,27 @@ def loads_many(text: str, source: str = "inline calibration") -> list[dict]:
     ]
 
 
+def check_model_type(record: dict, key: CheckpointKey, parameterization, source: str) -> None:
+    """Refuse a record made for another kind of model: another model class, latent
+    format or parameterization (a label or a pasted record does not make an SD3
+    schedule fit Flux). ``parameterization`` None: not compared."""
+    made = record_key(record)
+    found = (made.model_class, made.latent_format, record["parameterization"])
+    wanted = (key.model_class, key.latent_format, parameterization or record["parameterization"])
+    differ = [
+        f"{what} {a} (this model: {b})"
+        for what, a, b in zip(
+            ("model class", "latent format", "parameterization"), found, wanted, strict=True
+        )
+        if a != b
+    ]
+    if differ:
+        raise CalibrationError(
+            f"{source}: made for another kind of model: {', '.join(differ)}; a calibration "
+            f"only fits the model type it was made on: calibrate this model"
+        )
+
+
 def record_key(record: dict) -> CheckpointKey:
     return CheckpointKey.from_json(record["checkpoint"])
 
@@ -535,15 +556,19 @@ class CalibrationStore:
                     found.setdefault((int(m.group(1)), int(m.group(2))), path)
         return found
 
-    def find(self, key: CheckpointKey, latent_size: tuple[int, int]) -> Match:
-        """Apply the lookup policy in the module docstring."""
+    def find(
+        self, key: CheckpointKey, latent_size: tuple[int, int], parameterization=None
+    ) -> Match:
+        """Apply the lookup policy in the module docstring; a file made for another
+        model type (class, latent format, ``parameterization``) is refused."""
         files = self.files_for(key)
         chosen = choose_sizes(list(files), latent_size)
         if chosen is None:
             raise not_found(key, latent_size, list(files))
-        return self._match([files[size] for size, _ in chosen], [w for _, w in chosen], key)
+        paths = [files[size] for size, _ in chosen]
+        return self._match(paths, [w for _, w in chosen], key, parameterization)
 
-    def _match(self, paths, weights, key: CheckpointKey) -> Match:
+    def _match(self, paths, weights, key: CheckpointKey, parameterization=None) -> Match:
         records = []
         for path in paths:
             record = load(path)
@@ -552,5 +577,6 @@ class CalibrationStore:
                     f"{path}: belongs to {record_key(record).describe()}, "
                     f"not {key.describe()} (renamed file?)"
                 )
+            check_model_type(record, key, parameterization, str(path))
             records.append(record)
         return Match(tuple(records), tuple(weights), tuple(str(p) for p in paths))

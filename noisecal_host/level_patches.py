@@ -38,13 +38,18 @@ def installed(model, kind: str, cls) -> bool:
     return any(isinstance(fn, cls) for fn in getattr(ms, kind, ()))
 
 
-def provided_records(key, calibration, inline_calibration: str, what: str) -> list[dict]:
-    """Records handed to a patch (connected calibration, then pasted JSON); a record
-    made for another checkpoint is used but logged."""
+def provided_records(
+    key, calibration, inline_calibration: str, what: str, parameterization=None
+) -> list[dict]:
+    """Records handed to a patch (connected calibration, then pasted JSON). One made
+    for another model type is refused; one made for another checkpoint of the
+    same type is used but logged."""
     records = list(calibration or [])
     if inline_calibration.strip():
         records += store.loads_many(inline_calibration, "inline_calibration")
-    for record in records:
+    for i, record in enumerate(records):
+        source = "connected calibration" if i < len(calibration or []) else "inline_calibration"
+        store.check_model_type(record, key, parameterization, f"{what}: {source}")
         if store.record_key(record).identity != key.identity:
             log.warning(
                 "%s: a connected calibration was made for %s, this model is %s; using it anyway",
@@ -84,11 +89,11 @@ def _apply(
 ):
     if strength == 0:
         return model
-    parameterization_of(model)  # clear error for unsupported model types
+    parameterization = parameterization_of(model)  # clear error for unsupported types
     if installed(model, *patch.other):
         log.warning(PAIR_WARNING)
     key = checkpoint_key(model, label)
-    provided = provided_records(key, records, inline_calibration, patch.what)
+    provided = provided_records(key, records, inline_calibration, patch.what, parameterization)
     resolver = patch.resolver(
         key,
         provided,
@@ -97,6 +102,7 @@ def _apply(
         on_missing=if_missing,
         max_level=max_level(model),
         warn=log.warning,
+        parameterization=parameterization,
         **resolver_options,
     )
     return conditioning_level.patch_model(model, **{patch.hook: resolver})
