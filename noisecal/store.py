@@ -34,6 +34,8 @@ import jsonschema
 from . import __version__
 from .correction_table import CorrectionTable
 from .levels import PARAMETERIZATIONS, check_descending
+from .noiseshift_search import SigmaHatCurve
+from .spectra import SpectrumStats
 
 SCHEMA_VERSION = 1
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
@@ -219,20 +221,23 @@ def validate(record: dict, source: str = "calibration") -> dict:
         )
     if not all(math.isfinite(v) for v in sigmas + sigma_hat):
         raise CalibrationError(f"{source}: sigmas and sigma_hat must be finite numbers")
-    try:
-        check_descending(sigmas)
-    except ValueError as exc:
-        raise CalibrationError(f"{source}: {exc}") from None
+    # Every section is built here exactly as the sampler builds it (one definition
+    # of each rule), so a file that loads cannot fail later inside a sampler.
+    sections = [
+        ("sigmas", lambda: check_descending(sigmas)),
+        ("sigma_hat", lambda: SigmaHatCurve(sigmas, sigma_hat)),
+    ]
     if record.get("correction"):
-        _check_correction(record["correction"], source)
+        table = record["correction"]
+        sections.append(("correction", lambda: CorrectionTable(table["sigmas"], table["r"])))
+    if record.get("spectrum"):
+        sections.append(("spectrum", lambda: SpectrumStats.from_json(record["spectrum"])))
+    for section, build in sections:
+        try:
+            build()
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise CalibrationError(f"{source}: {section}: {exc}") from None
     return record
-
-
-def _check_correction(table: dict, source: str) -> None:
-    try:
-        CorrectionTable(table["sigmas"], table["r"])
-    except ValueError as exc:
-        raise CalibrationError(f"{source}: correction: {exc}") from None
 
 
 def make_record(

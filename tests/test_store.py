@@ -98,7 +98,7 @@ def test_labels_stay_inside_folder(tmp_path):
 def test_existing_file_survives_failed_write(tmp_path):
     path = store.save(record(), tmp_path)
     before = path.read_bytes()
-    bad = record(shift=0.01, spectrum={"table": object()})  # not serializable mid-write
+    bad = record(shift=0.01, method={"name": "test", "params": {"t": object()}})  # fails mid-write
     with pytest.raises(TypeError):
         store.save(bad, tmp_path)
     assert path.read_bytes() == before

@@ -110,3 +110,27 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
     store.save(old, folder)  # the next write removes what the killed writers left
     assert not [p for p in folder.iterdir() if p.name.startswith(store.TEMP_PREFIX)]
     assert store.load(path)["sigma_hat"] == old["sigma_hat"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "section", "rule"),
+    [
+        ({"sigma_hat": [1.0, 0.5, 0.8, 0.25]}, "sigma_hat", "monotone"),
+        ({"sigma_hat": [1.0, 0.75, 0.5, -0.1]}, "sigma_hat", ">= 0"),
+        (
+            {"sigmas": [1.0, 0.5, 0.25, 0.0], "sigma_hat": [1.0, 0.5, 0.25, 0.1]},
+            "sigma_hat",
+            "sigma = 0 must be 0",
+        ),
+        ({"correction": {"method": "x", "sigmas": [1.0, 0.5], "r": [0.1]}}, "correction", ""),
+        ({"spectrum": {"freqs": [0.0], "power": [[1.0]], "count": 1}}, "spectrum", ""),
+        ({"spectrum": {"freqs": [0.0, 0.5], "power": [[1.0, -1.0]], "count": 1}}, "spectrum", ""),
+    ],
+)
+def test_a_file_the_sampler_could_not_use_is_refused_on_load(tmp_path, overrides, section, rule):
+    """The loader builds every section as the sampler does: no file that loads can
+    fail later inside KSampler."""
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({**record(), **overrides}))
+    with pytest.raises(CalibrationError, match=f"calibration.json: {section}: .*{rule}"):
+        store.load(path)
