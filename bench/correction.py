@@ -13,9 +13,8 @@ calibration through ``noisecal_host.calibrate.run_search`` with
 ``correction`` set (the NoiseShift search, then the correction table, inside
 a ComfyUI sampler on the MODEL, as the Calibrate node runs it), records from
 ``noisecal.store.make_record``, the pack's Noise Level Correction and
-NoiseShift nodes with the record connected, sampling through
-``comfy.sample.sample`` (KSampler). The helpers come from
-``bench/noiseshift.py``.
+NoiseShift nodes with the record connected (on a private calibration store),
+sampling through ``comfy.sample.sample`` (KSampler).
 
 Sections (issue: NLC benchmark):
 
@@ -39,47 +38,44 @@ Sections (issue: NLC benchmark):
    node (a synthetic table, r = -0.02 at every level) against the unpatched
    model, interleaved repeats; the time spent in the state function.
 
-Seeds: calibration data, search noise and sampling noise as in
-``bench/noiseshift.py``.
+Seeds: ``bench/lib/seeds.py`` (calibration data, search noise and sampling
+noise). Shared helpers: ``bench/lib/``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-from bench.common import (  # noqa: E402
-    describe_run,
-    finish,
-    fmt,
-    parse_args,
-    print_table,
-    run_sections,
-    spectrum_name,
-)
-from bench.lib.legacy_bench import (  # noqa: E402  (needs ROOT on sys.path)
-    CAL_DATA_SEED,
-    CAL_ROWS_PIXELS,
-    CAL_SCHEDULER,
-    CAL_STEPS,
-    SAMPLE_SEED,
-    SEARCH_SEED,
-    TIMING_SEED,
-    Bench,
-    M,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
+from bench.lib import testbed
+from bench.lib.calibration import Nodes, correction_calibration, private_store
+from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.seeds import ALL as SEEDS
+from bench.lib.seeds import SAMPLE_SEED
+from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M, NetworkCounter
+from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios
+from noise_calibration.noisecal import store
+from noise_calibration.noisecal.correction_search import CorrectionResult
+from noise_calibration.noisecal.spectra import per_sample_rapsd
+from noise_calibration.noisecal_host import conditioning_level
+from noise_calibration.noisecal_host.fingerprint import checkpoint_key
+from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
 WORSE = 1.02  # the default may not make FD worse than this ratio to plain anywhere
 BETTER = 0.98  # "improves": below this ratio
+DIAGNOSIS_STRENGTH = 0.5  # a cell over WORSE is sampled again with the table at this strength
+SYNTHETIC_R = -0.02  # the overhead section's table entry at every level
+PROFILE_ROWS = 7  # about this many levels of each online profile are printed
 # (label, variant, N): the rows; at N = M the two variants coincide
 CASES = [("N=32", "image", M), ("N=16 image", "image", M // 2), ("N=16 pixel", "pixel", M // 2)]
 METHODS = [
@@ -112,765 +108,668 @@ QUICK = {
 }
 
 
-def ratio(a, b):
-    return None if a is None or b is None or not b > 0 else a / b
+@dataclass
+class Bench:
+    """The run and what its sections hand on: per (spectrum, case) the calibration
+    latents, the testbed model and every calibrated table (``case_data``)."""
 
+    run: Run
+    nodes: Nodes
+    spectra: list
+    counter: NetworkCounter = field(default_factory=NetworkCounter)
+    case_data: dict = field(default_factory=dict)
 
-# --------------------------------------------------------------------------- the bench
-
-
-class CorrectionBench(Bench):
-    def _import_pack(self):
-        super()._import_pack()
-        from noisecal_host.pack_loader import load_pack
-
-        pack = load_pack()
-        from noise_calibration.noisecal import correction_search as correction
-        from noise_calibration.noisecal import spectra
-        from noise_calibration.noisecal_host import conditioning_level
-
-        self.correction, self.spectra_mod = correction, spectra
-        self.conditioning_level = conditioning_level
-        self.NLCNode = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseLevelCorrection"]
-        self.counter = {"calls": 0, "rows": 0}
-        self._hooked: set = set()
-
-    # ---- models, calibration, patches
+    @property
+    def cfg(self) -> dict:
+        return self.run.cfg
 
     def model(self, sp, train_res: int, variant: str):
-        """The testbed model, with a forward hook that counts network calls and rows."""
-        model = super().model(sp, train_res, variant)
-        net = model.model.diffusion_model
-        if id(net) not in self._hooked:
-            self._hooked.add(id(net))
+        """The testbed model, its network calls and rows counted by ``counter``."""
+        return self.counter.watch(testbed.model(sp, train_res, variant))
 
-            def hook(_mod, args, _out, counter=self.counter):
-                counter["calls"] += 1
-                counter["rows"] += int(args[0].shape[0])
-
-            net.register_forward_hook(hook)
-        return model
-
-    def calibrate_both(self, model, x0, steps: int, sampler: str):
-        """run_search with the correction table for `sampler`, and its schema-1 record."""
-        sigmas = self.sigmas(model, steps, CAL_SCHEDULER)
-        max_batch = max(1, CAL_ROWS_PIXELS // (x0.shape[-1] * x0.shape[-2]))
-        t0 = time.perf_counter()
-        res, corr = self.calibrate.run_search(
-            model,
-            x0,
-            sigmas,
-            mode="fast",
-            seed=SEARCH_SEED,
-            max_batch=max_batch,
-            correction=sampler,
-        )
-        wall = time.perf_counter() - t0
-        h, w = x0.shape[-2:]
-        record = self.store.make_record(
-            key=self.checkpoint_key(model),
-            image_size=(8 * w, 8 * h),
-            latent_size=(h, w),
-            parameterization=self.calibrate.parameterization_of(model),
-            method="noiseshift-fast",
-            method_params=res.params,
-            sigmas=res.sigmas,
-            sigma_hat=res.sigma_hat,
-            calibration_set={"count": int(x0.shape[0]), "source": "bench", "seed": CAL_DATA_SEED},
-            error_before=res.error_before,
-            error_after=res.error_after,
-            network_evaluations=res.nfe + corr.nfe,
-            correction=corr.to_record(),
-            wall_time_s=wall,
-        )
-        return res, corr, record, wall
-
-    def nlc(self, model, record, strength=1.0):
-        (patched,) = self.NLCNode().apply(
-            model, strength, 0.0, 1000.0, "error", "", calibration=[record]
-        )
-        return patched
-
-    def fd_counted(self, model, sp, n, steps, sampler):
+    def fd_counted(self, model, sp, n, steps: int, sampler: str) -> tuple[float, float]:
         """FD of the samples and the network evaluations (rows) per sample."""
-        self.counter.update(calls=0, rows=0)
-        fd = self.fd(model, sp, n, steps=steps, sampler=sampler, scheduler=CAL_SCHEDULER)
-        return fd, self.counter["rows"] / self.cfg["samples"]
+        self.counter.reset()
+        count = self.cfg["samples"]
+        fd = testbed.fd(model, sp, n, count, steps=steps, sampler=sampler, scheduler=CAL_SCHEDULER)
+        return fd, self.counter.rows / count
 
-    # ---- section 1
 
-    def section_quality(self):
-        cfg = self.cfg
-        print(
-            "=" * 78 + f"\n1. Testbed quality (M = {M}, {cfg['samples']} samples, "
-            f"steps {cfg['steps']}, {' and '.join(cfg['samplers'])}, {CAL_SCHEDULER})\n",
-            flush=True,
+def cell_name(c: dict) -> str:
+    return f"[{c['spectrum']} {c['case']} {c['sampler']} {c['steps']}]"
+
+
+# --------------------------------------------------------------------------- 1. quality
+
+
+def section_quality(b: Bench) -> None:
+    cfg = b.cfg
+    print_section(
+        f"1. Testbed quality (M = {M}, {cfg['samples']} samples, steps {cfg['steps']}, "
+        f"{' and '.join(cfg['samplers'])}, {CAL_SCHEDULER})"
+    )
+    cells, cals = [], []
+    for sp in b.spectra:
+        for label, variant, n in cfg["cases"]:
+            cals += calibrate_case(b, sp, label, variant, n)
+            cells += quality_cells(b, sp, label, n)
+    b.run.data["quality"] = cells
+    b.run.data["calibrations"] = cals
+    print()
+    quality_table(cfg, cells)
+    calibration_table(cfg, cals)
+    judge_quality(b, cells)
+
+
+def calibrate_case(b: Bench, sp, label: str, variant: str, n: int) -> list[dict]:
+    """run_search with the correction for every sampler and step count (and the
+    CAL_STEPS table); the tables go to ``b.case_data``, the cost rows are returned."""
+    model = b.model(sp, M, variant)
+    x0 = testbed.cal_latents(sp, n, b.cfg["cal_count"])
+    tables, cals = {}, []
+    for sampler in b.cfg["samplers"]:
+        for steps in sorted(set(b.cfg["steps"]) | {CAL_STEPS}):
+            sigmas = testbed.sigmas(model, steps, CAL_SCHEDULER)
+            res, corr, record, wall = correction_calibration(model, x0, sigmas, sampler)
+            tables[(sampler, steps)] = (corr, record)
+            cals.append(calibration_row(sp, label, sampler, steps, res, corr, wall))
+    b.case_data[(sp, label)] = {"x0": x0, "tables": tables, "model": model}
+    return cals
+
+
+def calibration_row(sp, label: str, sampler: str, steps: int, res, corr, wall: float) -> dict:
+    return {
+        "spectrum": spectrum_name(sp),
+        "case": label,
+        "sampler": sampler,
+        "steps": steps,
+        "nlc_nfe": corr.nfe,
+        "nlc_s": corr.wall_time_s,
+        "noiseshift_nfe": res.nfe,
+        "run_search_s": wall,
+        "sigmas": corr.sigmas,
+        "r": corr.r,
+        "error_before": corr.error_before,
+        "error_after": corr.error_after,
+        "strength": corr.params["strength"],
+        "final_distance": corr.params["final_distance"],
+    }
+
+
+def quality_cells(b: Bench, sp, label: str, n: int) -> list[dict]:
+    """Every (sampler, steps) cell of one case; NoiseShift is the CAL_STEPS Euler one."""
+    info = b.case_data[(sp, label)]
+    model, tables = info["model"], info["tables"]
+    models = {
+        "plain": model,
+        "noiseshift": b.nodes.noiseshift(model, tables[("euler", CAL_STEPS)][1]),
+        "native": b.model(sp, n, "pixel") if n != M else None,  # N = M: plain is native
+    }
+    return [
+        quality_cell(b, sp, label, n, models, tables, sampler, steps)
+        for sampler in b.cfg["samplers"]
+        for steps in b.cfg["steps"]
+    ]
+
+
+def quality_cell(b: Bench, sp, label, n, models, tables, sampler, steps) -> dict:
+    fd, nfe = cell_fds(b, sp, n, models, tables, sampler, steps)
+    cell = {
+        "spectrum": spectrum_name(sp),
+        "case": label,
+        "N": n,
+        "sampler": sampler,
+        "steps": steps,
+        "fd": fd,
+        "nfe_per_sample": nfe,
+        "ratio": {k: ratio(fd[k], fd["plain"]) for k, _ in METHODS},
+        "fd_floor": testbed.floor(sp, n, b.cfg["samples"]),
+    }
+    r = cell["ratio"]
+    print(
+        f"  {cell['spectrum']} {label} {sampler} {steps}: plain {fmt(fd['plain'])}, "
+        f"default {r['default']:.3f}x, {CAL_STEPS}-step {r['table20']:.3f}x, "
+        f"NoiseShift {r['noiseshift']:.3f}x, both {r['both']:.3f}x",
+        flush=True,
+    )
+    return cell
+
+
+def cell_fds(b: Bench, sp, n, models, tables, sampler, steps) -> tuple[dict, dict]:
+    """FD and network evaluations per sample of every method, on the same noise."""
+    fd, nfe = {}, {}
+
+    def measure(name, m):
+        fd[name], nfe[name] = b.fd_counted(m, sp, n, steps, sampler)
+
+    plain, shifted = models["plain"], models["noiseshift"]
+    default_record = tables[(sampler, steps)][1]
+    measure("plain", plain)
+    measure("default", b.nodes.nlc(plain, default_record))
+    if steps == CAL_STEPS:  # the same table
+        fd["table20"], nfe["table20"] = fd["default"], nfe["default"]
+    else:
+        measure("table20", b.nodes.nlc(plain, tables[(sampler, CAL_STEPS)][1]))
+    measure("noiseshift", shifted)
+    measure("both", b.nodes.nlc(shifted, default_record))
+    if models["native"] is None:
+        fd["native"], nfe["native"] = fd["plain"], nfe["plain"]
+    else:
+        measure("native", models["native"])
+    return fd, nfe
+
+
+def quality_table(cfg: dict, cells: list[dict]) -> None:
+    rows = [
+        [c["spectrum"], c["case"], c["sampler"], c["steps"], f"{c['nfe_per_sample']['plain']:g}"]
+        + [fmt(c["fd"]["plain"]), *(f"{c['ratio'][k]:.3f}" for k, _ in METHODS)]
+        + [fmt(c["fd_floor"])]
+        for c in cells
+    ]
+    print_table(
+        f"Table 1: FD ratio to plain ({cfg['samples']} samples, seed {SAMPLE_SEED}; "
+        "< 1 = better than plain)",
+        ["spectrum", "case", "sampler", "steps", "NFE", "FD plain", "NLC default"]
+        + [f"NLC {CAL_STEPS}-step", "NoiseShift", "both", "native", "FD floor"],
+        rows,
+    )
+    print(
+        "(NLC default = the table calibrated at the cell's step count for its sampler;\n"
+        f" NLC {CAL_STEPS}-step = the {CAL_STEPS}-step table of the same sampler; NoiseShift"
+        f" = fast calibration\n at {CAL_STEPS} Euler steps; both = NoiseShift and NLC default"
+        f" through both nodes; native =\n the exact denoiser trained at N (= plain at N = {M});"
+        " NFE = network evaluations per\n"
+        " sample, plain; FD floor = the expected FD of true samples)\n"
+    )
+
+
+def calibration_table(cfg: dict, cals: list[dict]) -> None:
+    rows = []
+    for c in cals:
+        moved = [v for v in c["r"] if v != 0.0]
+        rows.append(
+            [c["spectrum"], c["case"], c["sampler"], c["steps"], c["nlc_nfe"]]
+            + [f"{c['nlc_nfe'] / (cfg['cal_count'] * len(c['r'])):.1f}", f"{c['nlc_s']:.2f}"]
+            + [c["noiseshift_nfe"], f"{c['run_search_s']:.2f}", f"{len(moved)}/{len(c['r'])}"]
+            + [f"{min(c['r']):+.3f}", f"{max(c['r']):+.3f}"]
         )
-        cells, cals = [], []
-        self.case_data: dict = {}
-        for sp in self.spectra:
-            for label, variant, n in cfg["cases"]:
-                model = self.model(sp, M, variant)
-                x0 = self.cal_latents(sp, n, cfg["cal_count"])
-                tables = {}
-                for sampler in cfg["samplers"]:
-                    for steps in sorted(set(cfg["steps"]) | {CAL_STEPS}):
-                        res, corr, record, wall = self.calibrate_both(model, x0, steps, sampler)
-                        tables[(sampler, steps)] = (corr, record)
-                        cals.append(
-                            {
-                                "spectrum": spectrum_name(sp),
-                                "case": label,
-                                "sampler": sampler,
-                                "steps": steps,
-                                "nlc_nfe": corr.nfe,
-                                "nlc_s": corr.wall_time_s,
-                                "noiseshift_nfe": res.nfe,
-                                "run_search_s": wall,
-                                "sigmas": corr.sigmas,
-                                "r": corr.r,
-                                "error_before": corr.error_before,
-                                "error_after": corr.error_after,
-                                "strength": corr.params["strength"],
-                                "final_distance": corr.params["final_distance"],
-                            }
-                        )
-                ns_record = tables[("euler", CAL_STEPS)][1]
-                ns_model = self.noiseshift(model, ns_record)
-                native = self.model(sp, n, "pixel") if n != M else None
-                self.case_data[(sp, label)] = {"x0": x0, "tables": tables, "model": model}
-                for sampler in cfg["samplers"]:
-                    for steps in cfg["steps"]:
-                        cells.append(
-                            self._cell(
-                                sp, label, n, model, ns_model, native, tables, sampler, steps
-                            )
-                        )
-        self.data["quality"] = cells
-        self.data["calibrations"] = cals
-        self._quality_tables(cells, cals)
+    print_table(
+        f"Table 2: calibration cost ({cfg['cal_count']} latents, run_search fast mode "
+        "with the correction table)",
+        ["spectrum", "case", "sampler", "steps", "NLC NFE", "per latent-step", "NLC s"]
+        + ["NoiseShift NFE", "run_search s", "r != 0", "min r", "max r"],
+        rows,
+    )
+    print(
+        "(NLC NFE / s: CorrectionResult.nfe and wall time; run_search s: the whole call,\n"
+        " NoiseShift search included; r != 0: steps whose table entry moves the level)\n"
+    )
 
-    def _cell(self, sp, label, n, model, ns_model, native, tables, sampler, steps):
-        default_rec = tables[(sampler, steps)][1]
-        t20_rec = tables[(sampler, CAL_STEPS)][1]
-        fd, nfe = {}, {}
 
-        def run(name, m):
-            fd[name], nfe[name] = self.fd_counted(m, sp, n, steps, sampler)
+def judge_quality(b: Bench, cells: list[dict]) -> None:
+    """C1 never worse (a diagnosis per cell over the line), C2 better somewhere,
+    C3 no extra network evaluations."""
+    for c in judge_never_worse(b.run, cells):
+        c["diagnosis"] = diagnose(b, c)
+    judge_improves(b.run, cells)
+    judge_nfe(b.run, cells)
 
-        run("plain", model)
-        run("default", self.nlc(model, default_rec))
-        if steps == CAL_STEPS:  # the same table
-            fd["table20"], nfe["table20"] = fd["default"], nfe["default"]
-        else:
-            run("table20", self.nlc(model, t20_rec))
-        run("noiseshift", ns_model)
-        run("both", self.nlc(ns_model, default_rec))
-        if native is None:  # N = M: the model is the native one
-            fd["native"], nfe["native"] = fd["plain"], nfe["plain"]
-        else:
-            run("native", native)
-        cell = {
-            "spectrum": spectrum_name(sp),
-            "case": label,
-            "N": n,
-            "sampler": sampler,
-            "steps": steps,
-            "fd": fd,
-            "nfe_per_sample": nfe,
-            "ratio": {k: ratio(fd[k], fd["plain"]) for k, _ in METHODS},
-            "fd_floor": self.floor(sp, n),
-        }
-        r = cell["ratio"]
-        print(
-            f"  {cell['spectrum']} {label} {sampler} {steps}: plain {fmt(fd['plain'])}, "
-            f"default {r['default']:.3f}x, {CAL_STEPS}-step {r['table20']:.3f}x, "
-            f"NoiseShift {r['noiseshift']:.3f}x, both {r['both']:.3f}x",
-            flush=True,
+
+def judge_never_worse(run: Run, cells: list[dict]) -> list[dict]:
+    """C1; returns the cells over the line."""
+    worst = max(cells, key=lambda c: c["ratio"]["default"])
+    over = [c for c in cells if c["ratio"]["default"] > WORSE]
+    run.check(
+        not over,
+        f"C1 NLC default never worse than {WORSE:.2f}x plain: worst cell {cell_name(worst)} "
+        f"{worst['ratio']['default']:.3f}x"
+        + (f"; over in {len(over)} cells: " + ", ".join(map(cell_name, over)) if over else ""),
+    )
+    return over
+
+
+def judge_improves(run: Run, cells: list[dict]) -> None:
+    better = [c for c in cells if c["ratio"]["default"] < BETTER]
+    rest = [c for c in cells if c["ratio"]["default"] >= BETTER]
+    best = min(cells, key=lambda c: c["ratio"]["default"])
+    # name the shorter list: the cells that improve, or those that do not
+    named, which = (better, "in") if len(better) <= len(rest) else (rest, "not in")
+    run.check(
+        bool(better),
+        f"C2 NLC default improves FD (< {BETTER:.2f}x) in {len(better)}/{len(cells)} cells"
+        + (f"; {which}: " if named else "")
+        + ", ".join(f"{cell_name(c)} {c['ratio']['default']:.3f}x" for c in named)
+        + f"; best {cell_name(best)} {best['ratio']['default']:.3f}x",
+    )
+
+
+def judge_nfe(run: Run, cells: list[dict]) -> None:
+    def same_as_plain(nfe):
+        return nfe["plain"] > 0 and all(
+            nfe[k] == nfe["plain"] for k in ("default", "table20", "noiseshift", "both")
         )
-        return cell
 
-    def _quality_tables(self, cells, cals):
-        print()
-        rows = []
-        for c in cells:
-            r = c["ratio"]
+    same = [c for c in cells if same_as_plain(c["nfe_per_sample"])]
+    run.check(
+        len(same) == len(cells),
+        "C3 NLC adds no network evaluations when sampling: NFE per sample of NLC, "
+        f"NoiseShift and both equal to plain in {len(same)}/{len(cells)} cells",
+    )
+
+
+def diagnose(b: Bench, c: dict) -> dict:
+    """For a cell over the line: the same table at DIAGNOSIS_STRENGTH."""
+    sp = next(s for s in b.spectra if spectrum_name(s) == c["spectrum"])
+    info = b.case_data[(sp, c["case"])]
+    _, record = info["tables"][(c["sampler"], c["steps"])]
+    weaker = b.nodes.nlc(info["model"], record, DIAGNOSIS_STRENGTH)
+    fd, _ = b.fd_counted(weaker, sp, c["N"], c["steps"], c["sampler"])
+    r = fd / c["fd"]["plain"]
+    print(
+        f"      diagnosis {cell_name(c)}: NLC at strength {DIAGNOSIS_STRENGTH:g} {r:.3f}x",
+        flush=True,
+    )
+    return {f"strength_{DIAGNOSIS_STRENGTH:g}": r}
+
+
+# --------------------------------------------------------------------------- 2. online
+
+
+def section_online(b: Bench) -> None:
+    o = b.cfg["online"]
+    print_section("2. Online candidate: per-sample apparent noise level")
+    cases, profiles = [], []
+    for sp in b.spectra[: o["spectra"]]:
+        for label, _, n in b.cfg["cases"]:
+            for c in online_cells(b, sp, label):
+                case, log = online_case(b, sp, label, n, c)
+                cases.append(case)
+                if c["steps"] == o["profile_steps"]:
+                    corr, _ = b.case_data[(sp, label)]["tables"][("euler", c["steps"])]
+                    profiles.append(online_profile(c, label, log, corr.table()))
+    online_table(cases)
+    profile_table(o, profiles)
+    worse = [c for c in cases if c["ratio_online"] > 1.0]
+    print(
+        f"online apparent level: FD worse than plain in {len(worse)}/{len(cases)} Euler cells "
+        f"(ratio {min(c['ratio_online'] for c in cases):.3f}-"
+        f"{max(c['ratio_online'] for c in cases):.3f}x)\n"
+    )
+    b.run.data["online"] = {"cells": cases, "profiles": profiles}
+
+
+def online_cells(b: Bench, sp, label: str) -> list[dict]:
+    """The section 1 Euler cells of one case at the online section's step counts."""
+    steps = b.cfg["online"]["steps"]
+    return [
+        c
+        for c in b.run.data["quality"]
+        if c["sampler"] == "euler"
+        and c["steps"] in steps
+        and c["spectrum"] == spectrum_name(sp)
+        and c["case"] == label
+    ]
+
+
+def online_case(b: Bench, sp, label: str, n: int, c: dict) -> tuple[dict, list]:
+    """FD with the apparent level as the state function; (results, the level log)."""
+    info = b.case_data[(sp, label)]
+    log: list = []
+    model = online_model(info["model"], info["x0"], b.cfg["online"]["grid"], log)
+    t0 = time.perf_counter()
+    fd, nfe = b.fd_counted(model, sp, n, c["steps"], "euler")
+    wall = time.perf_counter() - t0
+    case = {
+        "spectrum": c["spectrum"],
+        "case": label,
+        "steps": c["steps"],
+        "fd_plain": c["fd"]["plain"],
+        "fd_online": fd,
+        "ratio_online": fd / c["fd"]["plain"],
+        "ratio_default": c["ratio"]["default"],
+        "nfe_per_sample": nfe,
+        "wall_s": wall,
+    }
+    return case, log
+
+
+def apparent_level(data_power, weights, grid: int):
+    """Per-sample level whose marginal spectrum best matches the sample (flow)."""
+    coarse = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
+    step = 1.0 / (grid - 1)
+
+    def distance(amp, levels):
+        # amp [n, C, F], levels [n, S] -> [n, S]
+        model = (1 - levels)[:, :, None, None] ** 2 * data_power + levels[:, :, None, None] ** 2
+        diff = (amp[:, None] - model.sqrt()).square()
+        return (diff * weights).sum(-1).mean(-1)
+
+    def estimate(x):
+        power, _, _ = per_sample_rapsd(x)
+        amp = power.sqrt()
+        d = distance(amp, coarse.expand(x.shape[0], -1))
+        best = coarse[d.argmin(dim=1)]
+        fine = best[:, None] + step * torch.linspace(-1, 1, 41, dtype=torch.float64)
+        fine = fine.clamp(0.0, 1.0)
+        d = distance(amp, fine)
+        return fine.gather(1, d.argmin(dim=1, keepdim=True)).reshape(-1)
+
+    return estimate
+
+
+def online_model(model, x0, grid: int, log: list | None = None):
+    """The model with the per-sample apparent level as its state function."""
+    power, _, counts = per_sample_rapsd(x0)
+    data_power = power.mean(dim=0)  # [C, F]
+    weights = counts.to(torch.float64) / counts.sum()
+    estimate = apparent_level(data_power, weights, grid)
+    current: dict = {}
+
+    def wrapper(apply_model, args):
+        x, t = args["input"], args["timestep"]
+        current["call"] = (t, estimate(x))
+        return apply_model(x, t, **args["c"])
+
+    def state_fn(sigma, latent_hw):
+        call = current.get("call")
+        if call is None or call[0] is not sigma:
+            return sigma
+        s64 = sigma.to(torch.float64)
+        hat = torch.where(s64 > 0, torch.maximum(call[1], 1e-3 * s64).clamp(max=1.0), s64)
+        if log is not None:
+            log.append((float(s64.mean()), (hat / s64.clamp(min=1e-12) - 1).tolist()))
+        return hat.to(sigma.dtype)
+
+    patched = conditioning_level.patch_model(model, state_fn=state_fn)
+    patched.set_model_unet_function_wrapper(wrapper)
+    return patched
+
+
+def online_profile(c: dict, label: str, log: list, table) -> dict:
+    """The logged r per network call (mean and spread over samples) and the table's r."""
+    sig = [s for s, _ in log]
+    return {
+        "spectrum": c["spectrum"],
+        "case": label,
+        "sigma": sig,
+        "online_r_mean": [statistics.fmean(rs) for _, rs in log],
+        "online_r_std": [statistics.pstdev(rs) for _, rs in log],
+        "table_r": table(torch.tensor(sig, dtype=torch.float64)).tolist(),
+    }
+
+
+def online_table(cases: list[dict]) -> None:
+    rows = [
+        [c["spectrum"], c["case"], c["steps"], fmt(c["fd_plain"]), fmt(c["fd_online"])]
+        + [f"{c['ratio_online']:.3f}", f"{c['ratio_default']:.3f}"]
+        for c in cases
+    ]
+    print_table(
+        "Table 3: online apparent level (Euler), FD ratio to plain",
+        ["spectrum", "case", "steps", "FD plain", "FD online", "online", "NLC default"],
+        rows,
+    )
+
+
+def profile_table(o: dict, profiles: list[dict]) -> None:
+    rows = []
+    for p in profiles:
+        for k in range(0, len(p["sigma"]), max(1, len(p["sigma"]) // PROFILE_ROWS)):
             rows.append(
-                [
-                    c["spectrum"],
-                    c["case"],
-                    c["sampler"],
-                    c["steps"],
-                    f"{c['nfe_per_sample']['plain']:g}",
-                    fmt(c["fd"]["plain"]),
-                    *(f"{r[k]:.3f}" for k, _ in METHODS),
-                    fmt(c["fd_floor"]),
-                ]
+                [p["spectrum"], p["case"], f"{p['sigma'][k]:.3f}"]
+                + [f"{p['online_r_mean'][k]:+.4f}", f"{p['online_r_std'][k]:.4f}"]
+                + [f"{p['table_r'][k]:+.4f}"]
             )
-        self.tables.append(
-            print_table(
-                f"Table 1: FD ratio to plain ({self.cfg['samples']} samples, seed {SAMPLE_SEED}; "
-                "< 1 = better than plain)",
-                [
-                    "spectrum",
-                    "case",
-                    "sampler",
-                    "steps",
-                    "NFE",
-                    "FD plain",
-                    "NLC default",
-                    f"NLC {CAL_STEPS}-step",
-                    "NoiseShift",
-                    "both",
-                    "native",
-                    "FD floor",
-                ],
-                rows,
-            )
-        )
-        print(
-            "(NLC default = the table calibrated at the cell's step count for its sampler;\n"
-            f" NLC {CAL_STEPS}-step = the {CAL_STEPS}-step table of the same sampler; NoiseShift"
-            f" = fast calibration\n at {CAL_STEPS} Euler steps; both = NoiseShift and NLC default"
-            f" through both nodes; native =\n the exact denoiser trained at N (= plain at N = {M});"
-            " NFE = network evaluations per\n"
-            " sample, plain; FD floor = the expected FD of true samples)\n"
-        )
-        rows = []
-        for c in cals:
-            moved = [v for v in c["r"] if v != 0.0]
-            rows.append(
-                [
-                    c["spectrum"],
-                    c["case"],
-                    c["sampler"],
-                    c["steps"],
-                    c["nlc_nfe"],
-                    f"{c['nlc_nfe'] / (self.cfg['cal_count'] * len(c['r'])):.1f}",
-                    f"{c['nlc_s']:.2f}",
-                    c["noiseshift_nfe"],
-                    f"{c['run_search_s']:.2f}",
-                    f"{len(moved)}/{len(c['r'])}",
-                    f"{min(c['r']):+.3f}",
-                    f"{max(c['r']):+.3f}",
-                ]
-            )
-        self.tables.append(
-            print_table(
-                f"Table 2: calibration cost ({self.cfg['cal_count']} latents, run_search fast mode "
-                "with the correction table)",
-                [
-                    "spectrum",
-                    "case",
-                    "sampler",
-                    "steps",
-                    "NLC NFE",
-                    "per latent-step",
-                    "NLC s",
-                    "NoiseShift NFE",
-                    "run_search s",
-                    "r != 0",
-                    "min r",
-                    "max r",
-                ],
-                rows,
-            )
-        )
-        print(
-            "(NLC NFE / s: CorrectionResult.nfe and wall time; run_search s: the whole call,\n"
-            " NoiseShift search included; r != 0: steps whose table entry moves the level)\n"
-        )
-        worst = max(cells, key=lambda c: c["ratio"]["default"])
-        over = [c for c in cells if c["ratio"]["default"] > WORSE]
-        name = self._cell_name
-        self.verdicts.check(
-            not over,
-            f"C1 NLC default never worse than {WORSE:.2f}x plain: worst cell {name(worst)} "
-            f"{worst['ratio']['default']:.3f}x"
-            + (f"; over in {len(over)} cells: " + ", ".join(name(c) for c in over) if over else ""),
-        )
-        for c in over:
-            self._diagnose(c)
-        better = [c for c in cells if c["ratio"]["default"] < BETTER]
-        rest = [c for c in cells if c["ratio"]["default"] >= BETTER]
-        best = min(cells, key=lambda c: c["ratio"]["default"])
-        # name the shorter list: the cells that improve, or those that do not
-        named, which = (better, "in") if len(better) <= len(rest) else (rest, "not in")
-        self.verdicts.check(
-            bool(better),
-            f"C2 NLC default improves FD (< {BETTER:.2f}x) in {len(better)}/{len(cells)} cells"
-            + (f"; {which}: " if named else "")
-            + ", ".join(f"{name(c)} {c['ratio']['default']:.3f}x" for c in named)
-            + f"; best {name(best)} {best['ratio']['default']:.3f}x",
-        )
-        same = [
-            c
-            for c in cells
-            if c["nfe_per_sample"]["plain"] > 0
-            and all(
-                c["nfe_per_sample"][k] == c["nfe_per_sample"]["plain"]
-                for k in ("default", "table20", "noiseshift", "both")
-            )
-        ]
-        self.verdicts.check(
-            len(same) == len(cells),
-            "C3 NLC adds no network evaluations when sampling: NFE per sample of NLC, "
-            f"NoiseShift and both equal to plain in {len(same)}/{len(cells)} cells",
-        )
+    print_table(
+        f"Table 3b: r = sigma_hat / sigma - 1 along {o['profile_steps']} Euler steps: "
+        "online estimate (mean and spread over samples) and the calibrated table",
+        ["spectrum", "case", "sigma", "online r", "online r std", "table r"],
+        rows,
+    )
 
-    def _diagnose(self, c):
-        """For a cell over the line: the same table at half strength."""
-        sp = next(s for s in self.spectra if spectrum_name(s) == c["spectrum"])
-        info = self.case_data[(sp, c["case"])]
-        _, record = info["tables"][(c["sampler"], c["steps"])]
-        model, plain = info["model"], c["fd"]["plain"]
-        half, _ = self.fd_counted(
-            self.nlc(model, record, 0.5), sp, c["N"], c["steps"], c["sampler"]
-        )
-        c["diagnosis"] = {"strength_0.5": half / plain}
-        print(
-            f"      diagnosis {self._cell_name(c)}: NLC at strength 0.5 {half / plain:.3f}x",
-            flush=True,
-        )
 
-    @staticmethod
-    def _cell_name(c):
-        return f"[{c['spectrum']} {c['case']} {c['sampler']} {c['steps']}]"
+# --------------------------------------------------------------------------- 3. overhead
 
-    # ---- section 2
 
-    def apparent_level(self, data_power, weights, grid: int):
-        """Per-sample level whose marginal spectrum best matches the sample (flow)."""
-        torch = self.torch
-        coarse = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
-        step = 1.0 / (grid - 1)
+def section_overhead(b: Bench) -> None:
+    o = b.cfg["overhead"]
+    print_section(
+        f"3. Sampling overhead (tiny SD3, {o['latent']}x{o['latent']} latent, "
+        f"batch {o['batch']}, {o['steps']} Euler steps, cfg 1)"
+    )
+    case = overhead_case(b, o)
+    overhead_table(o, case)
+    b.run.data["overhead"] = case
 
-        def distance(amp, levels):
-            # amp [n, C, F], levels [n, S] -> [n, S]
-            model = (1 - levels)[:, :, None, None] ** 2 * data_power + levels[:, :, None, None] ** 2
-            diff = (amp[:, None] - model.sqrt()).square()
-            return (diff * weights).sum(-1).mean(-1)
 
-        def estimate(x):
-            power, _, _ = self.spectra_mod.per_sample_rapsd(x)
-            amp = power.sqrt()
-            d = distance(amp, coarse.expand(x.shape[0], -1))
-            best = coarse[d.argmin(dim=1)]
-            fine = best[:, None] + step * torch.linspace(-1, 1, 41, dtype=torch.float64)
-            fine = fine.clamp(0.0, 1.0)
-            d = distance(amp, fine)
-            return fine.gather(1, d.argmin(dim=1, keepdim=True)).reshape(-1)
+def synthetic_record(model, sigmas: list[float], size: int) -> dict:
+    """A record whose correction table has r = SYNTHETIC_R at every level."""
+    table = CorrectionResult(
+        sigmas=sigmas,
+        r=[SYNTHETIC_R] * len(sigmas),
+        error_before=[0.0] * len(sigmas),
+        error_after=[0.0] * len(sigmas),
+        nfe=0,
+        wall_time_s=0.0,
+        params={"sampler": "euler", "source": f"synthetic r = {SYNTHETIC_R:g}"},
+    )
+    return store.make_record(
+        key=checkpoint_key(model),
+        image_size=(8 * size, 8 * size),
+        latent_size=(size, size),
+        parameterization="flow",
+        method="noiseshift-fast",
+        method_params={},
+        sigmas=sigmas,
+        sigma_hat=sigmas,
+        calibration_set={"count": 1, "source": "synthetic", "seed": 0},
+        correction=table.to_record(),
+    )
 
-        return estimate
 
-    def online(self, model, x0, grid: int, log: list | None = None):
-        """The model with the per-sample apparent level as its state function."""
-        torch = self.torch
-        power, _, counts = self.spectra_mod.per_sample_rapsd(x0)
-        data_power = power.mean(dim=0)  # [C, F]
-        weights = counts.to(torch.float64) / counts.sum()
-        estimate = self.apparent_level(data_power, weights, grid)
-        current: dict = {}
+def overhead_case(b: Bench, o: dict) -> dict:
+    """Interleaved sampling times of tiny SD3 with and without the NLC node."""
+    tm = tiny_models.tiny_sd3()
+    model = tm.patcher
+    sigmas = [float(s) for s in testbed.sigmas(model, o["steps"], CAL_SCHEDULER)[:-1]]
+    patched = b.nodes.nlc(model, synthetic_record(model, sigmas, o["latent"]))
+    lat = sampling.empty_latent(model, o["latent"], o["latent"], o["batch"])
+    run = TimedSampler(lat, tm.conditioning(o["batch"]), o["steps"])
+    nfe, changed = calls_and_change(run, model, patched)
+    times = interleaved(run, model, patched, o["repeats"], o["warmup"])
+    r = ratios(times)
+    prof = profile_state(patched, run, sigmas, o)
+    return {
+        "model": "sd3",
+        "record": f"synthetic table, r = {SYNTHETIC_R:g}",
+        "plain_s": times["t"]["plain"],
+        "nlc_s": times["t"]["patched"],
+        "median_plain_s": r["median_plain_s"],
+        "median_nlc_s": r["median_patched_s"],
+        **{k: r[k] for k in ("ratio", "median_pair_ratio", "pair_ratio_quartiles")},
+        **{k: r[k] for k in ("min_ratio", "cpu_ratio")},
+        "calls": {k: v[0] for k, v in nfe.items()},
+        "rows": {k: v[1] for k, v in nfe.items()},
+        "max_abs_output_change": changed,
+        "profile": prof,
+        "estimated_overhead": prof["in_sample_ms"] / (1000 * r["median_plain_s"]),
+    }
 
-        def wrapper(apply_model, args):
-            x, t = args["input"], args["timestep"]
-            current["call"] = (t, estimate(x))
-            return apply_model(x, t, **args["c"])
 
-        def state_fn(sigma, latent_hw):
-            call = current.get("call")
-            if call is None or call[0] is not sigma:
-                return sigma
-            s64 = sigma.to(torch.float64)
-            hat = torch.where(s64 > 0, torch.maximum(call[1], 1e-3 * s64).clamp(max=1.0), s64)
-            if log is not None:
-                log.append((float(s64.mean()), (hat / s64.clamp(min=1e-12) - 1).tolist()))
-            return hat.to(sigma.dtype)
+def calls_and_change(run: TimedSampler, plain, patched) -> tuple[dict, float]:
+    """Network (calls, rows) of one sample of each, and max |NLC - plain|."""
+    nfe, outs = {}, {}
+    with testbed.counting(plain) as counter:
+        for name, m in (("plain", plain), ("NLC", patched)):
+            counter.reset()
+            run(m)
+            nfe[name] = (counter.calls, counter.rows)
+            outs[name] = run.out
+    return nfe, float((outs["plain"] - outs["NLC"]).abs().max())
 
-        patched = self.conditioning_level.patch_model(model, state_fn=state_fn)
-        patched.set_model_unet_function_wrapper(wrapper)
-        return patched
 
-    def section_online(self):
-        o = self.cfg["online"]
-        print("=" * 78 + "\n2. Online candidate: per-sample apparent noise level\n", flush=True)
-        cells = [
-            c
-            for c in self.data["quality"]
-            if c["sampler"] == "euler"
-            and c["steps"] in o["steps"]
-            and c["spectrum"] in [spectrum_name(sp) for sp in self.spectra[: o["spectra"]]]
-        ]
-        rows, out, profiles = [], [], []
-        for sp in self.spectra[: o["spectra"]]:
-            for label, _, n in self.cfg["cases"]:
-                info = self.case_data[(sp, label)]
-                for c in cells:
-                    if c["spectrum"] != spectrum_name(sp) or c["case"] != label:
-                        continue
-                    log: list = []
-                    m = self.online(info["model"], info["x0"], o["grid"], log)
-                    t0 = time.perf_counter()
-                    fd, nfe = self.fd_counted(m, sp, n, c["steps"], "euler")
-                    wall = time.perf_counter() - t0
-                    case = {
-                        "spectrum": c["spectrum"],
-                        "case": label,
-                        "steps": c["steps"],
-                        "fd_plain": c["fd"]["plain"],
-                        "fd_online": fd,
-                        "ratio_online": fd / c["fd"]["plain"],
-                        "ratio_default": c["ratio"]["default"],
-                        "nfe_per_sample": nfe,
-                        "wall_s": wall,
-                    }
-                    out.append(case)
-                    rows.append(
-                        [
-                            c["spectrum"],
-                            label,
-                            c["steps"],
-                            fmt(c["fd"]["plain"]),
-                            fmt(fd),
-                            f"{case['ratio_online']:.3f}",
-                            f"{case['ratio_default']:.3f}",
-                        ]
-                    )
-                    if c["steps"] == o["profile_steps"]:
-                        corr = info["tables"][("euler", c["steps"])][0]
-                        profiles.append(self._online_profile(c, label, log, corr.table()))
-        self.tables.append(
-            print_table(
-                "Table 3: online apparent level (Euler), FD ratio to plain",
-                ["spectrum", "case", "steps", "FD plain", "FD online", "online", "NLC default"],
-                rows,
-            )
-        )
-        prow = []
-        for p in profiles:
-            for k in range(0, len(p["sigma"]), max(1, len(p["sigma"]) // 7)):
-                prow.append(
-                    [
-                        p["spectrum"],
-                        p["case"],
-                        f"{p['sigma'][k]:.3f}",
-                        f"{p['online_r_mean'][k]:+.4f}",
-                        f"{p['online_r_std'][k]:.4f}",
-                        f"{p['table_r'][k]:+.4f}",
-                    ]
-                )
-        self.tables.append(
-            print_table(
-                f"Table 3b: r = sigma_hat / sigma - 1 along {o['profile_steps']} Euler steps: "
-                "online estimate (mean and spread over samples) and the calibrated table",
-                ["spectrum", "case", "sigma", "online r", "online r std", "table r"],
-                prow,
-            )
-        )
-        worse = [c for c in out if c["ratio_online"] > 1.0]
-        print(
-            f"online apparent level: FD worse than plain in {len(worse)}/{len(out)} Euler cells "
-            f"(ratio {min(c['ratio_online'] for c in out):.3f}-"
-            f"{max(c['ratio_online'] for c in out):.3f}x)\n"
-        )
-        self.data["online"] = {"cells": out, "profiles": profiles}
+def profile_state(patched, run: TimedSampler, sigmas: list[float], o: dict) -> dict:
+    """Calls to and seconds in the state function during one sample, and its cost per call."""
+    ms = patched.get_model_object("model_sampling")
+    fns = ms.state_fns
+    stats = {"n": 0, "s": 0.0}
 
-    def _online_profile(self, c, label, log, table):
-        sig, mean, std = [], [], []
-        for s, rs in log:
-            sig.append(s)
-            mean.append(statistics.fmean(rs))
-            std.append(statistics.pstdev(rs))
-        tr = table(self.torch.tensor(sig, dtype=self.torch.float64)).tolist()
-        return {
-            "spectrum": c["spectrum"],
-            "case": label,
-            "sigma": sig,
-            "online_r_mean": mean,
-            "online_r_std": std,
-            "table_r": tr,
-        }
-
-    # ---- section 3
-
-    def section_overhead(self):
-        o = self.cfg["overhead"]
-        print(
-            "=" * 78 + f"\n3. Sampling overhead (tiny SD3, {o['latent']}x{o['latent']} latent, "
-            f"batch {o['batch']}, {o['steps']} Euler steps, cfg 1)\n",
-            flush=True,
-        )
-        tm = self.tiny_models.tiny_sd3()
-        model = tm.patcher
-        h = w = o["latent"]
-        sigmas = [float(s) for s in self.sigmas(model, o["steps"], CAL_SCHEDULER)[:-1]]
-        table = self.correction.CorrectionResult(
-            sigmas=sigmas,
-            r=[-0.02] * len(sigmas),
-            error_before=[0.0] * len(sigmas),
-            error_after=[0.0] * len(sigmas),
-            nfe=0,
-            wall_time_s=0.0,
-            params={"sampler": "euler", "source": "synthetic r = -0.02"},
-        )
-        record = self.store.make_record(
-            key=self.checkpoint_key(model),
-            image_size=(8 * w, 8 * h),
-            latent_size=(h, w),
-            parameterization="flow",
-            method="noiseshift-fast",
-            method_params={},
-            sigmas=sigmas,
-            sigma_hat=sigmas,
-            calibration_set={"count": 1, "source": "synthetic", "seed": 0},
-            correction=table.to_record(),
-        )
-        patched = self.nlc(model, record)
-        lat = self.sampling.empty_latent(model, w, h, o["batch"])
-        cond = tm.conditioning(o["batch"])
-        counter = {"calls": 0, "rows": 0}
-
-        def hook(_mod, args, _out):
-            counter["calls"] += 1
-            counter["rows"] += int(args[0].shape[0])
-
-        cpu = {}
-
-        def run(m):
-            c0, t0 = time.process_time(), time.perf_counter()
-            out = self.sampling.ksample(m, lat, cond, seed=TIMING_SEED, steps=o["steps"])
-            cpu["last"] = time.process_time() - c0
-            cpu["out"] = out
-            return time.perf_counter() - t0
-
-        handle = model.model.diffusion_model.register_forward_hook(hook)
-        nfe = {}
-        try:
-            for name, m in (("plain", model), ("NLC", patched)):
-                counter.update(calls=0, rows=0)
-                run(m)
-                nfe[name] = (counter["calls"], counter["rows"])
-                cpu[name] = cpu["out"]
-        finally:
-            handle.remove()
-        changed = float((cpu["plain"] - cpu["NLC"]).abs().max())
-        for _ in range(o["warmup"]):
-            run(model)
-            run(patched)
-        t_plain, t_nlc, c_plain, c_nlc = [], [], [], []
-        for r in range(o["repeats"]):
-            order = ((model, t_plain, c_plain), (patched, t_nlc, c_nlc))
-            for m, acc, cacc in order if r % 2 == 0 else order[::-1]:
-                acc.append(run(m))
-                cacc.append(cpu["last"])
-        med_p, med_n = statistics.median(t_plain), statistics.median(t_nlc)
-        pairs = [b / a for a, b in zip(t_plain, t_nlc, strict=True)]
-        q1, _, q3 = statistics.quantiles(pairs, n=4)
-        prof = self._profile_state(patched, run, sigmas, o)
-        case = {
-            "model": "sd3",
-            "record": "synthetic table, r = -0.02",
-            "plain_s": t_plain,
-            "nlc_s": t_nlc,
-            "median_plain_s": med_p,
-            "median_nlc_s": med_n,
-            "ratio": med_n / med_p,
-            "median_pair_ratio": statistics.median(pairs),
-            "pair_ratio_quartiles": [q1, q3],
-            "min_ratio": min(t_nlc) / min(t_plain),
-            "cpu_ratio": statistics.median(c_nlc) / statistics.median(c_plain),
-            "calls": {k: v[0] for k, v in nfe.items()},
-            "rows": {k: v[1] for k, v in nfe.items()},
-            "max_abs_output_change": changed,
-            "profile": prof,
-            "estimated_overhead": prof["in_sample_ms"] / (1000 * med_p),
-        }
-        self.tables.append(
-            print_table(
-                f"Table 4: sampling wall time, median of {o['repeats']} interleaved repeats",
-                [
-                    "model",
-                    "plain ms",
-                    "NLC ms",
-                    "ratio",
-                    "pair ratio",
-                    "pair IQR",
-                    "min ratio",
-                    "CPU-time ratio",
-                    "calls plain/NLC",
-                    "state fn calls",
-                    "in state fn ms",
-                    "est. overhead",
-                    "state fn us/call",
-                ],
-                [
-                    [
-                        "tiny sd3",
-                        f"{1000 * med_p:.1f}",
-                        f"{1000 * med_n:.1f}",
-                        f"{case['ratio']:.4f}",
-                        f"{case['median_pair_ratio']:.4f}",
-                        f"{q1:.3f}-{q3:.3f}",
-                        f"{case['min_ratio']:.4f}",
-                        f"{case['cpu_ratio']:.4f}",
-                        f"{nfe['plain'][0]}/{nfe['NLC'][0]}",
-                        prof["calls"],
-                        f"{prof['in_sample_ms']:.2f}",
-                        f"{case['estimated_overhead']:+.2%}",
-                        f"{prof['state_fn_us']:.1f}",
-                    ]
-                ],
-            )
-        )
-        print(
-            "(ratio = median NLC / median plain sample time; pair ratio = median of the per-repeat\n"
-            " ratios, pair IQR their quartiles; min ratio = fastest / fastest; CPU-time ratio =\n"
-            " the medians of process CPU time; calls = network forward calls per sample (hook);\n"
-            " in state fn = total time inside the NLC state function during one sample, est.\n"
-            " overhead = that / plain sample time; us/call = warm microbenchmark of one call.\n"
-            f" The patch changes the output: max |NLC - plain| = {changed:.3g})\n"
-        )
-        self.data["overhead"] = case
-
-    def _profile_state(self, patched, run, sigmas, o):
-        torch = self.torch
-        ms = patched.get_model_object("model_sampling")
-        fns = ms.state_fns
-        stats = {"n": 0, "s": 0.0}
-
-        def timed(fn):
-            def wrapped(sigma, latent_hw):
-                t0 = time.perf_counter()
-                try:
-                    return fn(sigma, latent_hw)
-                finally:
-                    stats["s"] += time.perf_counter() - t0
-                    stats["n"] += 1
-
-            return wrapped
-
-        ms.state_fns = tuple(timed(fn) for fn in fns)
-        try:
-            run(patched)
-        finally:
-            ms.state_fns = fns
-        hw = (o["latent"], o["latent"])
-        sigma = torch.full((o["batch"],), sigmas[len(sigmas) // 2])
-        resolver = fns[0]
-        resolver(sigma, hw)
-        samples = []
-        for _ in range(5):
+    def timed(fn):
+        def wrapped(sigma, latent_hw):
             t0 = time.perf_counter()
-            for _ in range(o["reps"]):
-                resolver(sigma, hw)
-            samples.append((time.perf_counter() - t0) / o["reps"] * 1e6)
-        return {
-            "calls": stats["n"],
-            "in_sample_ms": 1000 * stats["s"],
-            "state_fn_us": statistics.median(samples),
-        }
+            try:
+                return fn(sigma, latent_hw)
+            finally:
+                stats["s"] += time.perf_counter() - t0
+                stats["n"] += 1
 
-    # ---- plots and output
+        return wrapped
 
-    def plots(self):
-        import matplotlib
+    ms.state_fns = tuple(timed(fn) for fn in fns)
+    try:
+        run(patched)
+    finally:
+        ms.state_fns = fns
+    hw = (o["latent"], o["latent"])
+    sigma = torch.full((o["batch"],), sigmas[len(sigmas) // 2])
+    return {
+        "calls": stats["n"],
+        "in_sample_ms": 1000 * stats["s"],
+        "state_fn_us": per_call_us(lambda: fns[0](sigma, hw), o["reps"]),
+    }
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        cells = self.data.get("quality", [])
-        if not cells:
-            return []
-        panels = []
-        for c in cells:
-            if (c["spectrum"], c["case"]) not in panels:
-                panels.append((c["spectrum"], c["case"]))
-        ncols = len(self.cfg["cases"])
-        nrows = -(-len(panels) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), squeeze=False)
-        styles = {"euler": "-", "heun": "--"}
-        colors = {k: f"C{i}" for i, (k, _) in enumerate(METHODS)}
-        online = {
-            (c["spectrum"], c["case"], c["steps"]): c["ratio_online"]
-            for c in self.data.get("online", {}).get("cells", [])
-        }
-        for j, panel in enumerate(panels):
-            ax = axes[j // ncols][j % ncols]
-            ax.axhline(1.0, color="0.5", linewidth=0.8)
-            ax.axhspan(BETTER, WORSE, color="0.9")
-            for sampler in self.cfg["samplers"]:
-                rows = [c for c in cells if (c["spectrum"], c["case"]) == panel]
-                rows = [c for c in rows if c["sampler"] == sampler]
-                steps = [c["steps"] for c in rows]
-                for key, name in METHODS:
-                    ax.plot(
-                        steps,
-                        [c["ratio"][key] for c in rows],
-                        styles[sampler],
-                        color=colors[key],
-                        marker="o",
-                        ms=3,
-                        label=f"{name}, {sampler}",
-                    )
-            pts = sorted((s, v) for (sp, case, s), v in online.items() if (sp, case) == panel)
-            if pts:
-                ax.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    ":",
-                    color="k",
-                    marker="x",
-                    label="online apparent level, euler",
-                )
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xticks(self.cfg["steps"])
-            ax.set_xticklabels([str(s) for s in self.cfg["steps"]])
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_title(f"{panel[0]}, {panel[1]}", fontsize=9)
-            ax.set_xlabel("steps")
-            if j % ncols == 0:
-                ax.set_ylabel("FD / FD plain")
-        for j in range(len(panels), nrows * ncols):
-            axes[j // ncols][j % ncols].axis("off")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
-        fig.suptitle(f"Noise Level Correction on the testbed (M={M}): FD ratio to plain")
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
-        path = self.out / "correction_fd_ratio.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return [path]
+def overhead_table(o: dict, c: dict) -> None:
+    p, (q1, q3) = c["profile"], c["pair_ratio_quartiles"]
+    row = [
+        ["tiny sd3", f"{1000 * c['median_plain_s']:.1f}", f"{1000 * c['median_nlc_s']:.1f}"]
+        + [f"{c['ratio']:.4f}", f"{c['median_pair_ratio']:.4f}", f"{q1:.3f}-{q3:.3f}"]
+        + [f"{c['min_ratio']:.4f}", f"{c['cpu_ratio']:.4f}"]
+        + [f"{c['calls']['plain']}/{c['calls']['NLC']}", p["calls"], f"{p['in_sample_ms']:.2f}"]
+        + [f"{c['estimated_overhead']:+.2%}", f"{p['state_fn_us']:.1f}"]
+    ]
+    print_table(
+        f"Table 4: sampling wall time, median of {o['repeats']} interleaved repeats",
+        ["model", "plain ms", "NLC ms", "ratio", "pair ratio", "pair IQR", "min ratio"]
+        + ["CPU-time ratio", "calls plain/NLC", "state fn calls", "in state fn ms"]
+        + ["est. overhead", "state fn us/call"],
+        row,
+    )
+    print(
+        "(ratio = median NLC / median plain sample time; pair ratio = median of the per-repeat\n"
+        " ratios, pair IQR their quartiles; min ratio = fastest / fastest; CPU-time ratio =\n"
+        " the medians of process CPU time; calls = network forward calls per sample (hook);\n"
+        " in state fn = total time inside the NLC state function during one sample, est.\n"
+        " overhead = that / plain sample time; us/call = warm microbenchmark of one call.\n"
+        f" The patch changes the output: max |NLC - plain| = {c['max_abs_output_change']:.3g})\n"
+    )
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plots(run: Run) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = run.data.get("quality", [])
+    if not cells:
+        return []
+    return [plot_fd_ratio(plt, run, cells)]
+
+
+def plot_fd_ratio(plt, run: Run, cells: list[dict]) -> Path:
+    """FD ratio to plain against steps, one panel per spectrum and case."""
+    panels = list(dict.fromkeys((c["spectrum"], c["case"]) for c in cells))
+    ncols = len(run.cfg["cases"])
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), squeeze=False)
+    online = {
+        (c["spectrum"], c["case"], c["steps"]): c["ratio_online"]
+        for c in run.data.get("online", {}).get("cells", [])
+    }
+    for j, panel in enumerate(panels):
+        ax = axes[j // ncols][j % ncols]
+        plot_panel(ax, run.cfg, [c for c in cells if (c["spectrum"], c["case"]) == panel])
+        pts = sorted((s, v) for (sp, case, s), v in online.items() if (sp, case) == panel)
+        if pts:
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                ":",
+                color="k",
+                marker="x",
+                label="online apparent level, euler",
+            )
+        ax.set_title(f"{panel[0]}, {panel[1]}", fontsize=9)
+        if j % ncols == 0:
+            ax.set_ylabel("FD / FD plain")
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
+    fig.suptitle(f"Noise Level Correction on the testbed (M={M}): FD ratio to plain")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path = run.out / "correction_fd_ratio.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_panel(ax, cfg: dict, cells: list[dict]) -> None:
+    """One case: every method's ratio against steps, euler solid and heun dashed."""
+    import matplotlib.ticker
+
+    styles = {"euler": "-", "heun": "--"}
+    colors = {k: f"C{i}" for i, (k, _) in enumerate(METHODS)}
+    ax.axhline(1.0, color="0.5", linewidth=0.8)
+    ax.axhspan(BETTER, WORSE, color="0.9")
+    for sampler in cfg["samplers"]:
+        rows = [c for c in cells if c["sampler"] == sampler]
+        steps = [c["steps"] for c in rows]
+        for key, name in METHODS:
+            ax.plot(
+                steps,
+                [c["ratio"][key] for c in rows],
+                styles[sampler],
+                color=colors[key],
+                marker="o",
+                ms=3,
+                label=f"{name}, {sampler}",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(cfg["steps"])
+    ax.set_xticklabels([str(s) for s in cfg["steps"]])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("steps")
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv)
+    run = Run.start(args, FULL, QUICK)
     # the "both" column pairs the nodes on purpose: their warning is known here
     logging.getLogger("noise_calibration").addFilter(
         lambda record: "use one of them" not in record.getMessage()
     )
-    # records are connected to the nodes; an empty private store keeps the
+    describe_run(args.quick)
+    # records are connected to the nodes; a private empty store keeps the
     # user's calibration files out of it
-    os.environ["NOISE_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="correction-bench-")
-    t_start = time.perf_counter()
-    bench = CorrectionBench(QUICK if args.quick else FULL, Path(args.out), args.quick)
-    describe_run(bench, args.quick)
-    timings = run_sections(
-        (
-            ("quality", bench.section_quality),
-            ("online", bench.section_online),
-            ("overhead", bench.section_overhead),
+    with tempfile.TemporaryDirectory(prefix="correction-bench-") as folder:
+        b = Bench(run, Nodes(private_store(folder)), testbed.spectra(run.cfg["spectra"]))
+        timings = run_sections(
+            (
+                ("quality", lambda: section_quality(b)),
+                ("online", lambda: section_online(b)),
+                ("overhead", lambda: section_overhead(b)),
+            )
         )
-    )
-    seeds = {
-        "calibration_data": CAL_DATA_SEED,
-        "search": SEARCH_SEED,
-        "sampling": SAMPLE_SEED,
-        "timing": TIMING_SEED,
-    }
-    return finish(bench, "correction", timings, t_start, seeds)
+        return finish(run, "correction", timings, plots, SEEDS)
 
 
 if __name__ == "__main__":

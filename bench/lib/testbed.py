@@ -3,6 +3,7 @@ calibration latents, FD of KSampler samples, the noise floor, gap closed."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -93,3 +94,15 @@ class NetworkCounter:
 
     def reset(self) -> None:
         self.calls = self.rows = 0
+
+
+@contextlib.contextmanager
+def counting(model):
+    """A NetworkCounter on `model`'s network inside the block only (the hook is
+    removed after, so timings that follow run without it)."""
+    counter = NetworkCounter()
+    handle = model.model.diffusion_model.register_forward_hook(counter._hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
