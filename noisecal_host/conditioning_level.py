@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 from collections.abc import Callable
 
 import comfy.model_sampling
@@ -41,35 +42,44 @@ import torch
 LevelFn = Callable[[torch.Tensor, tuple | None], torch.Tensor]
 
 
+# The apply_model call in progress, per thread and sampling object: (sigma
+# object, state level, latent (h, w)). ComfyUI passes the same sigma tensor to
+# calculate_input, timestep and calculate_denoised, so other callers (a
+# scheduler asking timestep(sigma_max)) are told apart and get the plain value.
+# Kept off the shared object: one patched model may sample in several threads.
+_calls = threading.local()
+
+
+def _calls_in_this_thread() -> dict:
+    calls = getattr(_calls, "by_object", None)
+    if calls is None:
+        calls = _calls.by_object = {}
+    return calls
+
+
 class ConditioningLevelMixin:
     level_fns: tuple = ()
     state_fns: tuple = ()
-    latent_hw: tuple | None = None
-    # (sigma object, state level) of the apply_model call in progress: ComfyUI
-    # passes the same sigma tensor to calculate_input, timestep and
-    # calculate_denoised, so other callers (a scheduler asking timestep(sigma_max))
-    # are told apart and get the plain value
-    _call: tuple | None = None
 
     def _current(self, sigma):
-        call = self._call
+        call = _calls_in_this_thread().get(id(self))
         return call if call is not None and call[0] is sigma else None
 
     def calculate_input(self, sigma, noise):
-        self.latent_hw = tuple(noise.shape[-2:])
+        latent_hw = tuple(noise.shape[-2:])
         level = sigma
         for fn in self.state_fns:
-            level = fn(level, self.latent_hw)
-        self._call = (sigma, level)
+            level = fn(level, latent_hw)
+        _calls_in_this_thread()[id(self)] = (sigma, level, latent_hw)
         return super().calculate_input(level, noise)
 
     def timestep(self, sigma):
         call = self._current(sigma)
         if call is None:
             return super().timestep(sigma)
-        level = call[1]
+        _, level, latent_hw = call
         for fn in self.level_fns:
-            level = fn(level, self.latent_hw)
+            level = fn(level, latent_hw)
         if level is sigma or torch.equal(level, sigma):
             return super().timestep(sigma)
         if isinstance(self, comfy.model_sampling.ModelSamplingDiscrete):
@@ -110,8 +120,6 @@ def with_conditioning_level(model_sampling, level_fn: LevelFn | None = None, *, 
         patched.level_fns = tuple(patched.level_fns) + (level_fn,)
     if state_fn is not None:
         patched.state_fns = tuple(patched.state_fns) + (state_fn,)
-    patched.latent_hw = None
-    patched._call = None
     return patched
 
 
