@@ -86,15 +86,20 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
     rng = random.Random(0)
     inside_a_write = 0
     for _ in range(50):
+        started, ready = os.pipe()
         pid = os.fork()
         if pid == 0:  # the writer: rewrite the file until killed
             try:
+                store.save(new, folder)
+                os.write(ready, b"1")  # killed from now on, whatever the machine's load
                 while True:
-                    store.save(new, folder)
                     store.save(old, folder)
+                    store.save(new, folder)
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.01, 0.1))  # a save takes a few ms to tens of ms
+        os.read(started, 1)
+        os.close(started), os.close(ready)
+        time.sleep(rng.uniform(0.0, 0.03))  # a save takes a few ms to tens of ms
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         assert store.load(path)["sigma_hat"] in (old["sigma_hat"], new["sigma_hat"])
