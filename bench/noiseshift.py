@@ -55,7 +55,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
 from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios, timestep_in_sample
-from noise_calibration.noisecal import noiseshift_search, store
+from noise_calibration.noisecal import noiseshift_search, sigma_hat_curve, store
 from noise_calibration.noisecal.testing.testbed import ExactDenoiser
 from noise_calibration.noisecal_host.fingerprint import checkpoint_key
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
@@ -699,7 +699,7 @@ def profile_level(patched, model, sigmas, o, run) -> dict:
         "extra_us_per_call": patched_us - plain_us,
         "resolver_us": per_call_us(lambda: resolver(sigma, hw), reps),
         "interp_us": per_call_us(
-            lambda: noiseshift_search.interp_sigma_hat(s_list, h_list, sigma, max_level=1.0),
+            lambda: sigma_hat_curve.interp_sigma_hat(s_list, h_list, sigma, max_level=1.0),
             reps,
         ),
         "interp_cached_us": per_call_us(bare, reps),

@@ -3,7 +3,7 @@
 A map is built once per (checkpoint, resolution) from one calibration record,
 or from the two records whose token counts bracket the resolution (weights
 from the store's lookup, linear in log token count). Each record's curve is
-monotone and piecewise linear in sigma (`search.interp_sigma_hat`), so the
+monotone and piecewise linear in sigma (`sigma_hat_curve.interp_sigma_hat`), so the
 blend is monotone too and any scheduler and step count can use it.
 `strength` scales the shift: 0 is the plain level, 1 the calibrated one.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .noiseshift_search import SigmaHatCurve
 from .resolver import CalibrationResolver
+from .sigma_hat_curve import SigmaHatCurve
 
 
 class ShiftMap:

@@ -34,7 +34,7 @@ import jsonschema
 from . import __version__
 from .correction_table import CorrectionTable
 from .levels import PARAMETERIZATIONS, check_descending
-from .noiseshift_search import SigmaHatCurve
+from .sigma_hat_curve import SigmaHatCurve
 from .spectra import SpectrumStats
 
 SCHEMA_VERSION = 1
@@ -472,8 +472,8 @@ def _writer_alive(path: Path) -> bool:
         os.kill(int(match.group(1)), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True
+    except OSError:  # e.g. another user's process: it exists
+        pass
     return True
 
 

@@ -20,9 +20,9 @@ from noise_calibration.noisecal.levels import sigma_to_u, u_to_sigma
 from noise_calibration.noisecal.noiseshift_search import (
     SearchResult,
     calibrate_noiseshift,
-    interp_sigma_hat,
     step_errors,
 )
+from noise_calibration.noisecal.sigma_hat_curve import interp_sigma_hat
 
 N_SAMPLES = 256
 SHAPE = (4, 8, 8)  # 256 dims per sample: enough to pin the matched optimum
