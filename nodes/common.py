@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from ..noisecal_host import folders, level_patches
-from ..noisecal_host.calibration_run import LATENT_DOWNSCALE  # noqa: F401 (for the nodes)
 
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)

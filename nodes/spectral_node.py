@@ -8,10 +8,11 @@ import torch
 from ..noisecal import store
 from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
+from ..noisecal_host.calibration_run import LATENT_DOWNSCALE
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.model_info import parameterization_of
 from ..noisecal_host.plots import schedule_plot
-from .common import CATEGORY, LATENT_DOWNSCALE, ChecksInputs, UsesCalibrationStore, rgb_to_image
+from .common import CATEGORY, ChecksInputs, UsesCalibrationStore, rgb_to_image
 
 SOURCES = ["calibration", "reference latent"]
 

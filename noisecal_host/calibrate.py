@@ -165,7 +165,7 @@ def check_inputs(model, latents, sigmas: torch.Tensor) -> None:
     if latents.shape[0] < 1 or min(latents.shape[-2:]) < 2:
         raise store.CalibrationError(
             f"calibration needs at least one latent of at least 2x2 latent pixels "
-            f"({2 * 8}x{2 * 8} image pixels), got {list(latents.shape)}"
+            f"(16x16 image pixels), got {list(latents.shape)}"
         )
     if not bool(torch.isfinite(latents).all()):
         raise store.CalibrationError(

@@ -1,9 +1,10 @@
 """Headless command line: the same code the nodes run, without a UI.
 
-python -m noisecal_host demo      the main job: calibrate the shipped reference model (a tiny
-                               SD3 trained at M = 32) at M and M/2 as the Calibrate node
-                               does, sample plain vs NoiseShift, print the FD table
-python -m noisecal_host calibrate calibrate a diffusion-model file (or the testbed)
+python -m noisecal_host demo        the main job: calibrate the shipped reference model (a
+                                    tiny SD3 trained at M = 32) at M and M/2 as the
+                                    Calibrate node does, sample plain vs NoiseShift, print
+                                    the FD table
+python -m noisecal_host calibrate   calibrate a diffusion-model file (or the testbed)
 """
 
 from __future__ import annotations
