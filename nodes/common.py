@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 
+from ..noisecal import store
 from ..noisecal_host import folders, level_patches
 
 CATEGORY = "sampling/noise_calibration"
@@ -143,10 +144,10 @@ class ChecksInputs:
 
     @classmethod
     def check(cls, **values) -> None:
-        """In the node's function: ValueError naming the input."""
+        """In the node's function: the pack's InvalidInput naming the input."""
         problem = cls.input_problem(values)
         if problem:
-            raise ValueError(problem)
+            raise store.InvalidInput(problem)
 
 
 class LevelPatchNode(ChecksInputs, UsesCalibrationStore):

@@ -41,12 +41,27 @@ SCHEMA_VERSION = 1
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
 
 
+# ComfyUI shows an error's type as module + name, and it names a custom node
+# pack's modules by their file path: the pack's errors carry a short name.
+ERROR_MODULE = "noise_calibration"
+
+
 class CalibrationError(Exception):
     """A calibration file or record is missing, unreadable or invalid."""
+
+    __module__ = ERROR_MODULE
+
+
+class InvalidInput(CalibrationError, ValueError):
+    """A node input or argument the pack cannot use (names the input)."""
+
+    __module__ = ERROR_MODULE
 
 
 class CalibrationNotFound(CalibrationError):
     """No calibration covers the requested checkpoint and resolution."""
+
+    __module__ = ERROR_MODULE
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def run_search(
     Level Correction table for, after the NoiseShift search.
     """
     if correction is not None and correction not in CORRECTION_SAMPLERS:
-        raise ValueError(f"correction must be None or one of {CORRECTION_SAMPLERS}")
+        raise store.InvalidInput(f"correction must be None or one of {CORRECTION_SAMPLERS}")
     param = parameterization_of(model)
     family = check_parameterization(param)  # flow or ve: the searches' level space
     steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)

@@ -15,6 +15,7 @@ import hashlib
 
 import torch
 
+from ..noisecal import store
 from ..noisecal.store import CheckpointKey
 
 SAMPLED_TENSORS = 8
@@ -25,7 +26,7 @@ def weights_fingerprint(patcher) -> str:
     state = patcher.model.state_dict()
     keys = sorted(k for k in state if k.startswith("diffusion_model."))
     if not keys:
-        raise ValueError("this MODEL has no diffusion_model weights to fingerprint")
+        raise store.InvalidInput("this MODEL has no diffusion_model weights to fingerprint")
     digest = hashlib.sha256()
     for k in keys:
         digest.update(f"{k}|{tuple(state[k].shape)}|{state[k].dtype}\n".encode())

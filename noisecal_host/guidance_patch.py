@@ -15,7 +15,7 @@ import comfy.samplers
 import torch
 
 from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
-from . import conditioning_level
+from . import conditioning_level, dropped_patch
 from .model_info import parameterization_of
 
 
@@ -66,4 +66,5 @@ def apply_guidance(model, settings: GuidanceSettings):
 
     patched = conditioning_level.patch_model(model, override)
     patched.set_model_sampler_post_cfg_function(post_cfg)
+    dropped_patch.watch(patched, override, "Noise Awareness Guidance", "pass through")
     return patched

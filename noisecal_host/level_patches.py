@@ -16,7 +16,7 @@ from typing import Any
 from ..noisecal import store
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level
+from . import conditioning_level, dropped_patch
 from .fingerprint import checkpoint_key
 from .model_info import max_level, parameterization_of
 
@@ -105,7 +105,9 @@ def _apply(
         parameterization=parameterization,
         **resolver_options,
     )
-    return conditioning_level.patch_model(model, **{patch.hook: resolver})
+    patched = conditioning_level.patch_model(model, **{patch.hook: resolver})
+    dropped_patch.watch(patched, resolver, patch.what, if_missing)
+    return patched
 
 
 def apply_noiseshift(

@@ -139,3 +139,18 @@ def test_registry_archive_keeps_what_the_pack_needs():
     runtime = ("nodes/", "noisecal/", "noisecal_host/")
     stray = [f for f in shipped if f.endswith(".py") and not f.startswith(runtime)]
     assert stray == ["__init__.py"], stray
+
+
+def test_pack_errors_have_a_short_type_name(pack_module):
+    """ComfyUI prints an error's type as module + name, and names a pack's modules
+    by their file path: the pack's errors must not carry that path."""
+    store = pack_module("noisecal.store")
+    errors = (
+        store.CalibrationError,
+        store.CalibrationNotFound,
+        store.InvalidInput,
+        pack_module("noisecal_host.dropped_patch").PatchDropped,
+    )
+    for error in errors:
+        assert f"{error.__module__}.{error.__qualname__}" == f"noise_calibration.{error.__name__}"
+    assert issubclass(store.InvalidInput, ValueError)
