@@ -9,6 +9,7 @@ from ..noisecal_host import folders
 from .calibrate_node import Calibrate
 from .correction_node import NoiseLevelCorrection
 from .guidance_node import NoiseAwarenessGuidance
+from .image_folder_node import LoadImageFolder
 from .noiseshift_node import NoiseShift
 from .spectral_node import SpectralScheduler
 
@@ -20,5 +21,6 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationNoiseAwarenessGuidance": NoiseAwarenessGuidance,
     "NoiseCalibrationSpectralScheduler": SpectralScheduler,
     "NoiseCalibrationNoiseLevelCorrection": NoiseLevelCorrection,
+    "NoiseCalibrationLoadImageFolder": LoadImageFolder,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.TITLE for node_id, cls in NODE_CLASS_MAPPINGS.items()}

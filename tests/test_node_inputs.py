@@ -20,6 +20,7 @@ DISPLAY_NAMES = {
     "NoiseCalibrationNoiseAwarenessGuidance": "Noise Awareness Guidance",
     "NoiseCalibrationSpectralScheduler": "Spectral Scheduler (calibrated SIGMAS)",
     "NoiseCalibrationNoiseLevelCorrection": "Noise Level Correction",
+    "NoiseCalibrationLoadImageFolder": "Noise Calibration: Load Image Folder",
 }
 NAN, INF = math.nan, math.inf
 

@@ -83,6 +83,7 @@ PINNED_WIDGETS = {
         "label",
         "inline_calibration",
     ],
+    "NoiseCalibrationLoadImageFolder": ["folder", "width", "height", "limit"],
 }
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).

@@ -1,0 +1,88 @@
+"""Load Image Folder node: real images for the Calibrate node without another pack."""
+
+from __future__ import annotations
+
+from ..noisecal_host import image_folder
+from .common import CATEGORY, ChecksInputs, log
+
+SIZE_OPTIONS = {"default": 512, "min": 16, "max": 16384, "step": 8}
+
+
+class LoadImageFolder(ChecksInputs):
+    TITLE = "Noise Calibration: Load Image Folder"
+    DESCRIPTION = (
+        "Loads every image of a folder in ComfyUI's input directory as one IMAGE batch, "
+        "for the Calibrate node's image input (with a VAE): 16-64 real images work well. "
+        "Files are read in natural name order (img2 before img10), subfolders are not "
+        "read, and files that are not images are skipped with the reason shown. Each "
+        "image is turned upright (EXIF), alpha is dropped, and it is scaled so its short "
+        "side covers width x height, then center-cropped to exactly that size "
+        "(rounded down to a multiple of 8)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "INT")
+    RETURN_NAMES = ("images", "count")
+    OUTPUT_TOOLTIPS = (
+        "The images as one batch of width x height, for Calibrate's image input.",
+        "How many images were loaded.",
+    )
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "folder": (
+                    image_folder.folder_choices(),
+                    {
+                        "default": image_folder.THIS_FOLDER,
+                        "tooltip": "A folder in ComfyUI's input directory ('.' is the input "
+                        "directory itself). Refresh (R) after creating one.",
+                    },
+                ),
+                "width": (
+                    "INT",
+                    {
+                        **SIZE_OPTIONS,
+                        "tooltip": "Width of every image in pixels (the Calibrate node's width).",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        **SIZE_OPTIONS,
+                        "tooltip": "Height of every image in pixels (the Calibrate node's height).",
+                    },
+                ),
+                "limit": (
+                    "INT",
+                    {
+                        "default": 64,
+                        "min": 0,
+                        "max": 4096,
+                        "tooltip": "At most this many images, the first by name (0: all).",
+                    },
+                ),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder=None, width=None, height=None, limit=None):
+        problem = cls.input_problem({"width": width, "height": height, "limit": limit}, bounds=True)
+        if problem:
+            return problem
+        if folder is not None:
+            problem = image_folder.folder_problem(folder)
+        return problem or True
+
+    @classmethod
+    def IS_CHANGED(cls, folder=None, **kwargs):
+        # the folder's files change without any input changing: re-run then
+        return image_folder.folder_fingerprint(folder)
+
+    def load(self, folder, width, height, limit):
+        self.check(width=width, height=height, limit=limit)
+        images, skipped = image_folder.load_image_folder(folder, width, height, limit)
+        text = image_folder.summary(images, folder, skipped)
+        log.info("Load Image Folder: %s", text)
+        return {"ui": {"text": [text]}, "result": (images, images.shape[0])}
