@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
+
 import comfy.samplers
-import comfy.utils
 import torch
 
 from ..noisecal import store
-from ..noisecal_host import calibrate, calibration_run
+from ..noisecal.calibration_summary import summary
+from ..noisecal.resize import center_crop_resize
+from ..noisecal.reuse import SELF_GENERATED
+from ..noisecal_host import calibrate, calibration_run, self_calibration
+from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.plots import calibration_plot
+from ..noisecal_host.previews import temp_previews
 from .common import (
     CALIBRATION_TYPE,
     CATEGORY,
@@ -18,6 +25,8 @@ from .common import (
 )
 
 CORRECTION_CHOICES = ["off", "euler", "heun"]
+MODES = ["reuse", "recalibrate"]
+DATA_CHOICES = ["auto", "connected", "self-generate"]
 
 
 class Calibrate(ChecksInputs, UsesCalibrationStore):
@@ -175,12 +184,103 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "best: calibrate at the step count you sample with.",
                     },
                 ),
+                # appended after correction, in this order: saved workflows keep loading
+                "mode": (
+                    MODES,
+                    {
+                        "default": "reuse",
+                        "tooltip": "reuse: when a calibration for this checkpoint, resolution and "
+                        "settings exists, show it instead of calibrating again (a changed seed "
+                        "alone never recalibrates). recalibrate: always run and replace it.",
+                    },
+                ),
+                "data": (
+                    DATA_CHOICES,
+                    {
+                        "default": "auto",
+                        "tooltip": "auto: the connected latent or image if any, else self-generate. "
+                        "self-generate: the model samples sample_count images at its native "
+                        "resolution (from positive/negative), which are brought to width x "
+                        "height (through the VAE when connected); no dataset needed.",
+                    },
+                ),
+                "negative": (
+                    "CONDITIONING",
+                    {"tooltip": "Negative conditioning for self-generation (default: empty)."},
+                ),
+                "generation_steps": (
+                    "INT",
+                    {
+                        "default": 20,
+                        "min": 1,
+                        "max": 200,
+                        "tooltip": "Sampler steps for each self-generated image.",
+                    },
+                ),
+                "generation_cfg": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "CFG for self-generation (1: positive only, e.g. Flux or an empty "
+                        "conditioning; about 4-5 for SD3.5 with a prompt).",
+                    },
+                ),
+                "generation_sampler": (
+                    comfy.samplers.KSampler.SAMPLERS,
+                    {"default": "euler", "tooltip": "Sampler for self-generation."},
+                ),
+                "generation_scheduler": (
+                    comfy.samplers.KSampler.SCHEDULERS,
+                    {"default": "simple", "tooltip": "Scheduler for self-generation."},
+                ),
+                "native_width": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Width the model generates well at, in pixels (0: its "
+                        "family's, 1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5).",
+                    },
+                ),
+                "native_height": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Height the model generates well at (0: its family's).",
+                    },
+                ),
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, correction=None):
-        return cls.validate(correction=correction)
+    def VALIDATE_INPUTS(
+        cls,
+        correction=None,
+        mode=None,
+        data=None,
+        generation_steps=None,
+        generation_cfg=None,
+        native_width=None,
+        native_height=None,
+    ):
+        return cls.validate(
+            correction=correction,
+            mode=mode,
+            data=data,
+            generation_steps=generation_steps,
+            generation_cfg=generation_cfg,
+            native_width=native_width,
+            native_height=native_height,
+        )
 
     def calibrate(
         self,
@@ -200,27 +300,179 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         positive=None,
         sigmas=None,
         correction="off",
+        mode="reuse",
+        data="auto",
+        negative=None,
+        generation_steps=20,
+        generation_cfg=1.0,
+        generation_sampler="euler",
+        generation_scheduler="simple",
+        native_width=0,
+        native_height=0,
     ):
-        self.check(correction=correction)
-        latents, source = self._latents(latent, image, vae, width, height)
-        sigmas = calibration_run.schedule_sigmas(model, scheduler, steps, sigmas)
-        record, path = calibration_run.calibrate_latents(
-            model,
-            latents,
-            sigmas,
-            sample_count=sample_count,
-            source=source,
-            positive=positive,
-            mode=search_mode,
-            seed=seed,
-            label=label or None,
-            max_batch=max_batch,
-            calibration_store=self.store(),
-            progress=calibrate.comfy_progress(len(sigmas) - 1),
-            correction=None if correction == "off" else correction,
+        self.check(
+            correction=correction,
+            mode=mode,
+            data=data,
+            generation_steps=generation_steps,
+            generation_cfg=generation_cfg,
+            native_width=native_width,
+            native_height=native_height,
         )
-        plot = rgb_to_image(calibration_plot(record))
-        return {"ui": {"text": [path]}, "result": ([record], path, plot)}
+        started = time.perf_counter()
+        width, height = width // 8 * 8, height // 8 * 8
+        sigmas = calibration_run.schedule_sigmas(model, scheduler, steps, sigmas)
+        key = checkpoint_key(model, label or None)
+        generating = self._generates(data, latent, image)
+        generation = None
+        if generating:
+            settings = self._generation_settings(
+                model,
+                sample_count,
+                seed,
+                positive,
+                negative,
+                generation_steps,
+                generation_cfg,
+                generation_sampler,
+                generation_scheduler,
+                native_width,
+                native_height,
+            )
+            generation = {k: v for k, v in asdict(settings).items()}
+            latent_size, count = (height // 8, width // 8), sample_count
+        else:
+            latent_size, count = self._connected_size(
+                latent, image, vae, width, height, sample_count
+            )
+        correction_sampler = None if correction == "off" else correction
+        if mode == "reuse":
+            found = calibration_run.find_reusable(
+                self.store(),
+                key,
+                latent_size,
+                sigmas=sigmas.tolist(),
+                method=f"noiseshift-{search_mode}",
+                correction=correction_sampler,
+                count=count,
+                generation=generation,
+            )
+            if found is not None:
+                record, path = found
+                text = summary(
+                    record,
+                    path,
+                    reused=True,
+                    data=record["calibration_set"]["source"],
+                    evaluations=0,
+                    seconds=time.perf_counter() - started,
+                )
+                return self._output(record, path, text)
+        with calibration_run.network_calls(model) as calls:
+            if generating:
+                latents, source = self._self_generated(
+                    model, key, settings, positive, negative, vae, width, height, max_batch
+                )
+            else:
+                latents, source = self._latents(latent, image, vae, width, height)
+            record, path = calibration_run.calibrate_latents(
+                model,
+                latents,
+                sigmas,
+                sample_count=sample_count,
+                source=source,
+                positive=positive,
+                mode=search_mode,
+                seed=seed,
+                label=label or None,
+                max_batch=max_batch,
+                calibration_store=self.store(),
+                progress=calibrate.comfy_progress(len(sigmas) - 1),
+                correction=correction_sampler,
+                generation=generation,
+            )
+        text = summary(
+            record,
+            path,
+            reused=False,
+            data=source,
+            evaluations=calls[0],
+            seconds=time.perf_counter() - started,
+        )
+        return self._output(record, path, text)
+
+    @staticmethod
+    def _output(record, path, text):
+        rgb = calibration_plot(record)
+        ui = {"text": [text], "images": temp_previews(rgb)}
+        return {"ui": ui, "result": ([record], path, rgb_to_image(rgb))}
+
+    @staticmethod
+    def _generates(data, latent, image) -> bool:
+        if data == "self-generate":
+            return True
+        if latent is not None or image is not None:
+            return False
+        if data == "connected":
+            raise store.CalibrationError(
+                "data is 'connected' but nothing is connected: connect a LATENT of encoded "
+                "real images, or IMAGE + VAE, or set data to self-generate"
+            )
+        return True
+
+    @staticmethod
+    def _generation_settings(
+        model,
+        count,
+        seed,
+        positive,
+        negative,
+        steps,
+        cfg,
+        sampler,
+        scheduler,
+        native_width,
+        native_height,
+    ):
+        default_w, default_h = self_calibration.native_size(model)
+        return self_calibration.GenerationSettings(
+            width=(native_width or default_w) // 8 * 8,
+            height=(native_height or default_h) // 8 * 8,
+            count=int(count),
+            steps=int(steps),
+            cfg=float(cfg),
+            sampler=sampler,
+            scheduler=scheduler,
+            seed=int(seed),
+            conditioning=self_calibration.conditioning_digest(positive, negative),
+        )
+
+    def _self_generated(
+        self, model, key, settings, positive, negative, vae, width, height, max_batch
+    ):
+        total = -(-settings.count // max_batch) * settings.steps
+        native, cached = self_calibration.generated_set(
+            model,
+            key,
+            settings,
+            self.store().write_dir,
+            positive,
+            negative,
+            max_batch=max_batch,
+            progress=calibrate.comfy_progress(total),
+        )
+        latents = self_calibration.to_target(native, width, height, vae, max_batch)
+        how = "through the VAE" if vae is not None else "resized in latent space"
+        origin = "cached" if cached else "new"
+        return latents, f"{SELF_GENERATED} ({origin}): {settings.describe()}, {how}"
+
+    @staticmethod
+    def _connected_size(latent, image, vae, width, height, sample_count):
+        """(latent size, count) of connected data, before encoding anything."""
+        if latent is not None:
+            samples = latent["samples"]
+            return tuple(samples.shape[-2:]), min(sample_count, samples.shape[0])
+        return (height // 8, width // 8), min(sample_count, image.shape[0])
 
     @staticmethod
     def _latents(latent, image, vae, width, height) -> tuple[torch.Tensor, str]:
@@ -238,8 +490,5 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             )
         if vae is None:
             raise store.CalibrationError("an IMAGE input needs the VAE input to encode it")
-        width, height = width // 8 * 8, height // 8 * 8
-        pixels = comfy.utils.common_upscale(
-            image.movedim(-1, 1), width, height, "bilinear", "center"
-        ).movedim(1, -1)
-        return vae.encode(pixels[:, :, :, :3]), "images + VAE"
+        pixels = center_crop_resize(image[..., :3].movedim(-1, 1), height, width).movedim(1, -1)
+        return vae.encode(pixels.clamp(0, 1)), "images + VAE"

@@ -193,6 +193,8 @@ SCHEMA: dict[str, Any] = {
                 "count": {"type": "integer", "minimum": 1},
                 "source": {"type": "string"},
                 "seed": {"type": "integer"},
+                # self-generated data: the settings it was generated with
+                "generation": {"type": "object"},
             },
         },
         "metrics": {

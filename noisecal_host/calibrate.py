@@ -200,9 +200,11 @@ def calibrate(
     calibration_store=None,
     progress=None,
     correction=None,
+    generation: dict | None = None,
 ) -> tuple[dict, str | None]:
     """Search, build the schema-1 record and (if a store is given) write it atomically.
 
+    generation: the settings self-generated data was made with (None: real data).
     Returns (record, path). Nothing is written unless the search completed.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
@@ -230,7 +232,12 @@ def calibrate(
         method_params={**searched.params, "max_batch": max_batch},
         sigmas=searched.sigmas,
         sigma_hat=searched.sigma_hat,
-        calibration_set={"count": int(latents.shape[0]), "source": source, "seed": int(seed)},
+        calibration_set={
+            "count": int(latents.shape[0]),
+            "source": source,
+            "seed": int(seed),
+            **({"generation": dict(generation)} if generation is not None else {}),
+        },
         error_before=searched.error_before,
         error_after=searched.error_after,
         network_evaluations=searched.nfe + (corrected.nfe if corrected else 0),

@@ -3,10 +3,16 @@ around `calibrate.calibrate`, for the node and the command line alike."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import comfy.samplers
 import torch
 
+from ..noisecal import reuse, store
 from . import calibrate
+
+log = logging.getLogger("noise_calibration")
 
 LATENT_DOWNSCALE = 8  # pixels per latent pixel for SD1/SDXL/SD3/Flux VAEs
 
@@ -36,3 +42,40 @@ def calibrate_latents(
         image_size=(w * LATENT_DOWNSCALE, h * LATENT_DOWNSCALE),
         **options,
     )
+
+
+def find_reusable(calibration_store, key, latent_size, **request) -> tuple[dict, str] | None:
+    """The stored calibration of this checkpoint and latent size that stands for the
+    request (noisecal/reuse.py: sigmas, method, correction, count, generation), else
+    None. A file that cannot be read or was made for something else is logged and
+    recalibrated, never an error: recalibrating loses nothing."""
+    path = calibration_store.files_for(key).get(tuple(latent_size))
+    if path is None:
+        return None
+    try:
+        record = store.load(path)
+        if store.record_key(record).identity != key.identity:
+            raise store.CalibrationError("it belongs to another checkpoint")
+    except store.CalibrationError as exc:
+        log.warning("not reusing %s: %s; calibrating again", path, exc)
+        return None
+    why = reuse.mismatch(record, **request)
+    if why is not None:
+        log.info("not reusing %s: %s; calibrating again", path, why)
+        return None
+    return record, str(path)
+
+
+@contextlib.contextmanager
+def network_calls(model):
+    """Count the latents the diffusion network evaluates (rows of each forward call)."""
+    count = [0]
+
+    def seen(module, args):
+        count[0] += int(args[0].shape[0])
+
+    handle = model.model.diffusion_model.register_forward_pre_hook(seen)
+    try:
+        yield count
+    finally:
+        handle.remove()

@@ -199,7 +199,7 @@ def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_d
         sampling.ksample(patched, lat, cond, steps=6, sampler_name="euler"), plain
     )
     # without the option the file carries no table
-    records, _, _ = calibrate.calibrate(*widgets, latent=latents)["result"]
+    records, _, _ = calibrate.calibrate(*widgets, latent=latents, mode="recalibrate")["result"]
     assert records[0]["correction"] is None
 
 

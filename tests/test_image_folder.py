@@ -293,19 +293,9 @@ def test_is_changed_follows_the_folders_files(cats):
     assert cls.IS_CHANGED(folder="dogs").startswith("unusable: folder 'dogs'")
 
 
-def test_output_feeds_the_calibrate_nodes_image_input(cats):
+def test_output_feeds_the_calibrate_nodes_image_input(cats, pack_module):
     """IMAGE + a real (untrained, tiny) ComfyUI VAE through Calibrate's own path."""
-    import comfy.sd
-    import comfy.taesd.taesd
-
-    # ComfyUI's layers skip weight init: give every tensor small seeded values
-    generator = torch.Generator().manual_seed(0)
-    weights = {
-        key: torch.randn(value.shape, generator=generator) * 0.05
-        for key, value in comfy.taesd.taesd.TAESD().state_dict().items()
-    }
-    weights.update(vae_scale=torch.tensor(1.0), vae_shift=torch.tensor(0.0))
-    vae = comfy.sd.VAE(sd=weights)
+    vae = pack_module("noisecal_host.testing.tiny_models").tiny_vae()
     images, count = node()().load("cats", 64, 48, 0)["result"]
     latents, source = Calibrate._latents(None, images, vae, 64, 48)
     assert source == "images + VAE"

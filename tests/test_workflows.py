@@ -53,6 +53,14 @@ PINNED_WIDGETS = {
         "label",
         "max_batch",
         "correction",
+        "mode",
+        "data",
+        "generation_steps",
+        "generation_cfg",
+        "generation_sampler",
+        "generation_scheduler",
+        "native_width",
+        "native_height",
     ],
     "NoiseCalibrationNoiseShift": ["strength", "if_missing", "label", "inline_calibration"],
     "NoiseCalibrationNoiseAwarenessGuidance": [
@@ -88,7 +96,17 @@ PINNED_WIDGETS = {
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).
 APPENDED_WIDGETS = {
-    "NoiseCalibrationCalibrate": ["correction"],
+    "NoiseCalibrationCalibrate": [
+        "correction",
+        "mode",
+        "data",
+        "generation_steps",
+        "generation_cfg",
+        "generation_sampler",
+        "generation_scheduler",
+        "native_width",
+        "native_height",
+    ],
 }
 
 

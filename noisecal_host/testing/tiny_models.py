@@ -124,3 +124,18 @@ def tiny_unet(seed: int = 0) -> TinyModel:
 
 
 TINY_MODELS = {"sd3": tiny_sd3, "flux": tiny_flux, "unet": tiny_unet}
+
+
+def tiny_vae(seed: int = 0):
+    """ComfyUI's VAE around an untrained TAESD (4 latent channels, 8x downscale),
+    with small seeded weights: ComfyUI's layers skip initialization."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {
+        key: torch.randn(value.shape, generator=generator) * 0.05
+        for key, value in comfy.taesd.taesd.TAESD().state_dict().items()
+    }
+    weights.update(vae_scale=torch.tensor(1.0), vae_shift=torch.tensor(0.0))
+    return comfy.sd.VAE(sd=weights)
