@@ -8,6 +8,7 @@ workflow files must keep loading.
 from ..noisecal_host import folders
 from .calibrate_node import Calibrate
 from .correction_node import NoiseLevelCorrection
+from .empty_conditioning_node import EmptyConditioning
 from .guidance_node import NoiseAwarenessGuidance
 from .image_folder_node import LoadImageFolder
 from .noiseshift_node import NoiseShift
@@ -22,5 +23,6 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationSpectralScheduler": SpectralScheduler,
     "NoiseCalibrationNoiseLevelCorrection": NoiseLevelCorrection,
     "NoiseCalibrationLoadImageFolder": LoadImageFolder,
+    "NoiseCalibrationEmptyConditioning": EmptyConditioning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.TITLE for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -139,3 +139,13 @@ def test_resize_latents_keeps_channel_statistics(pack_module):
     assert plain.std() < x.std() * 0.8  # shrinking averages detail away: hence the rescale
     wide = resize.center_crop_resize(torch.arange(12.0).view(1, 1, 1, 12).expand(1, 1, 4, 12), 4, 4)
     assert torch.equal(wide[0, 0, 0], torch.tensor([4.0, 5.0, 6.0, 7.0]))  # centered crop
+
+
+def test_empty_conditioning_node_samples_each_tiny_model(pack, pack_module, tiny_model):
+    (cond,) = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationEmptyConditioning"]().condition(
+        tiny_model.patcher
+    )
+    sampling = pack_module("noisecal_host.testing.sampling")
+    latent = sampling.empty_latent(tiny_model.patcher, 4, 4)
+    out = sampling.ksample(tiny_model.patcher, latent, cond, steps=2)
+    assert out.shape == latent.shape and torch.isfinite(out).all()

@@ -92,6 +92,7 @@ PINNED_WIDGETS = {
         "inline_calibration",
     ],
     "NoiseCalibrationLoadImageFolder": ["folder", "width", "height", "limit"],
+    "NoiseCalibrationEmptyConditioning": [],
 }
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).
