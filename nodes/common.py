@@ -155,11 +155,12 @@ class LevelPatchNode(ChecksInputs, UsesCalibrationStore):
     resolved at sampling time (noisecal_host.level_patches). A subclass names
     its strength tooltip, what is missing without a calibration, and the
     widgets between strength and if_missing; its `apply` keeps its own
-    (shipped) signature, checks its inputs and calls the host function."""
+    (shipped) signature plus `notes`, checks its inputs and calls the host
+    function. ComfyUI calls `run`, which shows the collected warnings."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
+    FUNCTION = "run"
     STRENGTH_TOOLTIP = ""
     MISSING = "calibration"
     RANGE_INPUTS: dict = {}
@@ -190,3 +191,10 @@ class LevelPatchNode(ChecksInputs, UsesCalibrationStore):
     def IS_CHANGED(cls, **kwargs):
         # calibration files are written by another node or the CLI: re-run when they change
         return folders.user_store().fingerprint_files()
+
+    def run(self, **inputs):
+        """What ComfyUI calls: `apply`, with the warnings it collects shown on the node
+        (headless callers call `apply` and get them in the log)."""
+        notes: list[str] = []
+        result = self.apply(**inputs, notes=notes)
+        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}

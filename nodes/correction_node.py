@@ -73,6 +73,7 @@ class NoiseLevelCorrection(LevelPatchNode):
         label="",
         calibration=None,
         inline_calibration="",
+        notes=None,
     ):
         self.check(
             strength=strength, sigma_min=sigma_min, sigma_max=sigma_max, if_missing=if_missing
@@ -86,5 +87,6 @@ class NoiseLevelCorrection(LevelPatchNode):
             calibration,
             self.store(),
             inline_calibration,
+            notes,
         )
         return (patched,)

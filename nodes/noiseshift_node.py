@@ -34,9 +34,18 @@ class NoiseShift(LevelPatchNode):
     def VALIDATE_INPUTS(cls, strength=None, if_missing=None):
         return cls.validate(strength=strength, if_missing=if_missing)
 
-    def apply(self, model, strength, if_missing, label="", calibration=None, inline_calibration=""):
+    def apply(
+        self,
+        model,
+        strength,
+        if_missing,
+        label="",
+        calibration=None,
+        inline_calibration="",
+        notes=None,
+    ):
         self.check(strength=strength, if_missing=if_missing)
         patched = level_patches.apply_noiseshift(
-            model, strength, if_missing, label, calibration, self.store(), inline_calibration
+            model, strength, if_missing, label, calibration, self.store(), inline_calibration, notes
         )
         return (patched,)

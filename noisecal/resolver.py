@@ -71,8 +71,8 @@ class CalibrationResolver:
                 records, weights, sources = match.records, match.weights, match.paths
             built = self.build(records, weights)
         except CalibrationNotFound as exc:
-            if self.on_missing == "error":
-                raise
+            if self.on_missing == "error":  # raised inside the sampler: name our node
+                raise CalibrationNotFound(f"{self.what} node: {exc}") from None
             self.warn(f"{self.what} passes through: {exc}")
             return None
         self.sources[latent_hw] = sources

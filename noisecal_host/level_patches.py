@@ -39,11 +39,11 @@ def installed(model, kind: str, cls) -> bool:
 
 
 def provided_records(
-    key, calibration, inline_calibration: str, what: str, parameterization=None
+    key, calibration, inline_calibration: str, what: str, parameterization=None, notes=None
 ) -> list[dict]:
     """Records handed to a patch (connected calibration, then pasted JSON). One made
     for another model type is refused; one made for another checkpoint of the
-    same type is used but logged."""
+    same type is used but logged (and added to `notes`, a list the node shows)."""
     records = list(calibration or [])
     if inline_calibration.strip():
         records += store.loads_many(inline_calibration, "inline_calibration")
@@ -51,13 +51,41 @@ def provided_records(
         source = "connected calibration" if i < len(calibration or []) else "inline_calibration"
         store.check_model_type(record, key, parameterization, f"{what}: {source}")
         if store.record_key(record).identity != key.identity:
-            log.warning(
-                "%s: a connected calibration was made for %s, this model is %s; using it anyway",
-                what,
-                store.record_key(record).describe(),
-                key.describe(),
+            _note(
+                notes,
+                f"{what}: the {source} was made for {store.record_key(record).describe()}, "
+                f"this model is {key.describe()}; using it anyway",
             )
     return records
+
+
+def _note(notes, text: str) -> None:
+    """A warning the user must see: logged, and shown on the node through `notes`."""
+    log.warning(text)
+    if notes is not None:
+        notes.append(text)
+
+
+def check_calibrated(patch: _Patch, key, calibration_store) -> None:
+    """Refuse, at the node, a checkpoint that has no calibration for this patch at any
+    resolution (which resolution is sampled is known only when sampling)."""
+    files = calibration_store.files_for(key)
+    if patch.resolver is CorrectionResolver:
+        files = {size: path for size, path in files.items() if _has_table(path)}
+    if not files:
+        raise store.CalibrationNotFound(
+            f"{patch.what} node: {key.describe()} has no {patch.missing} at any resolution. "
+            f"Run 'Noise Calibration: Calibrate' on this model once per resolution"
+            f"{patch.calibrate_hint}, connect a calibration to the node, or set if_missing "
+            f"to 'pass through' to sample without it."
+        )
+
+
+def _has_table(path) -> bool:
+    try:
+        return bool(store.load(path).get("correction"))
+    except store.CalibrationError:
+        return False  # the sampler names the broken file if it needs this one
 
 
 @dataclass(frozen=True)
@@ -68,11 +96,20 @@ class _Patch:
     resolver: type  # CalibrationResolver subclass
     hook: str  # the conditioning_level.patch_model argument it is installed as
     other: tuple[str, type]  # where the other patch sits on model_sampling, and its class
+    missing: str  # what a checkpoint without calibration lacks
+    calibrate_hint: str = ""
 
 
-_NOISESHIFT = _Patch("NoiseShift", ShiftResolver, "level_fn", ("state_fns", CorrectionResolver))
+_NOISESHIFT = _Patch(
+    "NoiseShift", ShiftResolver, "level_fn", ("state_fns", CorrectionResolver), "calibration"
+)
 _CORRECTION = _Patch(
-    "Noise Level Correction", CorrectionResolver, "state_fn", ("level_fns", ShiftResolver)
+    "Noise Level Correction",
+    CorrectionResolver,
+    "state_fn",
+    ("level_fns", ShiftResolver),
+    "correction table",
+    " with 'correction' set to euler (or heun for second-order samplers)",
 )
 
 
@@ -85,15 +122,23 @@ def _apply(
     records,
     inline_calibration: str,
     calibration_store,
+    notes=None,
     **resolver_options: Any,
 ):
     if strength == 0:
         return model
     parameterization = parameterization_of(model)  # clear error for unsupported types
     if installed(model, *patch.other):
-        log.warning(PAIR_WARNING)
+        _note(notes, PAIR_WARNING)
     key = checkpoint_key(model, label)
-    provided = provided_records(key, records, inline_calibration, patch.what, parameterization)
+    provided = provided_records(
+        key, records, inline_calibration, patch.what, parameterization, notes
+    )
+    if not provided and calibration_store is not None:
+        if if_missing == "error":
+            check_calibrated(patch, key, calibration_store)
+        elif not calibration_store.files_for(key):
+            _note(notes, f"{patch.what} passes through: {key.describe()} has no calibration")
     resolver = patch.resolver(
         key,
         provided,
@@ -118,9 +163,11 @@ def apply_noiseshift(
     records,
     calibration_store,
     inline_calibration: str = "",
+    notes: list | None = None,
 ):
     """MODEL -> MODEL telling the network the calibrated noise level (strength 0:
-    the model itself). records: calibration records to use before the store's."""
+    the model itself). records: calibration records to use before the store's;
+    notes: a list that receives the warnings the user must see."""
     return _apply(
         _NOISESHIFT,
         model,
@@ -130,6 +177,7 @@ def apply_noiseshift(
         records,
         inline_calibration,
         calibration_store,
+        notes,
     )
 
 
@@ -142,9 +190,10 @@ def apply_correction(
     records,
     calibration_store,
     inline_calibration: str = "",
+    notes: list | None = None,
 ):
     """MODEL -> MODEL evaluated at the corrected level sigma_hat for sampler sigmas
-    in sigma_range (strength 0: the model itself)."""
+    in sigma_range (strength 0: the model itself); notes as apply_noiseshift."""
     return _apply(
         _CORRECTION,
         model,
@@ -154,5 +203,6 @@ def apply_correction(
         records,
         inline_calibration,
         calibration_store,
+        notes,
         sigma_range=tuple(sigma_range),
     )

@@ -215,12 +215,21 @@ def test_missing_calibration_errors_or_passes_through(
 ):
     _, noiseshift = nodes
     errors = pack_module("noisecal.store")
-    (model,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error")
     key = pack_module("noisecal_host.fingerprint").checkpoint_key(tiny_sd3.patcher)
+    # no calibration at any resolution: refused by the node itself, before sampling
+    with pytest.raises(errors.CalibrationNotFound) as info:
+        noiseshift.apply(tiny_sd3.patcher, 1.0, "error")
+    message = str(info.value)
+    assert message.startswith("NoiseShift node: ") and "Calibrate" in message
+    assert key.fingerprint[:16] in message and "SD3" in message
+    # a calibration for another size: the missing size is known only when sampling
+    other = make_record(pack_module, tiny_sd3.patcher, lambda s: s * 0.8, latent=(4, 4))
+    pack_module("noisecal.store").save(other, cal_dir)
+    (model,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error")
     with pytest.raises(errors.CalibrationNotFound) as info:
         run(pack_module, model, tiny_sd3)
     message = str(info.value)
-    assert key.fingerprint[:16] in message and "SD3" in message
+    assert message.startswith("NoiseShift node: ") and "calibrated latent sizes: 4x4" in message
     assert f"latent {LATENT}x{LATENT}" in message and "Calibrate" in message
     (passing,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "pass through")
     with caplog.at_level("WARNING"):
@@ -287,3 +296,40 @@ def test_unsupported_model_type_is_a_clear_error(pack_module, nodes, tiny_sd3):
     errors = pack_module("noisecal.store")
     with pytest.raises(errors.CalibrationError, match="Odd is not supported"):
         noiseshift.apply(model, 1.0, "error")
+
+
+def test_warnings_a_user_must_see_are_shown_on_the_node(
+    pack, pack_module, nodes, tiny_sd3, cal_dir
+):
+    """ComfyUI calls `run`: its ui text carries the warnings `apply` only logs."""
+    _, noiseshift = nodes
+    out = noiseshift.run(model=tiny_sd3.patcher, strength=1.0, if_missing="pass through", label="")
+    assert "NoiseShift passes through" in out["ui"]["text"][0]
+    other = pack_module("noisecal_host.testing.tiny_models").tiny_sd3(seed=1).patcher
+    record = make_record(pack_module, other, lambda s: s * 0.8)
+    out = noiseshift.run(
+        model=tiny_sd3.patcher, strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert "was made for" in out["ui"]["text"][0]
+    nlc = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseLevelCorrection"]()
+    record = make_record(pack_module, tiny_sd3.patcher, lambda s: s * 0.8)
+    record["correction"] = {
+        "method": "test",
+        "sigmas": record["sigmas"],
+        "r": [0.0] * len(record["sigmas"]),
+    }
+    (shifted,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error", calibration=[record])
+    out = nlc.run(
+        model=shifted,
+        strength=1.0,
+        sigma_min=0.0,
+        sigma_max=1000.0,
+        if_missing="error",
+        label="",
+        calibration=[record],
+    )
+    assert out["ui"]["text"][0] == pack_module("noisecal_host.level_patches").PAIR_WARNING
+    clean = noiseshift.run(
+        model=tiny_sd3.patcher, strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert clean["ui"]["text"] == []
