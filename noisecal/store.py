@@ -438,32 +438,46 @@ STALE_TEMP_SECONDS = 3600
 def save(record: dict, folder: str | os.PathLike) -> Path:
     """Atomically write a validated record into `folder`; returns its path."""
     validate(record, "calibration to save")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(folder)
-    target = folder / file_name(record_key(record), record_latent_size(record))
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), suffix=TEMP_SUFFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    target = Path(folder) / file_name(record_key(record), record_latent_size(record))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=1, allow_nan=False)
-            handle.flush()
+
+    write_atomically(target, write)
+    return target
+
+
+def write_atomically(target: Path, write, suffix: str = TEMP_SUFFIX) -> None:
+    """write(temp path) into a temp file beside `target`, flushed to disk, then renamed
+    over it: a reader sees the old file or the new one, never a part. Temp files of
+    writers that were killed are removed first."""
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder, suffix=suffix)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
-    return target
 
 
-def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
+def remove_stale_temp_files(
+    folder: Path, older_than: float = STALE_TEMP_SECONDS, suffix: str = TEMP_SUFFIX
+) -> int:
     """Delete temp files whose writer is gone (killed: its process no longer
     exists) or that are older than `older_than` seconds, also the `.tmp-*.json`
     names earlier versions of the pack used; returns how many."""
     removed = 0
     now = time.time()
     for path in [
-        *folder.glob(TEMP_PREFIX + "*" + TEMP_SUFFIX),
+        *folder.glob(TEMP_PREFIX + "*" + suffix),
         *folder.glob(TEMP_PREFIX + "*.json"),
     ]:
         try:

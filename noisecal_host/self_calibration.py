@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..noisecal.resize import center_crop_resize, resize_latents
-from ..noisecal.store import CalibrationError, CheckpointKey
+from ..noisecal.store import CalibrationError, CheckpointKey, write_atomically
 from .model_info import zero_conditioning
 
 log = logging.getLogger("noise_calibration")
@@ -122,19 +120,11 @@ def _read_cache(path: Path, settings: GenerationSettings, channels: int) -> torc
 
 
 def _write_cache(path: Path, latents: torch.Tensor, settings: GenerationSettings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors.part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(
-            {"latents": latents.contiguous().cpu()},
-            temp,
-            metadata={"settings": json.dumps(asdict(settings))},
-        )
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    def write(tmp: str) -> None:
+        metadata = {"settings": json.dumps(asdict(settings))}
+        save_file({"latents": latents.contiguous().cpu()}, tmp, metadata=metadata)
+
+    write_atomically(path, write, suffix=".safetensors.part")
 
 
 def generate(

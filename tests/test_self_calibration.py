@@ -149,3 +149,13 @@ def test_empty_conditioning_node_samples_each_tiny_model(pack, pack_module, tiny
     latent = sampling.empty_latent(tiny_model.patcher, 4, 4)
     out = sampling.ksample(tiny_model.patcher, latent, cond, steps=2)
     assert out.shape == latent.shape and torch.isfinite(out).all()
+
+
+def test_a_killed_cache_write_leaves_nothing_after_the_next_write(
+    pack_module, calibrate_node, tiny_sd3, tmp_path
+):
+    stale = tmp_path / "generated" / ".tmp-999999999-dead.safetensors.part"  # no such process
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a file")
+    self_calibrate(calibrate_node, tiny_sd3.patcher, 32)
+    assert [p.suffix for p in (tmp_path / "generated").iterdir()] == [".safetensors"]
