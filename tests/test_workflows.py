@@ -12,6 +12,11 @@ ever be appended; a workflow saved before it existed then lacks only a tail
 of appended widgets and still loads. PINNED_WIDGETS holds each node's widget
 order as released: the current order must start with it (a rename, a removal
 or a widget inserted before the end fails).
+
+Combo values that name the user's own files (a checkpoint, an image folder:
+USER_FILES) are not compared with this host's file lists, which hold what
+this ComfyUI happens to have; tests/test_workflow_hosts.py checks them
+against a server that has them. Core nodes are checked there too.
 """
 
 from __future__ import annotations
@@ -30,8 +35,33 @@ SHOWN_NODES = (  # need an example
     "NoiseCalibrationCalibrate",
     "NoiseCalibrationNoiseShift",
     "NoiseCalibrationNoiseLevelCorrection",
+    "NoiseCalibrationNoiseAwarenessGuidance",
+    "NoiseCalibrationSpectralScheduler",
+    "NoiseCalibrationLoadImageFolder",
+)
+# nodes that read calibration files: with a Calibrate node in the same workflow they
+# must run after it (its calibration output reaches them through links)
+READS_CALIBRATION = (
+    "NoiseCalibrationNoiseShift",
+    "NoiseCalibrationNoiseLevelCorrection",
+    "NoiseCalibrationSpectralScheduler",
 )
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+# combo inputs whose choices are the user's files: (node type, input) -> where they go,
+# below ComfyUI's base folder (a trailing "/" names a folder rather than a file)
+USER_FILES = {
+    ("CheckpointLoaderSimple", "ckpt_name"): "models/checkpoints",
+    ("UNETLoader", "unet_name"): "models/diffusion_models",
+    ("VAELoader", "vae_name"): "models/vae",
+    ("CLIPLoader", "clip_name"): "models/text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "models/text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "models/text_encoders",
+    ("TripleCLIPLoader", "clip_name1"): "models/text_encoders",
+    ("TripleCLIPLoader", "clip_name2"): "models/text_encoders",
+    ("TripleCLIPLoader", "clip_name3"): "models/text_encoders",
+    ("LoadImage", "image"): "input",
+    ("NoiseCalibrationLoadImageFolder", "folder"): "input/",
+}
 SEED_NAMES = {"seed", "noise_seed"}  # INT inputs the frontend gives a control widget
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 THUMBNAIL_MAX_BYTES = 60_000
@@ -123,18 +153,31 @@ def our_nodes(workflow: dict) -> list[dict]:
     return [n for n in workflow["nodes"] if str(n["type"]).startswith(OUR_PREFIX)]
 
 
+def input_spec(spec) -> tuple[object, dict]:
+    """(type, options) of one INPUT_TYPES / object_info entry; a combo's type is its
+    list of choices (also for the newer ["COMBO", {"options": [...]}] form)."""
+    kind = spec[0]
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if kind == "COMBO":
+        kind = list(options.get("options", []))
+    return kind, options
+
+
+def is_widget(kind) -> bool:
+    return isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES
+
+
 def expected_widgets(input_types: dict) -> list[tuple[str, object, dict]]:
     """(name, type, options) of each widget, in the order the frontend creates them."""
     widgets = []
     for group in ("required", "optional"):
         for name, spec in input_types.get(group, {}).items():
-            kind = spec[0]
-            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            kind, options = input_spec(spec)
             if options.get("forceInput"):
                 continue
-            if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES:
+            if is_widget(kind):
                 widgets.append((name, kind, options))
-                if kind == "INT" and (name in SEED_NAMES or options.get("control_after_generate")):
+                if kind == "INT" and options.get("control_after_generate", name in SEED_NAMES):
                     widgets.append(("control_after_generate", list(CONTROL_VALUES), {}))
     return widgets
 
@@ -144,12 +187,28 @@ def socket_inputs(input_types: dict) -> dict[str, str]:
     sockets = {}
     for group in ("required", "optional"):
         for name, spec in input_types.get(group, {}).items():
-            kind = spec[0]
-            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-            is_widget = isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES
-            if not is_widget or options.get("forceInput"):
+            kind, options = input_spec(spec)
+            if not is_widget(kind) or options.get("forceInput"):
                 sockets[name] = kind
     return sockets
+
+
+def links_into(workflow: dict) -> dict[int, set[int]]:
+    """node id -> ids of the nodes its inputs are linked from."""
+    sources = {n["id"]: set() for n in workflow["nodes"]}
+    for _, src, _, dst, _, _ in workflow["links"]:
+        sources[dst].add(src)
+    return sources
+
+
+def upstream(workflow: dict, node_id: int) -> set[int]:
+    """Every node that runs before `node_id` because links lead from it to `node_id`."""
+    sources, seen, todo = links_into(workflow), set(), [node_id]
+    while todo:
+        for src in sources[todo.pop()] - seen:
+            seen.add(src)
+            todo.append(src)
+    return seen
 
 
 def test_there_are_example_workflows():
@@ -249,18 +308,25 @@ def test_our_sockets_match_the_node(path, pack):
         assert [o["name"] for o in outputs] == list(names), where
 
 
-def widget_value_problems(node: dict, cls) -> list[str]:
+def widget_value_problems(
+    node: dict, input_types: dict, *, strict_files: bool = False
+) -> list[str]:
     """What is wrong with a saved node's widgets_values (empty: it loads right).
 
     The values must cover every widget, or (a workflow saved by an older
-    version) stop early with only widgets appended since missing.
+    version of this pack) stop early with only widgets appended since missing.
+    A combo naming the user's files (USER_FILES) is checked against the choices
+    only with `strict_files` (a host that was given those files).
     """
-    widgets = expected_widgets(cls.INPUT_TYPES())
+    widgets = expected_widgets(input_types)
     names = [name for name, _, _ in widgets]
     values = node.get("widgets_values")
     where = f"{node['type']} (node {node['id']})"
     if not isinstance(values, list):
         return [f"{where}: widgets_values must be a list"]
+    uploads = [n for n, kind, o in widgets if o.get("image_upload")]
+    if uploads and len(values) == len(widgets) + 1 and values[-1] == "image":
+        values = values[:-1]  # the upload button's value, saved by older frontends
     if len(values) > len(widgets):
         return [f"{where}: {len(values)} widget values for widgets {names}"]
     missing = names[len(values) :]
@@ -272,35 +338,44 @@ def widget_value_problems(node: dict, cls) -> list[str]:
         ]
     problems = []
     for (name, kind, options), value in zip(widgets, values, strict=False):
-        label = f"{where}: {name}={value!r}"
-        if name == "control_after_generate":
-            if value not in CONTROL_VALUES:
-                problems.append(label)
-        elif isinstance(kind, (list, tuple)):
-            if value not in kind:
-                problems.append(f"{label} is not one of {list(kind)}")
-        elif kind == "BOOLEAN":
-            if not isinstance(value, bool):
-                problems.append(label)
-        elif kind == "STRING":
-            if not isinstance(value, str):
-                problems.append(label)
-        elif not isinstance(value, (int, float)) or isinstance(value, bool):
-            problems.append(f"{label} is not a number")
-        elif kind == "INT" and not float(value).is_integer():
-            problems.append(f"{label} is not an integer")
-        elif "min" in options and value < options["min"]:
-            problems.append(f"{label} < min {options['min']}")
-        elif "max" in options and value > options["max"]:
-            problems.append(f"{label} > max {options['max']}")
+        problem = value_problem(node["type"], name, kind, options, value, strict_files)
+        if problem:
+            problems.append(f"{where}: {name}={value!r} {problem}")
     return problems
+
+
+def value_problem(node_type, name, kind, options, value, strict_files) -> str | None:
+    """Why one widget value does not fit its widget (None: it fits)."""
+    if name == "control_after_generate":
+        return None if value in CONTROL_VALUES else f"is not one of {sorted(CONTROL_VALUES)}"
+    if isinstance(kind, (list, tuple)):
+        if (node_type, name) in USER_FILES and not strict_files:
+            ok = isinstance(value, str) and value.strip()
+            return None if ok else "is not a file or folder name"
+        return None if value in kind else f"is not one of {list(kind)[:12]}"
+    if kind == "BOOLEAN":
+        return None if isinstance(value, bool) else "is not a boolean"
+    if kind == "STRING":
+        return None if isinstance(value, str) else "is not a string"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "is not a number"
+    if kind == "INT" and not float(value).is_integer():
+        return "is not an integer"
+    if "min" in options and value < options["min"]:
+        return f"< min {options['min']}"
+    if "max" in options and value > options["max"]:
+        return f"> max {options['max']}"
+    step = options.get("step")
+    if kind == "INT" and step and (value - options.get("min", 0) % step) % step:
+        return f"is off the widget's step {step}"  # the frontend rounds it on the first edit
+    return None
 
 
 @workflow_params()
 def test_our_widget_values_match_input_types(path, pack):
     for node in our_nodes(load(path)):
         cls = pack.NODE_CLASS_MAPPINGS[node["type"]]
-        problems = widget_value_problems(node, cls)
+        problems = widget_value_problems(node, cls.INPUT_TYPES())
         assert not problems, f"{path.name}: " + "; ".join(problems)
 
 
@@ -351,20 +426,20 @@ def test_appended_widgets_are_a_pinned_tail():
 def test_older_workflows_load_with_appended_widgets_missing(pack):
     """The compatibility rule itself: a saved node may lack appended widgets only."""
     node_id = "NoiseCalibrationCalibrate"
-    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    input_types = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
     node = next(n for path in WORKFLOWS for n in load(path)["nodes"] if n["type"] == node_id)
     values = node["widgets_values"]
     appended = len(APPENDED_WIDGETS[node_id])
     assert appended >= 1
-    assert not widget_value_problems(node, cls)
+    assert not widget_value_problems(node, input_types)
     older = {**node, "widgets_values": values[:-appended]}  # saved before `correction`
-    assert not widget_value_problems(older, cls)
+    assert not widget_value_problems(older, input_types)
     too_short = {**node, "widgets_values": values[: -appended - 1]}  # lacks max_batch
-    assert widget_value_problems(too_short, cls)
+    assert widget_value_problems(too_short, input_types)
     too_long = {**node, "widgets_values": [*values, "off"]}
-    assert widget_value_problems(too_long, cls)
+    assert widget_value_problems(too_long, input_types)
     shifted = {**node, "widgets_values": [values[0], *values[2:]]}  # a value dropped mid-way
-    assert widget_value_problems(shifted, cls)
+    assert widget_value_problems(shifted, input_types)
 
 
 @workflow_params()
@@ -375,3 +450,46 @@ def test_workflow_has_a_thumbnail(path):
     with Image.open(thumb) as image:
         assert image.format == "JPEG", f"{thumb.name} is {image.format}, not JPEG"
         assert max(image.size) <= THUMBNAIL_MAX_SIDE, f"{thumb.name} is {image.size}"
+
+
+def active(workflow: dict, node_type: str) -> list[dict]:
+    """The workflow's nodes of this type that run (not muted or bypassed)."""
+    return [n for n in workflow["nodes"] if n["type"] == node_type and n["mode"] == 0]
+
+
+@workflow_params()
+def test_nodes_that_read_a_calibration_run_after_the_calibrate_node(path):
+    """ComfyUI runs independent branches in any order: a NoiseShift, Noise Level
+    Correction or Spectral Scheduler node in a workflow that also calibrates must be
+    downstream of the Calibrate node, or the first run could look for a file that is
+    not written yet."""
+    workflow = load(path)
+    calibrators = {n["id"] for n in active(workflow, "NoiseCalibrationCalibrate")}
+    if not calibrators:
+        pytest.skip("no Calibrate node: the calibration comes from an earlier run")
+    for node_type in READS_CALIBRATION:
+        for node in active(workflow, node_type):
+            assert upstream(workflow, node["id"]) & calibrators, (
+                f"{path.name}: {node_type} (node {node['id']}) can run before the Calibrate "
+                "node: link the Calibrate node's calibration output into it (or into the "
+                "NoiseShift node whose MODEL it takes)"
+            )
+
+
+@workflow_params()
+def test_calibrate_nodes_get_a_calibration_set(path):
+    """16-64 images, not one: an IMAGE from a single Load Image is refused here; the
+    examples use Load Image Folder, a LATENT batch, or self-generation."""
+    workflow = load(path)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for node in active(workflow, "NoiseCalibrationCalibrate"):
+        names = PINNED_WIDGETS["NoiseCalibrationCalibrate"]
+        data = dict(zip(names, node["widgets_values"], strict=False)).get("data", "auto")
+        linked = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
+        where = f"{path.name}: Calibrate (node {node['id']})"
+        if "image" in linked:
+            link = next(lk for lk in workflow["links"] if lk[0] == linked["image"])
+            assert nodes[link[1]]["type"] != "LoadImage", f"{where}: one Load Image as its data"
+            assert "vae" in linked, f"{where}: an IMAGE input needs the VAE input"
+        elif "latent" not in linked:
+            assert data in ("auto", "self-generate"), f"{where}: data {data!r}, nothing connected"
