@@ -1,0 +1,869 @@
+"""Self-calibration benchmark: NoiseShift calibrated from data the model generates
+itself, against the same calibration from true data.
+
+Run from the repository root::
+
+    .venv/bin/python bench/self_calibration.py            # full run (about 8 minutes, 2 cores)
+    .venv/bin/python bench/self_calibration.py --quick    # smoke run (under a minute)
+    .venv/bin/python bench/self_calibration.py --out DIR  # plots + JSON go to DIR (default out/bench)
+
+Not a test: nothing here fails the run. Each target prints PASS or MISS.
+
+The Calibrate node can make its own calibration data (data = "self-generate"):
+the model samples `count` images at its native size, where it is good, and
+they are brought to the target size; for a model without a VAE the latents are
+resized in latent space (``noisecal.resize.resize_latents``: antialiased
+bicubic resize, then each channel's spread around its mean set back to the
+native set's). This measures what that costs in quality against calibrating
+from true data at the target size, with the same sample counts.
+
+1. Testbed. The exact-denoiser testbed trained at M = 32 (the two spectra of
+   ``bench/noiseshift.py``, "pixel" and "image"), N = M/2 and M/4. True data:
+   ``testbed.cal_latents`` at N (64 fields, seed 1001). Self-generated:
+   ``noisecal_host.self_calibration.generate`` at M (256 px; 64 samples, 20
+   Euler steps, "simple", cfg 1, the testbed conditioning, seed 2002: the
+   Calibrate node's seed, which it uses for generation and search alike),
+   then ``to_target(..., vae=None)`` to N. One set per model serves both N,
+   as the node's cache does. Both go through the same fast NoiseShift search
+   (``bench/lib/calibration.noiseshift_calibration``, 20 Euler steps,
+   "simple", search seed 2002); the pack's NoiseShift node samples at N
+   (512 samples, seed 3003, KSampler path) and gap closed is measured
+   against the native exact denoiser at N. Extra row per case: the
+   generated set resized without the spread rescale (plain
+   ``center_crop_resize``). Diagnostics (full run): where the difference
+   comes from (true fields at M through the pack's resize: the resize alone;
+   50 generation steps; area or Fourier-crop resize with the same rescale),
+   and how close each set is to the true data at N (per-channel std, RAPSD,
+   FD of the set itself to the true field).
+2. Reference model. ``models/reference/sd3_gaussian_field_m32.safetensors``
+   (tiny SD3 trained at M = 32, shift 3, zero conditioning), as
+   ``bench/reference.py`` runs it: the Calibrate node at N = 16 on true field
+   samples given as a LATENT, and the same node with data = "self-generate"
+   (native 256 x 256, 20 Euler steps, "simple", cfg 1), each with mode
+   "recalibrate" (reuse would hand back the first calibration: same size,
+   steps and count); FD of 128 KSampler samples through the SD3 latent
+   format against the true field, gap closed against the exact denoiser for
+   N with the same shift-3 schedule. Full run also, each given to the node
+   as a LATENT: the generated set without the rescale, with the area resize
+   and the rescale, and true fields at M through the pack's resize.
+
+Target (the issue): gap closed from self-generated data within 5 points of
+the true-data calibration's, in every case. Network evaluations (NFE, one
+latent through the network, counted with a forward hook) of the generation
+are reported next to the calibration's.
+
+Seeds: ``bench/lib/seeds.py``. Shared helpers: ``bench/lib/``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
+from bench.lib import testbed
+from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
+from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.seeds import ALL as SEEDS
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
+from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
+from noise_calibration.noisecal.resize import center_crop_resize, resize_latents
+from noise_calibration.noisecal.spectra import rapsd
+from noise_calibration.noisecal.testing import metrics
+from noise_calibration.noisecal_host import cli, self_calibration
+from noise_calibration.noisecal_host.fingerprint import checkpoint_key
+from noise_calibration.noisecal_host.model_info import zero_conditioning
+from noise_calibration.noisecal_host.testing import sampling
+from noise_calibration.noisecal_host.testing.testbed_model import make_testbed_conditioning
+
+SEARCH_MODE = "fast"
+GEN_STEPS = 20  # the Calibrate node's default generation_steps
+GEN_CFG = 1.0
+GEN_SAMPLER = "euler"
+GEN_SCHEDULER = "simple"
+GEN_SEED = SEARCH_SEED  # the Calibrate node generates and searches with its one seed
+DIFF_TARGET = 0.05  # |gap closed (self) - gap closed (true)| <= 5 points
+
+# The calibration sets of a testbed case: key -> label. The first three are
+# every case's; the rest are diagnostics (full run).
+ARMS = {
+    "true": "true data at N",
+    "self": "self-generated, pack resize",
+    "self_no_rescale": "self-generated, no rescale",
+    "true_m_resized": "true data at M, pack resize",
+    "self_50_steps": "self-generated 50 steps, pack resize",
+    "self_area": "self-generated, area resize + rescale",
+    "self_fourier": "self-generated, Fourier crop + rescale",
+}
+MAIN_ARMS = ("true", "self", "self_no_rescale")
+DIAGNOSTIC_STEPS = 50
+
+FULL = {
+    "spectra": [(3.0, 2.5), (1.0, 3.5)],
+    "variants": ["pixel", "image"],
+    "resolutions": [M // 2, M // 4],
+    "cal_count": 64,
+    "samples": 512,
+    "diagnostics": True,
+    "reference": {
+        "cal_count": 64,
+        "samples": 128,
+        "max_batch": 32,
+        "extra_arms": ["self_no_rescale", "self_area", "true_m_resized"],
+    },
+}
+QUICK = {
+    "spectra": [(3.0, 2.5)],
+    "variants": ["pixel", "image"],
+    "resolutions": [M // 2, M // 4],
+    "cal_count": 64,
+    "samples": 128,
+    "diagnostics": False,
+    "reference": {"cal_count": 4, "samples": 8, "max_batch": 32, "extra_arms": []},
+}
+
+
+@dataclass
+class Generated:
+    """A self-generated set at the native size and what it cost."""
+
+    latents: torch.Tensor
+    settings: self_calibration.GenerationSettings
+    nfe: int
+    calls: int
+    wall_s: float
+
+
+@dataclass
+class Bench:
+    """The run, the patch nodes on their store, and the generated sets per
+    (spectrum, variant, steps): one per model, shared by every N."""
+
+    run: Run
+    nodes: Nodes
+    folder: Path
+    spectra: list
+    generated: dict = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> dict:
+        return self.run.cfg
+
+    def fd(self, model, sp, n) -> float:
+        return testbed.fd(model, sp, n, self.cfg["samples"])
+
+
+def gap_points(a, b):
+    """a - b in points (percent), None when either is missing."""
+    return None if a is None or b is None else 100.0 * (a - b)
+
+
+def verdict(diff) -> str:
+    return "MISS" if diff is None or abs(diff) > 100.0 * DIFF_TARGET else "PASS"
+
+
+# --------------------------------------------------------------------------- set up
+
+
+def generation_settings(steps: int, count: int, positive) -> self_calibration.GenerationSettings:
+    """What the Calibrate node builds for self-generation at the native M."""
+    return self_calibration.GenerationSettings(
+        width=8 * M,
+        height=8 * M,
+        count=count,
+        steps=steps,
+        cfg=GEN_CFG,
+        sampler=GEN_SAMPLER,
+        scheduler=GEN_SCHEDULER,
+        seed=GEN_SEED,
+        conditioning=self_calibration.conditioning_digest(positive, None),
+    )
+
+
+def generated(b: Bench, sp, variant: str, steps: int = GEN_STEPS) -> Generated:
+    """The model's own samples at M (generated once, then reused), with their NFE."""
+    key = (sp, variant, steps)
+    if key not in b.generated:
+        model = testbed.model(sp, M, variant)
+        positive = make_testbed_conditioning(1)
+        settings = generation_settings(steps, b.cfg["cal_count"], positive)
+        t0 = time.perf_counter()
+        with testbed.counting(model) as counter:
+            latents = self_calibration.generate(model, settings, positive=positive)
+        wall = time.perf_counter() - t0
+        b.generated[key] = Generated(latents, settings, counter.rows, counter.calls, wall)
+    return b.generated[key]
+
+
+def spread_like(resized: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Each channel's mean and spread set to the source batch's (resize_latents'
+    rescale, for the other resizes of the diagnostics)."""
+    dims = (0, 2, 3)
+    scale = source.std(dim=dims, keepdim=True) / resized.std(dim=dims, keepdim=True)
+    return (resized - resized.mean(dim=dims, keepdim=True)) * scale + source.mean(
+        dim=dims, keepdim=True
+    )
+
+
+def fourier_crop(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The band limit: keeps the DFT coefficients of frequencies below N/2 cycles per
+    image (exact for the testbed's periodic fields, which no real image is)."""
+    m = x.shape[-1]
+    keep = torch.cat([torch.arange(0, n // 2), torch.arange(m - n // 2, m)])
+    spec = torch.fft.fft2(x.to(torch.float64), norm="ortho")[..., keep, :][..., keep]
+    return torch.fft.ifft2(spec * (n / m), norm="ortho").real.to(torch.float32)
+
+
+def calibration_sets(b: Bench, sp, variant: str, n: int) -> dict[str, torch.Tensor]:
+    """Every arm's calibration latents at N = n (64 each)."""
+    count = b.cfg["cal_count"]
+    native = generated(b, sp, variant).latents
+    sets = {
+        "true": testbed.cal_latents(sp, n, count),
+        "self": self_calibration.to_target(native, 8 * n, 8 * n, vae=None),
+        "self_no_rescale": center_crop_resize(native, n, n),
+    }
+    if b.cfg["diagnostics"]:
+        native_50 = generated(b, sp, variant, DIAGNOSTIC_STEPS).latents
+        sets["true_m_resized"] = resize_latents(testbed.cal_latents(sp, M, count), n, n)
+        sets["self_50_steps"] = self_calibration.to_target(native_50, 8 * n, 8 * n, vae=None)
+        sets["self_area"] = spread_like(F.interpolate(native, size=(n, n), mode="area"), native)
+        sets["self_fourier"] = spread_like(fourier_crop(native, n), native)
+    return sets
+
+
+def data_stats(x: torch.Tensor, true: torch.Tensor, power: torch.Tensor) -> dict:
+    """How close a calibration set is to the true data at its size: per-channel std,
+    RAPSD against the true set's (channel mean, per bin) and the set's own FD to the
+    true field (the true set's is the estimator floor)."""
+    std = x.to(torch.float64).std(dim=(0, 2, 3))
+    mine, ref = rapsd(x), rapsd(true)
+    ratio = (mine.mean_power() / ref.mean_power()).tolist()
+    freqs = mine.freqs
+    log_ratio = [math.log(r) for r in ratio[1:]]  # bin 0 is DC (the mean)
+    return {
+        "std_mean": float(std.mean()),
+        "std_min": float(std.min()),
+        "std_max": float(std.max()),
+        "std_per_channel": std.tolist(),
+        "rapsd_freqs": freqs,
+        "rapsd_ratio": ratio,
+        "rapsd_ratio_lowest": ratio[1],
+        "rapsd_ratio_quarter": ratio[min(range(len(freqs)), key=lambda i: abs(freqs[i] - 0.25))],
+        "rapsd_ratio_nyquist": ratio[min(range(len(freqs)), key=lambda i: abs(freqs[i] - 0.5))],
+        "rapsd_rms_log_ratio": math.sqrt(sum(v * v for v in log_ratio) / len(log_ratio)),
+        "data_fd": metrics.frechet_distance(x, power),
+    }
+
+
+# --------------------------------------------------------------------------- 1. testbed
+
+
+def section_testbed(b: Bench) -> None:
+    print_section(
+        f"1. Testbed (M = {M}): NoiseShift from self-generated vs true data, "
+        f"{CAL_STEPS} Euler steps, {CAL_SCHEDULER}"
+    )
+    cases = [
+        testbed_case(b, sp, variant, n)
+        for sp in b.spectra
+        for variant in b.cfg["variants"]
+        for n in b.cfg["resolutions"]
+    ]
+    same = same_sets_across_variants(b)
+    print(f"(generated sets of the variants at M identical: {same})\n")
+    b.run.data["testbed"] = cases
+    b.run.data["generated_sets_identical_across_variants"] = same
+    testbed_tables(b, cases)
+    judge_testbed(b.run, cases)
+
+
+def testbed_case(b: Bench, sp, variant: str, n: int) -> dict:
+    """FD plain and native at N, then each arm's calibration and its FD and gap."""
+    model = testbed.model(sp, M, variant)
+    sigmas = testbed.sigmas(model, CAL_STEPS, CAL_SCHEDULER)
+    fd_plain = b.fd(model, sp, n)
+    fd_native = b.fd(testbed.model(sp, n, "pixel"), sp, n)  # trained at N: variants agree
+    sets = calibration_sets(b, sp, variant, n)
+    power = sp.power(n)
+    arms = {}
+    for key, x0 in sets.items():
+        res, record, wall = noiseshift_calibration(model, x0, sigmas, SEARCH_MODE)
+        fd = b.fd(b.nodes.noiseshift(model, record), sp, n)
+        arms[key] = {
+            "fd": fd,
+            "gap_closed": testbed.gap(fd_plain, fd, fd_native),
+            "nfe": res.nfe,
+            "calibration_s": wall,
+            "one_step_error_plain": res.total_error_before,
+            "one_step_error_after": res.total_error_after,
+            "data": data_stats(x0, sets["true"], power),
+        }
+    gen = generated(b, sp, variant)
+    case = {
+        "spectrum": spectrum_name(sp),
+        "variant": variant,
+        "N": n,
+        "fd_plain": fd_plain,
+        "fd_native": fd_native,
+        "fd_floor": testbed.floor(sp, n, b.cfg["samples"]),
+        "data_fd_floor": testbed.floor(sp, n, b.cfg["cal_count"]),
+        "arms": arms,
+        "generation": generation_info(gen),
+    }
+    for key in arms:
+        if key != "true":
+            arms[key]["diff_points"] = gap_points(
+                arms[key]["gap_closed"], arms["true"]["gap_closed"]
+            )
+    print(
+        f"{case_name(case)}: gap closed true {pct(arms['true']['gap_closed'], '.0f')}, self "
+        f"{pct(arms['self']['gap_closed'], '.0f')}, no rescale "
+        f"{pct(arms['self_no_rescale']['gap_closed'], '.0f')}",
+        flush=True,
+    )
+    return case
+
+
+def generation_info(gen: Generated) -> dict:
+    return {
+        "nfe": gen.nfe,
+        "network_calls": gen.calls,
+        "wall_s": gen.wall_s,
+        "settings": gen.settings.describe(),
+    }
+
+
+def same_sets_across_variants(b: Bench):
+    """The two variants are one model at N = M, so their generated sets should agree."""
+    by_sp: dict = {}
+    for (sp, _variant, steps), gen in b.generated.items():
+        by_sp.setdefault((sp, steps), []).append(gen.latents)
+    groups = [v for v in by_sp.values() if len(v) > 1]
+    if not groups:
+        return None
+    return all(torch.equal(v[0], w) for v in groups for w in v[1:])
+
+
+def case_name(c: dict) -> str:
+    return f"{c['spectrum']} {c['variant']} N={c['N']}"
+
+
+def testbed_tables(b: Bench, cases: list[dict]) -> None:
+    fd_table(b, cases)
+    data_table(b, cases)
+    if b.cfg["diagnostics"]:
+        diagnostic_table(cases)
+
+
+def fd_table(b: Bench, cases: list[dict]) -> None:
+    rows = []
+    for c in cases:
+        a = c["arms"]
+        rows.append(
+            [case_name(c), fmt(c["fd_plain"]), fmt(c["fd_native"]), fmt(a["true"]["fd"])]
+            + [fmt(a["self"]["fd"]), fmt(a["self_no_rescale"]["fd"]), fmt(c["fd_floor"])]
+            + [c["generation"]["nfe"], f"{c['generation']['wall_s']:.2f}"]
+            + [f"{a[k]['calibration_s']:.2f}" for k in MAIN_ARMS]
+        )
+    print_table(
+        f"Table 1a: testbed FD to the true field ({b.cfg['samples']} samples, seed "
+        f"{SAMPLE_SEED}); NoiseShift {SEARCH_MODE}, {b.cfg['cal_count']} latents per set",
+        ["case", "FD plain", "FD native", "FD NS true", "FD NS self", "FD NS no rescale"]
+        + ["FD floor", "gen NFE", "gen s", "cal s true", "cal s self", "cal s no rescale"],
+        rows,
+    )
+    print(
+        "(gen: one set of the model's own samples at M, reused by both N, as the Calibrate\n"
+        " node's cache does; NS = NoiseShift calibrated on that arm's set)\n"
+    )
+
+
+def data_rows(label: str, d: dict) -> list:
+    return [
+        label,
+        f"{d['std_mean']:.4f}",
+        f"{d['std_min']:.3f}..{d['std_max']:.3f}",
+        f"{d['rapsd_ratio_lowest']:.3f}",
+        f"{d['rapsd_ratio_quarter']:.3f}",
+        f"{d['rapsd_ratio_nyquist']:.3f}",
+        f"{d['rapsd_rms_log_ratio']:.3f}",
+        fmt(d["data_fd"]),
+    ]
+
+
+DATA_HEADER = ["set", "std", "std range", "RAPSD low", "RAPSD 0.25", "RAPSD 0.5"]
+DATA_HEADER += ["RAPSD rms log", "data FD"]
+
+
+def data_table(b: Bench, cases: list[dict]) -> None:
+    """One block per (spectrum, N): the sets are the same for both variants."""
+    rows, seen = [], set()
+    for c in cases:
+        if (c["spectrum"], c["N"]) in seen:
+            continue
+        seen.add((c["spectrum"], c["N"]))
+        for key, arm in c["arms"].items():
+            rows.append(data_rows(f"{c['spectrum']} N={c['N']} {ARMS[key]}", arm["data"]))
+    print_table(
+        f"Table 1b: the calibration sets against the true data at N ({b.cfg['cal_count']} "
+        "latents each; the same for both variants)",
+        DATA_HEADER,
+        rows,
+    )
+    floors = ", ".join(
+        f"{c['spectrum']} N={c['N']} {c['data_fd_floor']:.5f}"
+        for c in cases
+        if c["variant"] == cases[0]["variant"]
+    )
+    print(
+        "(std: per-channel standard deviation, mean over channels (true field: 1); RAPSD:\n"
+        " channel-mean radially averaged power of the set / the true set's, at the lowest\n"
+        " non-DC bin, at 0.25 and at 0.5 cycles per pixel (Nyquist), and the rms of its log\n"
+        " over all non-DC bins; data FD: the set's own FD to the true field, whose floor for\n"
+        f" this count is {floors})\n"
+    )
+
+
+def diagnostic_table(cases: list[dict]) -> None:
+    keys = list(ARMS)
+    rows = [[case_name(c), *(pct(c["arms"][k]["gap_closed"], ".0f") for k in keys)] for c in cases]
+    print_table(
+        "Table 1c: gap closed by calibration set (diagnostics: where the difference comes from)",
+        ["case", *(ARMS[k] for k in keys)],
+        rows,
+    )
+    print(
+        "(true data at M, pack resize: true fields at M through resize_latents, no generation\n"
+        f" error; {DIAGNOSTIC_STEPS} steps: the same generation with more steps; area / Fourier"
+        " crop:\n the generated set resized by 2x2 (4x4) averaging or by keeping the DFT "
+        "coefficients\n below N/2 (exact for the testbed's periodic fields), then the same "
+        "per-channel rescale)\n"
+    )
+
+
+def judge_testbed(run: Run, cases: list[dict]) -> None:
+    """SC1: the self-generated calibration within 5 points of the true-data one."""
+    for c in cases:
+        a = c["arms"]
+        diff = a["self"]["diff_points"]
+        run.check(
+            verdict(diff) == "PASS",
+            f"SC1 testbed {case_name(c)}: gap closed self-generated "
+            f"{pct(a['self']['gap_closed'], '.0f')} vs true data "
+            f"{pct(a['true']['gap_closed'], '.0f')}, {fmt(diff, '+.1f')} points "
+            f"(target |diff| <= {100 * DIFF_TARGET:.0f})",
+        )
+
+
+# --------------------------------------------------------------------------- 2. reference
+
+
+@dataclass
+class Reference:
+    """The reference network, its conditioning and its calibration settings."""
+
+    ref: cli.Reference
+    positive: list
+    load_s: float
+
+    @property
+    def model(self):
+        return self.ref.model
+
+
+def section_reference(b: Bench) -> None:
+    cfg = b.cfg["reference"]
+    t0 = time.perf_counter()
+    loaded = cli.load_reference()
+    r = Reference(loaded, zero_conditioning(loaded.model), time.perf_counter() - t0)
+    n = r.ref.train_res // 2
+    print_section(
+        f"2. Reference model ({r.ref.path.name}, M = {r.ref.train_res}, shift "
+        f"{r.ref.shift:g}) at N = {n}: the Calibrate node, true vs self-generated data"
+    )
+    case = reference_case(b, r, n, cfg)
+    b.run.data["reference"] = case
+    b.run.data["reference_model"] = {
+        "file": r.ref.path.name,
+        "sha256": r.ref.sidecar.get("sha256"),
+        "train_res": r.ref.train_res,
+        "shift": r.ref.shift,
+        "spectrum": r.ref.sidecar["data"]["spectrum"],
+        "load_s": r.load_s,
+    }
+    reference_tables(cfg, case)
+    judge_reference(b.run, case)
+
+
+def calibrate_node(b: Bench, r: Reference, n: int, cfg: dict, **inputs) -> tuple[dict, float]:
+    """The Calibrate node at N = n (recalibrate: never hands back an earlier record)."""
+    t0 = time.perf_counter()
+    records, _, _ = b.nodes.node("Calibrate").calibrate(
+        r.model,
+        CAL_STEPS,
+        CAL_SCHEDULER,
+        SEARCH_MODE,
+        cfg["cal_count"],
+        SEARCH_SEED,
+        8 * n,
+        8 * n,
+        "",
+        cfg["max_batch"],
+        positive=r.positive,
+        mode="recalibrate",
+        **inputs,
+    )["result"]
+    return records[0], time.perf_counter() - t0
+
+
+def self_generated_node(b: Bench, r: Reference, n: int, cfg: dict):
+    """The node's self-generate path, counted: (record, wall s, rows counted)."""
+    with testbed.counting(r.model) as counter:
+        record, wall = calibrate_node(
+            b,
+            r,
+            n,
+            cfg,
+            data="self-generate",
+            generation_steps=GEN_STEPS,
+            generation_cfg=GEN_CFG,
+            generation_sampler=GEN_SAMPLER,
+            generation_scheduler=GEN_SCHEDULER,
+            native_width=8 * r.ref.train_res,
+            native_height=8 * r.ref.train_res,
+        )
+    return record, wall, counter.rows
+
+
+def node_generated_set(b: Bench, r: Reference, cfg: dict) -> torch.Tensor:
+    """The set the node generated, read back from its cache (no network evaluation)."""
+    settings = self_calibration.GenerationSettings(
+        width=8 * r.ref.train_res,
+        height=8 * r.ref.train_res,
+        count=cfg["cal_count"],
+        steps=GEN_STEPS,
+        cfg=GEN_CFG,
+        sampler=GEN_SAMPLER,
+        scheduler=GEN_SCHEDULER,
+        seed=SEARCH_SEED,
+        conditioning=self_calibration.conditioning_digest(r.positive, None),
+    )
+    with testbed.counting(r.model) as counter:
+        latents, cached = self_calibration.generated_set(
+            r.model, checkpoint_key(r.model), settings, b.folder
+        )
+    if not cached or counter.rows:
+        raise RuntimeError("the node's generated set was not found in its cache")
+    return latents
+
+
+def reference_fd(r: Reference, model, n: int, count: int) -> tuple[float, float]:
+    """FD to the true field at N = n, samples through the SD3 latent format; wall s."""
+    lat = sampling.empty_latent(model, n, n, count)
+    t0 = time.perf_counter()
+    out = sampling.ksample(
+        model,
+        lat,
+        r.positive,
+        seed=SAMPLE_SEED,
+        steps=CAL_STEPS,
+        sampler_name="euler",
+        scheduler=CAL_SCHEDULER,
+    )
+    wall = time.perf_counter() - t0
+    out = model.model.process_latent_in(out)
+    return metrics.frechet_distance(out, r.ref.spectrum.power(n)), wall
+
+
+def reference_native_fd(r: Reference, n: int, count: int) -> float:
+    """FD of the exact testbed denoiser for N = n on the same data and schedule."""
+    native = cli.reference_native(r.ref, n)
+    out = testbed.ksample_testbed(
+        native, n, count, steps=CAL_STEPS, sampler="euler", scheduler=CAL_SCHEDULER
+    )
+    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
+
+
+def reference_extra_sets(r: Reference, native: torch.Tensor, n: int, cfg: dict) -> dict:
+    """The diagnostic calibration sets of the reference (LATENT space) at N = n."""
+    out = {}
+    for key in cfg["extra_arms"]:
+        if key == "self_no_rescale":
+            out[key] = center_crop_resize(native, n, n)
+        elif key == "self_area":
+            out[key] = spread_like(F.interpolate(native, size=(n, n), mode="area"), native)
+        elif key == "true_m_resized":
+            x0 = testbed.cal_latents(r.ref.spectrum, r.ref.train_res, cfg["cal_count"])
+            out[key] = resize_latents(r.model.model.process_latent_out(x0), n, n)
+        else:
+            raise ValueError(f"unknown reference arm {key!r}")
+    return out
+
+
+def reference_case(b: Bench, r: Reference, n: int, cfg: dict) -> dict:
+    """True data and self-generated calibrations through the node, FD and gap closed."""
+    count, model = cfg["samples"], r.model
+    true_x0 = testbed.cal_latents(r.ref.spectrum, n, cfg["cal_count"])  # model space
+    print(f"N = {n}: calibrating on {cfg['cal_count']} true field samples ...", flush=True)
+    rec_true, wall_true = calibrate_node(
+        b, r, n, cfg, latent={"samples": model.model.process_latent_out(true_x0)}
+    )
+    print(f"N = {n}: self-generating and calibrating ...", flush=True)
+    rec_self, wall_self, rows = self_generated_node(b, r, n, cfg)
+    native = node_generated_set(b, r, cfg)
+    sets = {"true": (rec_true, wall_true), "self": (rec_self, wall_self)}
+    x0s = {"true": true_x0, "self": self_calibration.to_target(native, 8 * n, 8 * n)}
+    for key, latents in reference_extra_sets(r, native, n, cfg).items():
+        print(f"N = {n}: calibrating on {ARMS[key]} ...", flush=True)
+        sets[key] = calibrate_node(b, r, n, cfg, latent={"samples": latents})
+        x0s[key] = latents
+    print(f"N = {n}: sampling {count} per model ...", flush=True)
+    fd_plain, t_plain = reference_fd(r, model, n, count)
+    fd_native = reference_native_fd(r, n, count)
+    power = r.ref.spectrum.power(n)
+    arms = {}
+    for key, (record, wall) in sets.items():
+        fd, t_sample = reference_fd(r, b.nodes.noiseshift(model, record), n, count)
+        x0 = x0s[key] if key == "true" else model.model.process_latent_in(x0s[key])
+        arms[key] = {
+            "fd": fd,
+            "gap_closed": testbed.gap(fd_plain, fd, fd_native),
+            "nfe": record["cost"]["network_evaluations"],
+            "calibration_s": record["cost"]["wall_time_s"],
+            "node_s": wall,
+            "sampling_s": t_sample,
+            "source": record["calibration_set"]["source"],
+            "sigma_hat_minus_sigma": [
+                h - s for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)
+            ],
+            "data": data_stats(x0, true_x0, power),
+        }
+    for key in arms:
+        if key != "true":
+            arms[key]["diff_points"] = gap_points(
+                arms[key]["gap_closed"], arms["true"]["gap_closed"]
+            )
+    gen_nfe = rows - arms["self"]["nfe"]
+    case = {
+        "N": n,
+        "samples": count,
+        "fd_plain": fd_plain,
+        "fd_native": fd_native,
+        "fd_floor": testbed.floor(r.ref.spectrum, n, count),
+        "data_fd_floor": testbed.floor(r.ref.spectrum, n, cfg["cal_count"]),
+        "sampling_s_plain": t_plain,
+        "arms": arms,
+        "generation": {
+            "nfe": gen_nfe,
+            "node_rows_counted": rows,
+            "wall_s_approx": arms["self"]["node_s"] - arms["self"]["calibration_s"],
+            "settings": arms["self"]["source"],
+        },
+    }
+    print(
+        f"N = {n}: FD plain {fd_plain:.5f}, native {fd_native:.5f}; "
+        + ", ".join(
+            f"{k} {a['fd']:.5f} (gap {pct(a['gap_closed'], '.0f')})" for k, a in arms.items()
+        ),
+        flush=True,
+    )
+    return case
+
+
+def reference_tables(cfg: dict, c: dict) -> None:
+    a = c["arms"]
+    rows = [
+        [ARMS[k], fmt(arm["fd"]), pct(arm["gap_closed"], ".0f"), arm["nfe"]]
+        + [f"{arm['calibration_s']:.1f}", f"{arm['node_s']:.1f}", f"{arm['sampling_s']:.1f}"]
+        for k, arm in a.items()
+    ]
+    print_table(
+        f"\nTable 2a: reference model at N = {c['N']}, FD to the true field ({c['samples']} "
+        f"samples, seed {SAMPLE_SEED}); FD plain {fmt(c['fd_plain'])}, native "
+        f"{fmt(c['fd_native'])}, floor {fmt(c['fd_floor'])}",
+        ["calibration set", "FD NoiseShift", "gap closed", "cal NFE", "cal s", "node s"]
+        + ["sampling s"],
+        rows,
+    )
+    g = c["generation"]
+    print(
+        f"(generation: {g['nfe']} NFE, about {g['wall_s_approx']:.1f} s: the self-generate "
+        f"node run counted {g['node_rows_counted']} network evaluations, its calibration\n"
+        f" {a['self']['nfe']}; node s: the whole node call, cal s: the search alone)\n"
+    )
+    print_table(
+        f"Table 2b: the reference's calibration sets against the true data at N = {c['N']} "
+        f"(model space, {cfg['cal_count']} latents; data FD floor {fmt(c['data_fd_floor'])})",
+        DATA_HEADER,
+        [data_rows(ARMS[k], arm["data"]) for k, arm in a.items()],
+    )
+    steps = len(a["true"]["sigma_hat_minus_sigma"])
+    print_table(
+        "Table 2c: sigma_hat - sigma per step (noisiest first)",
+        ["step", *(ARMS[k] for k in a)],
+        [[i, *(f"{a[k]['sigma_hat_minus_sigma'][i]:+.4f}" for k in a)] for i in range(steps)],
+    )
+
+
+def judge_reference(run: Run, c: dict) -> None:
+    a = c["arms"]
+    diff = a["self"]["diff_points"]
+    run.check(
+        verdict(diff) == "PASS",
+        f"SC2 reference N={c['N']}: gap closed self-generated "
+        f"{pct(a['self']['gap_closed'], '.0f')} vs true data "
+        f"{pct(a['true']['gap_closed'], '.0f')}, {fmt(diff, '+.1f')} points "
+        f"(target |diff| <= {100 * DIFF_TARGET:.0f})",
+    )
+
+
+# --------------------------------------------------------------------------- 3. the table
+
+
+def section_table(b: Bench) -> None:
+    """The issue's table: every case and its no-rescale row, with the costs."""
+    print_section("3. Self-generated against true-data calibration")
+    rows = []
+    for c in b.run.data.get("testbed", []):
+        rows.append(table_row(c, case_name(c), "self"))
+        rows.append(table_row(c, f"{case_name(c)}, no rescale", "self_no_rescale"))
+    ref = b.run.data.get("reference")
+    if ref:
+        name = f"reference N={ref['N']}"
+        rows.append(table_row(ref, name, "self"))
+        if "self_no_rescale" in ref["arms"]:
+            rows.append(table_row(ref, f"{name}, no rescale", "self_no_rescale"))
+    b.run.data["table"] = rows
+    print_table(
+        "Table 3: gap closed by NoiseShift calibrated from self-generated vs true data "
+        "(same sample counts)",
+        ["case", "gap closed (true)", "gap closed (self)", "diff (points)", "verdict"]
+        + ["NFE generation", "NFE calibration (true)", "NFE calibration (self)"],
+        rows,
+    )
+    print(
+        "(verdict: |diff| <= 5 points; the targets are the rows without 'no rescale', which\n"
+        " is the generated set resized by center_crop_resize alone, a diagnostic; NFE\n"
+        " generation: one set per model at its native size, which serves every N)\n"
+    )
+
+
+def table_row(c: dict, name: str, arm: str) -> list:
+    a = c["arms"]
+    diff = a[arm]["diff_points"]
+    return [
+        name,
+        pct(a["true"]["gap_closed"], ".1f"),
+        pct(a[arm]["gap_closed"], ".1f"),
+        fmt(diff, "+.1f"),
+        verdict(diff),
+        c["generation"]["nfe"],
+        a["true"]["nfe"],
+        a[arm]["nfe"],
+    ]
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plots(run: Run) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    seen = set()
+    for c in run.data.get("testbed", []):
+        if (c["spectrum"], c["N"]) not in seen:
+            seen.add((c["spectrum"], c["N"]))
+            panels.append((f"testbed {c['spectrum']}, N={c['N']}", c["arms"]))
+    if run.data.get("reference"):
+        panels.append((f"reference, N={run.data['reference']['N']}", run.data["reference"]["arms"]))
+    if not panels:
+        return []
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    for j, (title, arms) in enumerate(panels):
+        ax = axes[j // ncols][j % ncols]
+        ax.axhline(1.0, color="0.6", linestyle="--")
+        for key, arm in arms.items():
+            if key == "true":
+                continue
+            d = arm["data"]
+            color = f"C{list(ARMS).index(key) - 1}"  # one color per set in every panel
+            ax.plot(
+                d["rapsd_freqs"][1:],
+                d["rapsd_ratio"][1:],
+                marker="o",
+                ms=2,
+                color=color,
+                label=ARMS[key],
+            )
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("frequency (cycles per pixel)")
+        if j % ncols == 0:
+            ax.set_ylabel("RAPSD / true data's")
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
+    legend = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("Calibration sets against the true data at N (channel-mean RAPSD ratio)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    path = run.out / "self_calibration_rapsd.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    args = parse_args(__doc__, argv)
+    run = Run.start(args, FULL, QUICK)
+    describe_run(args.quick)
+    # the Calibrate node writes its records and generated sets to a private
+    # store, and the patch nodes read only it
+    with tempfile.TemporaryDirectory(prefix="self-calibration-bench-") as folder:
+        b = Bench(
+            run, Nodes(private_store(folder)), Path(folder), testbed.spectra(run.cfg["spectra"])
+        )
+        timings = run_sections(
+            (
+                ("testbed", lambda: section_testbed(b)),
+                ("reference", lambda: section_reference(b)),
+                ("table", lambda: section_table(b)),
+            )
+        )
+        seeds = {**SEEDS, "generation": GEN_SEED}
+        extra = {
+            "generation": {
+                "steps": GEN_STEPS,
+                "cfg": GEN_CFG,
+                "sampler": GEN_SAMPLER,
+                "scheduler": GEN_SCHEDULER,
+                "native_size_px": 8 * M,
+            },
+            "calibration_data_seed": CAL_DATA_SEED,
+        }
+        return finish(run, "self_calibration", timings, plots, seeds, extra=extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
