@@ -26,6 +26,17 @@ always run first, whatever the node order: the conditioning functions
 (NoiseShift, guidance) then start from the corrected level. Only calls inside
 a model evaluation are changed; a scheduler asking for `timestep(sigma_max)`
 gets the plain value, so patched models keep their schedules.
+
+The copy also keeps the schedule it was built with, outside its buffers.
+ComfyUI's dynamic VRAM loading (ModelPatcherDynamic, 2026 hosts) backs buffers
+up by attribute path and, at the next load, restores them into whatever object then
+sits at `model_sampling` (ComfyUI #16490): our copy can be handed the `sigmas`
+and `log_sigmas` of the object used before it (the checkpoint's own, or a
+ModelSampling node's), which would silently change its conditioning steps and
+its scheduler's sigmas. So every read of those two (ours, `timestep()`,
+`sigma_max`, the schedulers') gets the built schedule. The buffers are left to
+ComfyUI: what its restore put there, its next load backs up and gives back to
+the object it came from, unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +51,9 @@ import torch
 
 # level_fn(sigma [B], latent (h, w) or None) -> conditioning level [B]
 LevelFn = Callable[[torch.Tensor, tuple | None], torch.Tensor]
+
+# The schedule buffers of ComfyUI's ModelSampling classes (flow ones have sigmas only).
+SCHEDULE_BUFFERS = ("sigmas", "log_sigmas")
 
 
 # The apply_model call in progress, per thread and sampling object: (sigma
@@ -60,6 +74,11 @@ def _calls_in_this_thread() -> dict:
 class ConditioningLevelMixin:
     level_fns: tuple = ()
     state_fns: tuple = ()
+
+    def __getattr__(self, name):
+        # nn.Module serves buffers from __getattr__: every read of the schedule comes here
+        value = super().__getattr__(name)
+        return _as_built(self, name, value) if name in SCHEDULE_BUFFERS else value
 
     def _current(self, sigma):
         call = _calls_in_this_thread().get(id(self))
@@ -116,6 +135,13 @@ def with_conditioning_level(model_sampling, level_fn: LevelFn | None = None, *, 
     if not isinstance(patched, ConditioningLevelMixin):
         patched.__class__ = _level_class(type(model_sampling))
         patched.level_fns, patched.state_fns = (), ()
+        # a plain attribute, not buffers: a restore by path cannot reach it
+        patched.built_schedule = {
+            name: buf.detach().clone()
+            for name in SCHEDULE_BUFFERS
+            if (buf := patched._buffers.get(name)) is not None
+        }
+    patched.served_schedule = {}
     if level_fn is not None:
         patched.level_fns = tuple(patched.level_fns) + (level_fn,)
     if state_fn is not None:
@@ -151,6 +177,26 @@ def patch_model(model, level_fn: LevelFn | None = None, *, state_fn=None):
         "model_sampling", with_conditioning_level(current, level_fn, state_fn=state_fn)
     )
     return patched
+
+
+def _as_built(ms, name: str, live):
+    """The schedule buffer `name` as `ms` was built: `live` itself while it holds
+    that schedule, else the built one on live's device and dtype (the loader's
+    choice); compared once per tensor. The buffer is left as it is: after a
+    restore it holds the previous object's tensor, which ComfyUI's next load
+    backs up and gives back to that object; putting ours in its place would
+    hand that object our schedule."""
+    built = ms.__dict__.get("built_schedule", {}).get(name)
+    served = ms.__dict__.get("served_schedule")
+    if built is None or served is None or not isinstance(live, torch.Tensor):
+        return live
+    last = served.get(name)
+    if last is not None and last[0] is live:
+        return last[1]
+    want = built.to(live.device, live.dtype)
+    value = live if live.shape == want.shape and torch.equal(live, want) else want
+    served[name] = (live, value)
+    return value
 
 
 def _continuous_step(ms, sigma: torch.Tensor) -> torch.Tensor:
