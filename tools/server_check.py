@@ -8,15 +8,14 @@ writing a function and listing it in CHECKS. Everything the checks write is
 named with the run's label ("server-check" by default): at the end the
 calibration files whose names contain it are deleted from the server's
 noise_calibration folders (found through GET /internal/folder_paths, so this
-cleanup needs the server on this machine), and so is the uploaded calibration
-latent when its bytes are still the ones uploaded. See docs/server-check.md.
+cleanup needs the server on this machine), with the self-generated calibration
+sets cached beside them, and so is the uploaded calibration latent when its
+bytes are still the ones uploaded. See docs/server-check.md.
 
-The reference model has no text encoder and no core node makes a conditioning
-it accepts without one (docs/server-check.md). Sampling graphs therefore take
-their conditioning from `--conditioning-node`, a node with one MODEL input and
-a CONDITIONING output; without it they use the only core source that needs no
-CLIP (LotusConditioning -> ConditioningZeroOut), which this model refuses, and
-the sampling checks report that error.
+The reference model has no text encoder: sampling graphs take their
+conditioning from the pack's Empty Conditioning node (`--conditioning-node`,
+a node with one MODEL input and a CONDITIONING output), used as positive and
+negative.
 """
 
 from __future__ import annotations
@@ -39,20 +38,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REFERENCE_MODEL = "sd3_gaussian_field_m32.safetensors"
+REFERENCE_NATIVE = 256  # pixels: the reference model is trained on 32x32 latents
 CALIBRATION_FOLDER = "noise_calibration"  # the pack's folder_paths name
+GENERATED_FOLDER = "generated"  # self-generated calibration sets, inside it
 PACK_ERROR_MODULE = "noise_calibration"  # exception_type prefix of the pack's errors
+PACK_NODE_PREFIX = "NoiseCalibration"
+EMPTY_CONDITIONING = "NoiseCalibrationEmptyConditioning"
 # SD3 latent format (comfy.latent_formats.SD3): LATENT = field / scale + shift
 SD3_SCALE, SD3_SHIFT = 1.5305, 0.0609
 LATENT_CHANNELS = 16
 # the reference model's training field (models/reference/sd3_gaussian_field_m32.json)
 FIELD_F0, FIELD_ALPHA = 3.0, 2.5
-
-
-NO_CONDITIONING_HINT = (
-    "  (the core conditioning fallback, LotusConditioning -> ConditioningZeroOut, which an "
-    "SD3-class model refuses; pass --conditioning-node NODE, a node taking `model` and "
-    "returning the model's zero CONDITIONING)"
-)
 
 
 # --------------------------------------------------------------------------- HTTP client
@@ -216,10 +212,8 @@ def noiseshift(g: Graph, model: list, label: str, if_missing: str = "error", str
 
 
 def conditioning(g: Graph, model: list, opts) -> list:
-    """Positive = negative (cfg 1). See the module docstring."""
-    if opts.conditioning_node:
-        return g.out(g.add(opts.conditioning_node, model=model))
-    return g.out(g.add("ConditioningZeroOut", conditioning=g.out(g.add("LotusConditioning"))))
+    """Positive = negative (cfg 1): the model's zero conditioning."""
+    return g.out(g.add(opts.conditioning_node, model=model))
 
 
 def ksample(g: Graph, model: list, opts, *, seed: int) -> str:
@@ -242,23 +236,46 @@ def ksample(g: Graph, model: list, opts, *, seed: int) -> str:
     return g.add("PreviewAny", source=g.out(sampled))
 
 
+def calibrate_inputs(opts, *, label: str, seed: int, **more) -> dict:
+    """The Calibrate node's widgets (fast search, simple schedule, no correction)."""
+    return {
+        "steps": opts.steps,
+        "scheduler": "simple",
+        "search_mode": "fast",
+        "sample_count": opts.samples,
+        "seed": seed,
+        "width": opts.size,
+        "height": opts.size,
+        "label": label,
+        "max_batch": 32,
+        "correction": "off",
+        **more,
+    }
+
+
 def calibrate(g: Graph, model: list, latent_file: str, opts, *, label: str, seed: int) -> str:
     latent = g.add("LoadLatent", latent=latent_file)
-    return g.add(
-        "NoiseCalibrationCalibrate",
-        model=model,
-        steps=opts.steps,
-        scheduler="simple",
-        search_mode="fast",
-        sample_count=opts.samples,
-        seed=seed,
-        width=opts.size,
-        height=opts.size,
+    inputs = calibrate_inputs(opts, label=label, seed=seed, data="connected")
+    return g.add("NoiseCalibrationCalibrate", model=model, latent=g.out(latent), **inputs)
+
+
+def self_calibrate(g: Graph, model: list, opts, *, label: str, seed: int) -> str:
+    """Calibrate with nothing connected: the model samples its own calibration set at
+    its native size (--native), resized in latent space to the target (no VAE)."""
+    inputs = calibrate_inputs(
+        opts,
         label=label,
-        max_batch=32,
-        latent=g.out(latent),
-        correction="off",
+        seed=seed,
+        mode="reuse",
+        data="self-generate",
+        generation_steps=opts.steps,
+        generation_cfg=1.0,
+        generation_sampler="euler",
+        generation_scheduler="simple",
+        native_width=opts.native,
+        native_height=opts.native,
     )
+    return g.add("NoiseCalibrationCalibrate", model=model, **inputs)
 
 
 # --------------------------------------------------------------------------- calibration data
@@ -355,32 +372,91 @@ def describe(name: str, run: Run) -> list[str]:
     return lines
 
 
-def sampling_lines(ctx: Context, name: str, run: Run) -> list[str]:
-    """describe(), plus the hint when KSampler failed on the core conditioning fallback."""
-    lines = describe(name, run)
-    failed_here = run.status == "error" and run.error.get("node_type") == "KSampler"
-    if failed_here and not pack_error(run) and not ctx.opts.conditioning_node:
-        lines.append(NO_CONDITIONING_HINT)
-    return lines
-
-
 def pack_error(run: Run) -> bool:
     return run.status == "error" and str(run.error.get("exception_type", "")).startswith(
         PACK_ERROR_MODULE
     )
 
 
+def ui_text(run: Run) -> list[str]:
+    """The lines of the text the nodes showed (the Calibrate node's summary)."""
+    texts = [str(t) for ui in run.outputs.values() for t in ui.get("text", [])]
+    return [line for t in texts for line in t.splitlines()]
+
+
+def note_files(ctx: Context, lines: list[str]) -> None:
+    """Remember the calibration files a Calibrate node names ("wrote/reused <path>")."""
+    for line in lines:
+        word, _, rest = line.strip().partition(" ")
+        if word in ("wrote", "reused") and rest.endswith(".json"):
+            ctx.written.append(rest.strip())
+
+
+def evaluations(lines: list[str]) -> int | None:
+    """The network evaluations a Calibrate run reports (0 for "no network evaluation")."""
+    for line in lines:
+        if line.startswith("this run: no network evaluation"):
+            return 0
+        found = re.match(r"this run: (\d+) network evaluations", line)
+        if found:
+            return int(found.group(1))
+    return None
+
+
 def check_missing(ctx: Context) -> Outcome:
     """NoiseShift (if_missing error) under a label nothing was calibrated for: the
-    client must get the pack's own error from the sampler."""
+    client must get the pack's own error, raised in the pack's node."""
     g = Graph()
     model = noiseshift(g, load_model(g, ctx.opts), f"{ctx.opts.label}-missing")
     ksample(g, model, ctx.opts, seed=ctx.seed)
     run = ctx.client.run(g.nodes)
-    lines = sampling_lines(ctx, "sampling without a calibration", run)
-    ok = pack_error(run)
-    if not ok:
+    lines = describe("sampling without a calibration", run)
+    node_type = str(run.error.get("node_type", ""))
+    if run.status == "error":
+        lines.append(f"  the error names node {run.error.get('node_id')} ({node_type})")
+    ok = pack_error(run) and node_type.startswith(PACK_NODE_PREFIX)
+    if not pack_error(run):
         lines.append("  expected: an execution_error raised by the pack (noise_calibration.*)")
+    elif not ok:
+        lines.append(f"  expected: the error in the pack's node, not in {node_type}")
+    return Outcome(ok, lines)
+
+
+def check_self_calibrate(ctx: Context) -> Outcome:
+    """Calibrate with no data connected (self-generation at --native px, brought to
+    --size), under the run's label; the same graph again with a new seed, which must
+    reuse the file without a network evaluation; then NoiseShift sampling that must
+    find the file, and plain sampling for comparison."""
+    opts, label = ctx.opts, ctx.opts.label
+    lines: list[str] = []
+    ok = True
+    runs = (("self-calibration", ctx.seed, False), ("the same again, new seed", ctx.seed + 1, True))
+    for name, seed, reuse in runs:
+        g = Graph()
+        self_calibrate(g, load_model(g, opts), opts, label=label, seed=seed)
+        cal = ctx.client.run(g.nodes)
+        text = ui_text(cal)
+        note_files(ctx, text)
+        lines += describe(
+            f"{name} ({opts.native} px generated -> {opts.size} px, seed {seed})", cal
+        )
+        lines += ["  ui text | " + line for line in text]
+        if cal.status != "success":
+            return Outcome(False, lines)
+        count = evaluations(text)
+        if reuse and not (text[:1] and text[0].startswith("reused ") and count == 0):
+            lines.append("  expected: 'reused ...' and no network evaluation")
+            ok = False
+        if not reuse and not (text[:1] and text[0].startswith("wrote ") and count):
+            lines.append("  expected: a file written after network evaluations")
+            ok = False
+    for name, strength in (("NoiseShift sampling", 1.0), ("plain sampling (strength 0)", 0.0)):
+        g = Graph()
+        model = noiseshift(g, load_model(g, opts), label, strength=strength)
+        ksample(g, model, opts, seed=ctx.seed)
+        run = ctx.client.run(g.nodes)
+        lines += describe(name, run)
+        ok = ok and run.status == "success"
     return Outcome(ok, lines)
 
 
@@ -396,27 +472,20 @@ def upload_field_latents(ctx: Context) -> str:
     return stored
 
 
-def check_calibrate(ctx: Context) -> Outcome:
-    """Calibrate (LATENT of Gaussian-field data) under the run's label, then
-    NoiseShift sampling that must find the file; a plain run for comparison."""
+def check_latent(ctx: Context) -> Outcome:
+    """Calibrate from a LATENT of Gaussian-field data (label <label>-latent), then
+    NoiseShift sampling that must find the file; a new noise seed; a plain run."""
     t0 = time.monotonic()
+    label = f"{ctx.opts.label}-latent"
     latent_file = upload_field_latents(ctx)
     lines = [f"calibration latents: {latent_file} ({time.monotonic() - t0:.2f} s to make)"]
     g = Graph()
-    calibrate(
-        g, load_model(g, ctx.opts), latent_file, ctx.opts, label=ctx.opts.label, seed=ctx.seed
-    )
+    calibrate(g, load_model(g, ctx.opts), latent_file, ctx.opts, label=label, seed=ctx.seed)
     cal = ctx.client.run(g.nodes)
     lines += describe(f"calibrate {ctx.opts.size}x{ctx.opts.size} px, {ctx.opts.steps} steps", cal)
-    # the node's ui text: the file's path (alone, or on a "wrote <path>" line of a summary)
-    text = [str(t) for ui in cal.outputs.values() for t in ui.get("text", [])]
-    lines += ["  ui text | " + line for t in text for line in t.splitlines()]
-    ctx.written += [
-        line.strip().removeprefix("wrote ").strip()
-        for t in text
-        for line in t.splitlines()
-        if line.strip().endswith(".json")
-    ]
+    text = ui_text(cal)
+    note_files(ctx, text)
+    lines += ["  ui text | " + line for line in text]
     if cal.status != "success":
         return Outcome(False, lines)
     ok = True
@@ -427,17 +496,18 @@ def check_calibrate(ctx: Context) -> Outcome:
     )
     for name, strength, seed in runs:
         g = Graph()
-        model = noiseshift(g, load_model(g, ctx.opts), ctx.opts.label, strength=strength)
+        model = noiseshift(g, load_model(g, ctx.opts), label, strength=strength)
         ksample(g, model, ctx.opts, seed=seed)
         run = ctx.client.run(g.nodes)
-        lines += sampling_lines(ctx, name, run)
+        lines += describe(name, run)
         ok = ok and run.status == "success"
     return Outcome(ok, lines)
 
 
 CHECKS: dict[str, Callable[[Context], Outcome]] = {
     "missing": check_missing,
-    "calibrate": check_calibrate,
+    "self-calibrate": check_self_calibrate,
+    "latent": check_latent,
 }
 
 
@@ -454,7 +524,10 @@ def cleanup(ctx: Context) -> list[str]:
         paths = ctx.client.get("/internal/folder_paths")
     except ServerError as e:
         return [f"cleanup skipped: {e}"]
-    for folder in paths.get(CALIBRATION_FOLDER, []):
+    folders = paths.get(CALIBRATION_FOLDER, [])
+    # and the self-generated calibration sets the Calibrate node caches beside the files
+    folders += [os.path.join(f, GENERATED_FOLDER) for f in folders]
+    for folder in folders:
         if not os.path.isdir(folder):  # not made yet, or not on this machine
             continue
         for name in sorted(os.listdir(folder)):
@@ -473,7 +546,7 @@ def cleanup(ctx: Context) -> list[str]:
                     os.remove(path)
                     lines.append(f"deleted {path}")
     deleted = {line.removeprefix("deleted ") for line in lines}
-    left = [p for p in ctx.written if p not in deleted]
+    left = sorted(set(ctx.written) - deleted)
     lines += [f"not found on this machine, left on the server: {p}" for p in left]
     return lines
 
@@ -489,10 +562,16 @@ def main(argv=None) -> int:
     p.add_argument("--label", default="server-check", help="names what the run writes")
     p.add_argument(
         "--conditioning-node",
-        default="",
+        default=EMPTY_CONDITIONING,
         help="node id (MODEL in, CONDITIONING out) for the sampling graphs",
     )
     p.add_argument("--size", type=int, default=128, help="pixels (square)")
+    p.add_argument(
+        "--native",
+        type=int,
+        default=REFERENCE_NATIVE,
+        help="pixels (square) the Calibrate node self-generates at",
+    )
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--samples", type=int, default=16, help="calibration latents")
     p.add_argument("--data-seed", type=int, default=10_000)
@@ -513,7 +592,7 @@ def main(argv=None) -> int:
     print(f"pack nodes: {', '.join(ours) or 'NONE (the pack did not load)'}")
     if not ours:
         return 1
-    if opts.conditioning_node and opts.conditioning_node not in nodes:
+    if opts.conditioning_node not in nodes:
         print(f"--conditioning-node {opts.conditioning_node}: no such node on the server")
         return 2
     seed = opts.seed if opts.seed is not None else int(time.time()) % 1_000_000
