@@ -6,6 +6,7 @@ workflow files must keep loading.
 """
 
 from ..noisecal_host import folders
+from .apply_node import Apply
 from .calibrate_node import Calibrate
 from .correction_node import NoiseLevelCorrection
 from .empty_conditioning_node import EmptyConditioning
@@ -24,5 +25,6 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationNoiseLevelCorrection": NoiseLevelCorrection,
     "NoiseCalibrationLoadImageFolder": LoadImageFolder,
     "NoiseCalibrationEmptyConditioning": EmptyConditioning,
+    "NoiseCalibrationApply": Apply,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.TITLE for node_id, cls in NODE_CLASS_MAPPINGS.items()}

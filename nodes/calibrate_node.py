@@ -8,12 +8,13 @@ from dataclasses import asdict
 import comfy.samplers
 import torch
 
-from ..noisecal import store
+from ..noisecal import held_out_check, store
 from ..noisecal.calibration_summary import summary
 from ..noisecal.resize import center_crop_resize
 from ..noisecal.reuse import SELF_GENERATED
 from ..noisecal_host import calibrate, calibration_run, self_calibration
 from ..noisecal_host.fingerprint import checkpoint_key
+from ..noisecal_host.network_calls import network_calls
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
 from .common import (
@@ -27,6 +28,7 @@ from .common import (
 CORRECTION_CHOICES = ["off", "euler", "heun"]
 MODES = ["reuse", "recalibrate"]
 DATA_CHOICES = ["auto", "connected", "self-generate"]
+CHECK_CHOICES = ["held-out", "off"]
 
 
 class Calibrate(ChecksInputs, UsesCalibrationStore):
@@ -258,6 +260,16 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "tooltip": "Height the model generates well at (0: its family's).",
                     },
                 ),
+                "check": (
+                    CHECK_CHOICES,
+                    {
+                        "default": "held-out",
+                        "tooltip": "held-out: hold back a quarter of the latents, sample them "
+                        "with plain, NoiseShift and (with correction) NLC and both, and record "
+                        "which one the Apply node should use (plain unless a gain clears the "
+                        "check's noise). off: calibrate on all latents, no recommendation.",
+                    },
+                ),
             },
         }
 
@@ -271,6 +283,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         generation_cfg=None,
         native_width=None,
         native_height=None,
+        check=None,
     ):
         return cls.validate(
             correction=correction,
@@ -280,6 +293,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             generation_cfg=generation_cfg,
             native_width=native_width,
             native_height=native_height,
+            check=check,
         )
 
     def calibrate(
@@ -309,6 +323,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         generation_scheduler="simple",
         native_width=0,
         native_height=0,
+        check="held-out",
     ):
         self.check(
             correction=correction,
@@ -318,6 +333,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             generation_cfg=generation_cfg,
             native_width=native_width,
             native_height=native_height,
+            check=check,
         )
         started = time.perf_counter()
         width, height = width // 8 * 8, height // 8 * 8
@@ -356,6 +372,8 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 correction=correction_sampler,
                 count=count,
                 generation=generation,
+                # a set too small to hold any back gets no check either way
+                check=check == "held-out" and held_out_check.split(count)[1] > 0,
             )
             if found is not None:
                 record, path = found
@@ -368,7 +386,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     seconds=time.perf_counter() - started,
                 )
                 return self._output(record, path, text)
-        with calibration_run.network_calls(model) as calls:
+        with network_calls(model) as calls:
             if generating:
                 latents, source = self._self_generated(
                     model, key, settings, positive, negative, vae, width, height, max_batch
@@ -390,6 +408,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 progress=calibrate.comfy_progress(len(sigmas) - 1),
                 correction=correction_sampler,
                 generation=generation,
+                check=check == "held-out",
             )
         text = summary(
             record,

@@ -150,17 +150,35 @@ class ChecksInputs:
             raise store.InvalidInput(problem)
 
 
-class LevelPatchNode(ChecksInputs, UsesCalibrationStore):
+class CalibratedModelNode(ChecksInputs, UsesCalibrationStore):
+    """A MODEL -> MODEL node that reads calibrations when sampling. Its `apply`
+    (the headless entry point) takes `notes`, a list for the warnings a user must
+    see; ComfyUI calls `run`, which shows them on the node (headless callers get
+    them in the log)."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "run"
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        # calibration files are written by another node or the CLI: re-run when they change
+        return folders.user_store().fingerprint_files()
+
+    def run(self, **inputs):
+        notes: list[str] = []
+        result = self.apply(**inputs, notes=notes)
+        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}
+
+
+class LevelPatchNode(CalibratedModelNode):
     """NoiseShift and Noise Level Correction: MODEL -> MODEL with a calibration
     resolved at sampling time (noisecal_host.level_patches). A subclass names
     its strength tooltip, what is missing without a calibration, and the
     widgets between strength and if_missing; its `apply` keeps its own
     (shipped) signature plus `notes`, checks its inputs and calls the host
-    function. ComfyUI calls `run`, which shows the collected warnings."""
+    function."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "run"
     STRENGTH_TOOLTIP = ""
     MISSING = "calibration"
     RANGE_INPUTS: dict = {}
@@ -186,15 +204,3 @@ class LevelPatchNode(ChecksInputs, UsesCalibrationStore):
             },
             "optional": dict(CALIBRATION_INPUTS),
         }
-
-    @classmethod
-    def IS_CHANGED(cls, **kwargs):
-        # calibration files are written by another node or the CLI: re-run when they change
-        return folders.user_store().fingerprint_files()
-
-    def run(self, **inputs):
-        """What ComfyUI calls: `apply`, with the warnings it collects shown on the node
-        (headless callers call `apply` and get them in the log)."""
-        notes: list[str] = []
-        result = self.apply(**inputs, notes=notes)
-        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}

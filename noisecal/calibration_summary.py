@@ -42,4 +42,13 @@ def summary(
             lines.append(
                 f"correction table ({table.get('sampler')}): spectrum error {before:.4g} -> {after:.4g}"
             )
+    check = record.get("check")
+    if check:
+        chosen = check["recommendation"]
+        plain = check["candidates"]["plain"]["score"]
+        best = check["candidates"][chosen]["score"]
+        lines.append(
+            f"held-out check ({check['held_out']} latents, spectrum distance): plain {plain:.4g}, "
+            f"{chosen} {best:.4g}; Apply uses {chosen}"
+        )
     return "\n".join(lines)

@@ -31,6 +31,7 @@ def mismatch(
     correction: str | None,
     count: int,
     generation: dict | None,
+    check: bool = False,
 ) -> str | None:
     """Why `record` cannot be reused for this request (None: it can).
     generation: the self-generation settings, or None for connected data."""
@@ -41,6 +42,8 @@ def mismatch(
     table = record.get("correction")
     if correction is not None and (table is None or table.get("sampler") != correction):
         return f"it has no correction table for {correction}"
+    if check and not record.get("check"):
+        return "it has no held-out check"
     calibration_set = record["calibration_set"]
     if calibration_set["count"] != count:
         return f"it used {calibration_set['count']} latents, not {count}"

@@ -37,7 +37,8 @@ from .levels import PARAMETERIZATIONS, check_descending
 from .sigma_hat_curve import SigmaHatCurve
 from .spectra import SpectrumStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # written; 2 adds correction_joint and check (docs/calibration-file.md)
+READ_VERSIONS = (1, 2)  # version 1 files still load: no check means "NoiseShift"
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
 
 
@@ -124,6 +125,21 @@ _number = {"type": "number"}
 _number_list = {"type": "array", "items": _number}
 _optional_object = {"type": ["object", "null"]}
 
+_CORRECTION_TABLE = {
+    "type": ["object", "null"],
+    "required": ["method", "sigmas", "r"],
+    "properties": {
+        "method": {"type": "string"},
+        "sampler": {"type": "string"},
+        "sigmas": {**_number_list, "minItems": 1},
+        "r": {**_number_list, "minItems": 1},
+        "error_before": _number_list,
+        "error_after": _number_list,
+        "network_evaluations": {"type": "integer", "minimum": 0},
+        "params": {"type": "object"},
+    },
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -142,7 +158,7 @@ SCHEMA: dict[str, Any] = {
         "created_at",
     ],
     "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
+        "schema_version": {"enum": list(READ_VERSIONS)},
         "pack_version": {"type": "string"},
         "checkpoint": {
             "type": "object",
@@ -170,19 +186,38 @@ SCHEMA: dict[str, Any] = {
         },
         "sigmas": {**_number_list, "minItems": 1},
         "sigma_hat": {**_number_list, "minItems": 1},
-        "correction": {
-            # Noise Level Correction table (noisecal/correction.py), or null
+        # Noise Level Correction table (noisecal/correction.py), or null
+        "correction": _CORRECTION_TABLE,
+        # the same, calibrated with NoiseShift applied (version 2)
+        "correction_joint": _CORRECTION_TABLE,
+        # the held-out check (noisecal/held_out_check.py) and its recommendation (version 2)
+        "check": {
             "type": ["object", "null"],
-            "required": ["method", "sigmas", "r"],
+            "required": ["method", "held_out", "candidates", "recommendation"],
             "properties": {
                 "method": {"type": "string"},
+                "held_out": {"type": "integer", "minimum": 1},
+                "calibrated_on": {"type": "integer", "minimum": 1},
                 "sampler": {"type": "string"},
-                "sigmas": {**_number_list, "minItems": 1},
-                "r": {**_number_list, "minItems": 1},
-                "error_before": _number_list,
-                "error_after": _number_list,
+                "seed": {"type": "integer"},
                 "network_evaluations": {"type": "integer", "minimum": 0},
-                "params": {"type": "object"},
+                "candidates": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["noiseshift", "correction", "score", "gain", "gain_noise"],
+                        "properties": {
+                            "noiseshift": {"type": "number", "minimum": 0, "maximum": 2},
+                            "correction": {"type": "number", "minimum": 0, "maximum": 2},
+                            "table": {"enum": ["correction", "correction_joint", None]},
+                            "score": _number,
+                            "gain": _number,
+                            "gain_noise": {"type": "number", "minimum": 0},
+                        },
+                    },
+                },
+                "recommendation": {"type": "string"},
             },
         },
         "spectrum": _optional_object,
@@ -214,6 +249,33 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+def check_recommendation(record: dict) -> None:
+    """The check's recommendation is one of its candidates, and the tables its
+    candidates use are in the file."""
+    check = record["check"]
+    if check["recommendation"] not in check["candidates"]:
+        raise ValueError(f"recommendation {check['recommendation']!r} is not a candidate")
+    for name, candidate in check["candidates"].items():
+        table = candidate.get("table")
+        if candidate["correction"] > 0 and (table is None or not record.get(table)):
+            raise ValueError(f"candidate {name!r} needs the file's {table} table")
+
+
+def recommendation(record: dict) -> dict:
+    """The recommended strengths: {"noiseshift", "correction", "table"}. A file
+    without a check (version 1, or calibrated without one) recommends NoiseShift."""
+    check = record.get("check")
+    if not check:
+        return {"name": "noiseshift@1", "noiseshift": 1.0, "correction": 0.0, "table": None}
+    chosen = check["candidates"][check["recommendation"]]
+    return {
+        "name": check["recommendation"],
+        "noiseshift": float(chosen["noiseshift"]),
+        "correction": float(chosen["correction"]),
+        "table": chosen.get("table"),
+    }
+
+
 # built once: jsonschema.validate() re-checks the schema itself on every call
 # (about 20 ms), which every load and save would pay
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -224,10 +286,10 @@ def validate(record: dict, source: str = "calibration") -> dict:
     if not isinstance(record, dict):
         raise CalibrationError(f"{source}: expected a JSON object, got {type(record).__name__}")
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in READ_VERSIONS:
         raise CalibrationError(
             f"{source}: schema_version {version!r} is not supported "
-            f"(this pack reads version {SCHEMA_VERSION}); recalibrate"
+            f"(this pack reads versions {', '.join(map(str, READ_VERSIONS))}); recalibrate"
         )
     try:
         error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(record))
@@ -251,9 +313,12 @@ def validate(record: dict, source: str = "calibration") -> dict:
         ("sigmas", lambda: check_descending(sigmas)),
         ("sigma_hat", lambda: SigmaHatCurve(sigmas, sigma_hat)),
     ]
-    if record.get("correction"):
-        table = record["correction"]
-        sections.append(("correction", lambda: CorrectionTable(table["sigmas"], table["r"])))
+    for name in ("correction", "correction_joint"):
+        if record.get(name):
+            table = record[name]
+            sections.append((name, lambda t=table: CorrectionTable(t["sigmas"], t["r"])))
+    if record.get("check"):
+        sections.append(("check", lambda: check_recommendation(record)))
     if record.get("spectrum"):
         sections.append(("spectrum", lambda: SpectrumStats.from_json(record["spectrum"])))
     for section, build in sections:
@@ -281,8 +346,10 @@ def make_record(
     wall_time_s: float = 0.0,
     correction: dict | None = None,
     spectrum: dict | None = None,
+    correction_joint: dict | None = None,
+    check: dict | None = None,
 ) -> dict:
-    """Build a schema-1 record (image_size is (W, H), latent_size is (h, w))."""
+    """Build a record of the current schema (image_size is (W, H), latent_size is (h, w))."""
     record = {
         "schema_version": SCHEMA_VERSION,
         "pack_version": __version__,
@@ -298,6 +365,8 @@ def make_record(
         "sigmas": [float(v) for v in sigmas],
         "sigma_hat": [float(v) for v in sigma_hat],
         "correction": correction,
+        "correction_joint": correction_joint,
+        "check": check,
         "spectrum": spectrum,
         "calibration_set": dict(calibration_set),
         "metrics": {

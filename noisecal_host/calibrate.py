@@ -26,15 +26,85 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from ..noisecal import store
+from ..noisecal import held_out_check, store
 from ..noisecal.correction_search import SAMPLERS as CORRECTION_SAMPLERS
 from ..noisecal.correction_search import CorrectionResult, calibrate_correction
 from ..noisecal.levels import check_descending, check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
+from ..noisecal.sigma_hat_curve import SigmaHatCurve
 from ..noisecal.spectra import rapsd
 from . import conditioning_level
 from .fingerprint import checkpoint_key
+from .held_out_run import run_check
 from .model_info import max_level, parameterization_of, zero_conditioning
+from .network_calls import network_calls
+
+
+def _inside_sampler(model, latents, sigmas, positive, seed, max_batch, work, level_fn=None):
+    """Run work(denoise_at, denoise, x0) inside a ComfyUI sampler call on `model`.
+
+    denoise_at(x, sigma): the guided denoiser at sigma for input, conditioning and
+    denoised estimate alike (what the correction patch does when sampling), with
+    the told level passed through `level_fn` when given (NoiseShift's map).
+    denoise(x, sigma, sigma_cond): the same with the network told sigma_cond.
+    """
+    latents = latents.to(torch.float32)
+    x0 = model.model.process_latent_in(latents)  # the model's own latent space
+    override = conditioning_level.LevelOverride()
+    patched = conditioning_level.patch_model(model, override)
+    positive = positive if positive is not None else zero_conditioning(model)
+
+    def inside(model_k, x, sampler_sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = extra_args or {}
+
+        def call(xb, sigma):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            # ComfyUI repeats the conditioning to each call's batch size
+            out = model_k(xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args)
+            return out.to(x0.device, x0.dtype)
+
+        def denoise_at(xb, sigma):
+            if level_fn is None:
+                return call(xb, sigma)
+            with override.active(level_fn):
+                return call(xb, sigma)
+
+        def denoise(xb, sigma, sigma_cond):
+            cond = sigma_cond.to(x.device, torch.float32)
+            with override.active(lambda level: cond):
+                return call(xb, sigma)
+
+        work(denoise_at, denoise, x0)
+        return x
+
+    dummy = torch.zeros((max_batch, *latents.shape[1:]))
+    outer_sigmas = torch.tensor([float(sigmas[0]), 0.0])
+    comfy.sample.sample_custom(
+        patched,
+        dummy,
+        1.0,
+        comfy.samplers.KSAMPLER(inside),
+        outer_sigmas,
+        positive,
+        positive,
+        dummy,
+        disable_pbar=True,
+        seed=seed,
+    )
+
+
+def _phase_progress(progress, steps: int, phases: int):
+    def for_phase(phase):
+        if progress is None:
+            return None
+        return lambda done, total: progress(phase * steps + done, phases * steps)
+
+    return for_phase
+
+
+def _check_correction(correction) -> None:
+    if correction is not None and correction not in CORRECTION_SAMPLERS:
+        raise store.InvalidInput(f"correction must be None or one of {CORRECTION_SAMPLERS}")
 
 
 def run_search(
@@ -54,43 +124,14 @@ def run_search(
     correction: None, or the sampler ("euler", "heun") to calibrate the Noise
     Level Correction table for, after the NoiseShift search.
     """
-    if correction is not None and correction not in CORRECTION_SAMPLERS:
-        raise store.InvalidInput(f"correction must be None or one of {CORRECTION_SAMPLERS}")
+    _check_correction(correction)
     param = parameterization_of(model)
     family = check_parameterization(param)  # flow or ve: the searches' level space
     steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
-    phases = 2 if correction else 1
-    latents = latents.to(torch.float32)
-    x0 = model.model.process_latent_in(latents)  # the model's own latent space
-    override = conditioning_level.LevelOverride()
-    patched = conditioning_level.patch_model(model, override)
-    positive = positive if positive is not None else zero_conditioning(model)
+    phase = _phase_progress(progress, steps, 2 if correction else 1)
     result: dict = {}
 
-    def search_inside_sampler(
-        model_k, x, sampler_sigmas, extra_args=None, callback=None, disable=None
-    ):
-        extra_args = extra_args or {}
-
-        def denoise_at(xb, sigma):
-            """The guided denoiser at `sigma` for input, conditioning and denoised
-            alike (what the correction patch does when sampling)."""
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            # ComfyUI repeats the conditioning to each call's batch size
-            out = model_k(xb.to(x.device, x.dtype), sigma.to(x.device, torch.float32), **extra_args)
-            return out.to(x0.device, x0.dtype)
-
-        def denoise(xb, sigma, sigma_cond):
-            """The same with the network told `sigma_cond` (NoiseShift's search)."""
-            cond = sigma_cond.to(x.device, torch.float32)
-            with override.active(lambda level: cond):
-                return denoise_at(xb, sigma)
-
-        def phase_progress(phase):
-            if progress is None:
-                return None
-            return lambda done, total: progress(phase * steps + done, phases * steps)
-
+    def work(denoise_at, denoise, x0):
         result["search"] = calibrate_noiseshift(
             denoise,
             x0,
@@ -99,40 +140,60 @@ def run_search(
             mode=mode,
             seed=seed,
             max_batch=max_batch,
-            progress=phase_progress(0),
+            progress=phase(0),
             sigma_max=max_level(model) if param != "flow" else None,
         )
         if correction:
-            result["correction"] = calibrate_correction(
-                denoise_at,
-                x0,
-                sigmas.tolist(),
-                parameterization=family,
-                seed=seed,
-                max_batch=max_batch,
-                progress=phase_progress(1),
-                sigma_max=max_level(model),
-                sampler=correction,
+            result["correction"] = _correction(
+                model, denoise_at, x0, sigmas, family, seed, max_batch, phase(1), correction
             )
-        return x
 
-    shape = (max_batch, *latents.shape[1:])
-    dummy = torch.zeros(shape)
-    sampler = comfy.samplers.KSAMPLER(search_inside_sampler)
-    outer_sigmas = torch.tensor([float(sigmas[0]), 0.0])
-    comfy.sample.sample_custom(
-        patched,
-        dummy,
-        1.0,
-        sampler,
-        outer_sigmas,
-        positive,
-        positive,
-        dummy,
-        disable_pbar=True,
-        seed=seed,
-    )
+    _inside_sampler(model, latents, sigmas, positive, seed, max_batch, work)
     return result["search"], result.get("correction")
+
+
+def _correction(model, denoise_at, x0, sigmas, family, seed, max_batch, progress, sampler):
+    return calibrate_correction(
+        denoise_at,
+        x0,
+        sigmas.tolist(),
+        parameterization=family,
+        seed=seed,
+        max_batch=max_batch,
+        progress=progress,
+        sigma_max=max_level(model),
+        sampler=sampler,
+    )
+
+
+def run_joint_correction(
+    model,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    searched: SearchResult,
+    correction: str,
+    *,
+    positive=None,
+    seed: int = 0,
+    max_batch: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorrectionResult:
+    """The correction table calibrated with NoiseShift (the curve `searched`) applied,
+    so the pair is one consistent correction, not two of the same error: the
+    denoiser is evaluated at sigma_hat and told NoiseShift's level for sigma_hat,
+    exactly what the two patches do together when sampling."""
+    _check_correction(correction)
+    family = check_parameterization(parameterization_of(model))
+    curve = SigmaHatCurve(searched.sigmas, searched.sigma_hat, max_level=max_level(model))
+    result: dict = {}
+
+    def work(denoise_at, denoise, x0):
+        result["table"] = _correction(
+            model, denoise_at, x0, sigmas, family, seed, max_batch, progress, correction
+        )
+
+    _inside_sampler(model, latents, sigmas, positive, seed, max_batch, work, level_fn=curve)
+    return result["table"]
 
 
 def comfy_progress(total: int, also: Callable[[int, int], None] | None = None):
@@ -201,28 +262,31 @@ def calibrate(
     progress=None,
     correction=None,
     generation: dict | None = None,
+    check: bool = False,
 ) -> tuple[dict, str | None]:
-    """Search, build the schema-1 record and (if a store is given) write it atomically.
+    """Search, build the record and (if a store is given) write it atomically.
 
     generation: the settings self-generated data was made with (None: real data).
-    Returns (record, path). Nothing is written unless the search completed.
+    check: hold back part of the latents (noisecal/held_out_check.py); with
+    `correction` also calibrate the table with NoiseShift applied; then run the
+    candidates on the held-back latents and store their scores and the
+    recommendation. Returns (record, path). Nothing is written unless it all completed.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
     check_inputs(model, latents, sigmas)
     key = checkpoint_key(model, label)
     started = time.perf_counter()
+    calibrated_on, held = held_out_check.split(latents.shape[0]) if check else (len(latents), 0)
+    fit, held_out = latents[:calibrated_on], latents[calibrated_on:]
+    options = dict(positive=positive, seed=seed, max_batch=max_batch, progress=progress)
     searched, corrected = run_search(
-        model,
-        latents,
-        sigmas,
-        positive=positive,
-        mode=mode,
-        seed=seed,
-        max_batch=max_batch,
-        progress=progress,
-        correction=correction,
+        model, fit, sigmas, mode=mode, correction=correction, **options
     )
-    spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
+    joint = None
+    if correction and held:
+        joint = run_joint_correction(model, fit, sigmas, searched, correction, **options)
+    spectrum = rapsd(model.model.process_latent_in(fit.to(torch.float32))).to_json()
+    tables = [t for t in (corrected, joint) if t is not None]
     record = store.make_record(
         key=key,
         image_size=image_size,
@@ -240,10 +304,31 @@ def calibrate(
         },
         error_before=searched.error_before,
         error_after=searched.error_after,
-        network_evaluations=searched.nfe + (corrected.nfe if corrected else 0),
+        network_evaluations=searched.nfe + sum(t.nfe for t in tables),
         correction=corrected.to_record() if corrected else None,
+        correction_joint=joint.to_record() if joint else None,
         spectrum=spectrum,
         wall_time_s=time.perf_counter() - started,
     )
+    if held:
+        with network_calls(model) as calls:
+            result = run_check(
+                model,
+                record,
+                held_out,
+                sigmas,
+                sampler=correction or "euler",
+                positive=positive,
+                seed=seed,
+                progress=progress,
+            )
+        record["check"] = {
+            **result,
+            "calibrated_on": calibrated_on,
+            "network_evaluations": calls[0],
+        }
+        record["cost"]["network_evaluations"] += calls[0]
+        record["cost"]["wall_time_s"] = time.perf_counter() - started
+        store.validate(record, "new calibration")
     path = str(calibration_store.save(record)) if calibration_store is not None else None
     return record, path

@@ -3,7 +3,6 @@ around `calibrate.calibrate`, for the node and the command line alike."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import comfy.samplers
@@ -64,18 +63,3 @@ def find_reusable(calibration_store, key, latent_size, **request) -> tuple[dict,
         log.info("not reusing %s: %s; calibrating again", path, why)
         return None
     return record, str(path)
-
-
-@contextlib.contextmanager
-def network_calls(model):
-    """Count the latents the diffusion network evaluates (rows of each forward call)."""
-    count = [0]
-
-    def seen(module, args):
-        count[0] += int(args[0].shape[0])
-
-    handle = model.model.diffusion_model.register_forward_pre_hook(seen)
-    try:
-        yield count
-    finally:
-        handle.remove()

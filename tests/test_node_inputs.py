@@ -22,6 +22,7 @@ DISPLAY_NAMES = {
     "NoiseCalibrationNoiseLevelCorrection": "Noise Level Correction",
     "NoiseCalibrationLoadImageFolder": "Noise Calibration: Load Image Folder",
     "NoiseCalibrationEmptyConditioning": "Noise Calibration: Empty Conditioning",
+    "NoiseCalibrationApply": "Noise Calibration: Apply",
 }
 NAN, INF = math.nan, math.inf
 

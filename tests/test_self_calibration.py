@@ -37,7 +37,7 @@ def self_calibrate(node, model, size, seed=0, mode="reuse", **extra):
 
 def rows(pack_module, model, fn):
     """(fn's result, latents the diffusion network evaluated while it ran)."""
-    with pack_module("noisecal_host.calibration_run").network_calls(model) as calls:
+    with pack_module("noisecal_host.network_calls").network_calls(model) as calls:
         out = fn()
     return out, calls[0]
 

@@ -53,8 +53,8 @@ def test_truncated_file(tmp_path):
 
 def test_wrong_schema_version(tmp_path):
     path = tmp_path / "x.json"
-    path.write_text(json.dumps({**record(), "schema_version": 2}))
-    with pytest.raises(CalibrationError, match=r"x\.json: schema_version 2 is not supported"):
+    path.write_text(json.dumps({**record(), "schema_version": 3}))
+    with pytest.raises(CalibrationError, match=r"x\.json: schema_version 3 is not supported"):
         store.load(path)
 
 
@@ -140,3 +140,14 @@ def test_renamed_file_is_detected(tmp_path):
     path.rename(tmp_path / store.file_name(other, (32, 32)))
     with pytest.raises(CalibrationError, match="belongs to SD3 checkpoint abab"):
         CalibrationStore([tmp_path]).find(other, (32, 32))
+
+
+def test_version_1_files_still_load_and_recommend_noiseshift(tmp_path):
+    """Files written before the check existed: version 1, no correction_joint, no check."""
+    old = {**record(), "schema_version": 1}
+    old.pop("correction_joint"), old.pop("check")
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    loaded = store.load(path)
+    assert store.recommendation(loaded)["noiseshift"] == 1.0
+    assert store.recommendation(loaded)["correction"] == 0.0

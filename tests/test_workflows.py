@@ -91,6 +91,7 @@ PINNED_WIDGETS = {
         "generation_scheduler",
         "native_width",
         "native_height",
+        "check",
     ],
     "NoiseCalibrationNoiseShift": ["strength", "if_missing", "label", "inline_calibration"],
     "NoiseCalibrationNoiseAwarenessGuidance": [
@@ -123,6 +124,7 @@ PINNED_WIDGETS = {
     ],
     "NoiseCalibrationLoadImageFolder": ["folder", "width", "height", "limit"],
     "NoiseCalibrationEmptyConditioning": [],
+    "NoiseCalibrationApply": ["if_missing", "label", "inline_calibration"],
 }
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).
@@ -137,6 +139,7 @@ APPENDED_WIDGETS = {
         "generation_scheduler",
         "native_width",
         "native_height",
+        "check",
     ],
 }
 

@@ -1,0 +1,44 @@
+"""Apply node: MODEL -> MODEL with what the calibration's held-out check verified."""
+
+from __future__ import annotations
+
+from ..noisecal_host import apply_patch
+from .common import CALIBRATION_INPUTS, LABEL_INPUT, CalibratedModelNode, if_missing_input
+
+
+class Apply(CalibratedModelNode):
+    TITLE = "Noise Calibration: Apply"
+    DESCRIPTION = (
+        "One node for better low-resolution and few-step images: applies, for the resolution "
+        "you sample at, the combination the Calibrate node verified on data it held back: "
+        "plain, NoiseShift, Noise Level Correction or both, at strength 0.5 or 1. Where no "
+        "candidate beat plain by more than the check's own noise, the model is left as it "
+        "is. Calibrate with check = held-out (and correction = euler or heun to let the "
+        "correction compete). A calibration without a check applies NoiseShift. Place it "
+        "after any ModelSampling* node, between the loader and the sampler."
+    )
+    OUTPUT_TOOLTIPS = ("The model with the recommended combination for each sampled size.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
+                "if_missing": if_missing_input("calibration"),
+                "label": LABEL_INPUT,
+            },
+            "optional": dict(CALIBRATION_INPUTS),
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, if_missing=None):
+        return cls.validate(if_missing=if_missing)
+
+    def apply(
+        self, model, if_missing, label="", calibration=None, inline_calibration="", notes=None
+    ):
+        self.check(if_missing=if_missing)
+        patched = apply_patch.apply_recommended(
+            model, if_missing, label, calibration, self.store(), inline_calibration, notes
+        )
+        return (patched,)

@@ -1,0 +1,72 @@
+"""The Apply node on a MODEL: the calibration's recommended combination of NoiseShift
+and Noise Level Correction, resolved at sampling time for the latent size.
+
+Both parts are installed at once, through `conditioning_level` (NoiseShift's
+part as a level function, the correction's as a state function), so a
+recommendation of "plain" leaves every call unchanged, bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..noisecal import store
+from ..noisecal.apply import RecommendedLevel, RecommendedResolver, RecommendedState
+from . import conditioning_level, dropped_patch
+from .fingerprint import checkpoint_key
+from .level_patches import provided_records
+from .model_info import max_level, parameterization_of
+
+log = logging.getLogger("noise_calibration")
+
+WHAT = RecommendedResolver.what
+
+
+def calibrated_sizes(key, calibration_store) -> list[str]:
+    """'h x w: recommendation' for every file of this checkpoint (for the node's text)."""
+    lines = []
+    for (h, w), path in sorted(calibration_store.files_for(key).items()):
+        try:
+            chosen = store.recommendation(store.load(path))["name"]
+        except store.CalibrationError as exc:
+            chosen = f"unreadable ({exc})"
+        lines.append(f"latent {h}x{w} (about {w * 8}x{h * 8} px): {chosen}")
+    return lines
+
+
+def apply_recommended(
+    model,
+    if_missing: str,
+    label: str,
+    records,
+    calibration_store,
+    inline_calibration: str = "",
+    notes: list | None = None,
+):
+    """MODEL -> MODEL with, per sampled size, the recommended combination."""
+    parameterization = parameterization_of(model)
+    key = checkpoint_key(model, label)
+    provided = provided_records(key, records, inline_calibration, WHAT, parameterization, notes)
+    if not provided and calibration_store is not None:
+        sizes = calibrated_sizes(key, calibration_store)
+        if not sizes and if_missing == "error":
+            raise store.CalibrationNotFound(
+                f"{WHAT} node: {key.describe()} has no calibration at any resolution. Run "
+                f"'Noise Calibration: Calibrate' on this model once per resolution, connect a "
+                f"calibration to the node, or set if_missing to 'pass through'."
+            )
+        if notes is not None:
+            notes.extend(sizes or [f"{WHAT} passes through: {key.describe()} has no calibration"])
+    resolver = RecommendedResolver(
+        key,
+        provided,
+        calibration_store,
+        on_missing=if_missing,
+        max_level=max_level(model),
+        warn=log.warning,
+        parameterization=parameterization,
+    )
+    level = RecommendedLevel(resolver)
+    patched = conditioning_level.patch_model(model, level, state_fn=RecommendedState(resolver))
+    dropped_patch.watch(patched, level, WHAT, if_missing)
+    return patched

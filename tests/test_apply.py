@@ -1,0 +1,193 @@
+"""The held-out check and the Apply node, on ComfyUI's own sampler.
+
+The testbed model (an exact denoiser trained at M = 16, sampled at N = 8)
+is calibrated by the Calibrate node with the check on: the file carries
+every candidate's scores and a recommendation, and Apply then gives exactly
+what the recommended combination of the NoiseShift and NLC nodes gives.
+"""
+
+import copy
+import logging
+
+import pytest
+import torch
+
+M, N = 16, 8
+COUNT = 16  # 12 calibrate, 4 held out
+
+
+@pytest.fixture(scope="module")
+def world(pack, pack_module, tmp_path_factory):
+    tb = pack_module("noisecal.testing.testbed")
+    testbed_model = pack_module("noisecal_host.testing.testbed_model")
+    spectrum = tb.FieldSpectrum()
+    model = testbed_model.make_testbed_model(spectrum, M, "image")
+    latents = tb.sample_field(spectrum, N, COUNT, torch.Generator().manual_seed(7))
+    folder = tmp_path_factory.mktemp("calibrations")
+    store = pack_module("noisecal_host.folders").user_store(folder)
+    nodes = {
+        name: pack.NODE_CLASS_MAPPINGS[f"NoiseCalibration{name}"](calibration_store=store)
+        for name in ("Calibrate", "Apply", "NoiseShift", "NoiseLevelCorrection")
+    }
+    out = nodes["Calibrate"].calibrate(
+        model,
+        4,
+        "simple",
+        "fast",
+        COUNT,
+        0,
+        64,
+        64,
+        "",
+        COUNT,
+        latent={"samples": latents},
+        correction="euler",
+    )
+    (record,), path, _ = out["result"]
+    return {
+        "model": model,
+        "record": record,
+        "path": path,
+        "nodes": nodes,
+        "store": store,
+        "summary": out["ui"]["text"][0],
+        "cond": testbed_model.make_testbed_conditioning,
+    }
+
+
+def sample(pack_module, world, model, seed=3):
+    sampling = pack_module("noisecal_host.testing.sampling")
+    latent = sampling.empty_latent(world["model"], N, N, batch=2)
+    return sampling.ksample(model, latent, world["cond"](2), steps=4, seed=seed)
+
+
+def with_recommendation(record, name):
+    changed = copy.deepcopy(record)
+    changed["check"]["recommendation"] = name
+    return changed
+
+
+def apply(world, record):
+    return world["nodes"]["Apply"].apply(world["model"], "error", calibration=[record])[0]
+
+
+def test_the_check_scores_every_candidate_and_recommends_one(pack_module, world):
+    record, store = world["record"], pack_module("noisecal.store")
+    check = record["check"]
+    assert store.load(world["path"]) == record and record["schema_version"] == 2
+    names = {
+        "plain",
+        "noiseshift@0.5",
+        "noiseshift@1",
+        "nlc@0.5",
+        "nlc@1",
+        "noiseshift+nlc@0.5",
+        "noiseshift+nlc@1",
+    }
+    assert set(check["candidates"]) == names
+    assert check["held_out"] == 4 and check["calibrated_on"] == 12
+    assert check["recommendation"] in names and record["correction_joint"]["r"]
+    # 7 candidates x 4 held-out latents x 4 Euler steps
+    assert check["network_evaluations"] == 7 * 4 * 4
+    assert record["cost"]["network_evaluations"] > check["network_evaluations"]
+    assert f"Apply uses {check['recommendation']}" in world["summary"]
+
+
+@pytest.mark.parametrize("name", ["noiseshift@1", "nlc@0.5", "noiseshift+nlc@1"])
+def test_apply_gives_what_the_recommended_nodes_give(pack_module, world, name):
+    record = with_recommendation(world["record"], name)
+    chosen = record["check"]["candidates"][name]
+    nodes = world["nodes"]
+    expected = world["model"]
+    if chosen["correction"]:
+        table_record = {**record, "correction": record[chosen["table"]]}
+        (expected,) = nodes["NoiseLevelCorrection"].apply(
+            expected, chosen["correction"], 0.0, 1000.0, "error", calibration=[table_record]
+        )
+    if chosen["noiseshift"]:
+        (expected,) = nodes["NoiseShift"].apply(
+            expected, chosen["noiseshift"], "error", calibration=[record]
+        )
+    got = sample(pack_module, world, apply(world, record))
+    assert torch.equal(got, sample(pack_module, world, expected))
+    if chosen["noiseshift"]:  # (a 4-step table may keep r = 0: then NLC alone is plain)
+        assert not torch.equal(got, sample(pack_module, world, world["model"]))
+
+
+def test_plain_is_the_unpatched_model_bit_for_bit(pack_module, world):
+    plain = apply(world, with_recommendation(world["record"], "plain"))
+    assert torch.equal(
+        sample(pack_module, world, plain), sample(pack_module, world, world["model"])
+    )
+
+
+def test_a_file_without_check_applies_noiseshift(pack_module, world):
+    old = {**world["record"], "schema_version": 1}
+    old.pop("check"), old.pop("correction_joint")
+    (noiseshift,) = world["nodes"]["NoiseShift"].apply(
+        world["model"], 1.0, "error", calibration=[old]
+    )
+    assert torch.equal(
+        sample(pack_module, world, apply(world, old)), sample(pack_module, world, noiseshift)
+    )
+
+
+def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world, caplog):
+    store = pack_module("noisecal.store")
+    small = with_recommendation(world["record"], "noiseshift@1")
+    large = with_recommendation(world["record"], "nlc@1")
+    small["resolution"].update(latent_height=4, latent_width=4, image_width=32, image_height=32)
+    large["resolution"].update(latent_height=16, latent_width=16, image_width=128, image_height=128)
+    model = world["nodes"]["Apply"].apply(world["model"], "error", calibration=[small, large])[0]
+    with caplog.at_level(logging.WARNING, "noise_calibration"):
+        out = sample(pack_module, world, model)
+    assert torch.equal(out, sample(pack_module, world, world["model"]))
+    assert "recommend different methods" in caplog.text
+    assert store.validate(small) and store.validate(large)
+
+
+def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, tmp_path):
+    errors = pack_module("noisecal.store")
+    empty = pack_module("noisecal_host.folders").user_store(tmp_path)
+    node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"](calibration_store=empty)
+    with pytest.raises(errors.CalibrationNotFound, match="^Noise Calibration: Apply node: "):
+        node.apply(world["model"], "error")
+    shown = node.run(model=world["model"], if_missing="pass through", label="")
+    assert "passes through" in shown["ui"]["text"][0]
+    listed = world["nodes"]["Apply"].run(model=world["model"], if_missing="error", label="")
+    assert f"latent {N}x{N}" in listed["ui"]["text"][0]
+
+
+def test_a_check_that_does_not_fit_its_file_is_refused(pack_module, world):
+    store = pack_module("noisecal.store")
+    unknown = with_recommendation(world["record"], "magic")
+    with pytest.raises(store.CalibrationError, match="not a candidate"):
+        store.validate(unknown)
+    no_table = copy.deepcopy(world["record"])
+    no_table["correction_joint"] = None
+    with pytest.raises(store.CalibrationError, match="correction_joint"):
+        store.validate(no_table)
+
+
+def test_recommendation_needs_a_gain_beyond_the_noise(pack_module):
+    check = pack_module("noisecal.held_out_check")
+    results = {
+        "plain": {"score": 1.0, "gain": 0.0, "gain_noise": 0.0},
+        "a": {"score": 0.9, "gain": 0.1, "gain_noise": 0.2},  # within its noise
+        "b": {"score": 0.95, "gain": 0.05, "gain_noise": 0.01},  # clears it
+    }
+    assert check.recommend(results) == "b"
+    results["b"]["gain_noise"] = 0.05
+    assert check.recommend(results) == "plain"
+
+
+def test_the_score_prefers_data_like_the_held_out_set(pack_module):
+    check = pack_module("noisecal.held_out_check")
+    tb = pack_module("noisecal.testing.testbed")
+    spectrum = tb.FieldSpectrum()
+    held = tb.sample_field(spectrum, 8, 16, torch.Generator().manual_seed(1))
+    like = tb.sample_field(spectrum, 8, 16, torch.Generator().manual_seed(2))
+    results = check.score({"plain": like * 1.5, "like": like}, held)
+    assert results["like"]["score"] < results["plain"]["score"]
+    assert check.recommend(results) == "like"
+    assert check.split(32) == (24, 8) and check.split(7) == (7, 0)
