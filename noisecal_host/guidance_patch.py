@@ -15,7 +15,7 @@ import comfy.samplers
 import torch
 
 from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
-from . import conditioning_level, dropped_patch
+from . import conditioning_level, dropped_patch, family_support
 from .model_info import parameterization_of
 
 
@@ -36,6 +36,7 @@ def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.T
 
 def apply_guidance(model, settings: GuidanceSettings):
     parameterization = parameterization_of(model)
+    family_support.check(model, "Noise Awareness Guidance")
     override = conditioning_level.LevelOverride()
     state: dict = {}
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..noisecal import store
+from ..noisecal.apply import RecommendedLevel
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level, dropped_patch
+from . import conditioning_level, dropped_patch, family_support
 from .fingerprint import checkpoint_key
 from .model_info import max_level, parameterization_of
 
@@ -28,6 +29,12 @@ PAIR_WARNING = (
     "NoiseShift and Noise Level Correction are both on this model. Each was "
     "calibrated without the other, and on the testbed the pair was often worse than "
     "either alone (docs/results-correction.md): use one of them."
+)
+
+
+APPLY_WARNING = (
+    "a Noise Calibration: Apply node is already on this model and applies what the "
+    "calibration verified; this node adds its method again. Use Apply alone."
 )
 
 
@@ -130,10 +137,13 @@ def _apply(
     parameterization = parameterization_of(model)  # clear error for unsupported types
     if installed(model, *patch.other):
         _note(notes, PAIR_WARNING)
+    if installed(model, "level_fns", RecommendedLevel):
+        _note(notes, f"{patch.what}: {APPLY_WARNING}")
     key = checkpoint_key(model, label)
     provided = provided_records(
         key, records, inline_calibration, patch.what, parameterization, notes
     )
+    family_support.check(model, patch.what, notes, provided, calibration_store, key)
     if not provided and calibration_store is not None:
         if if_missing == "error":
             check_calibrated(patch, key, calibration_store)
