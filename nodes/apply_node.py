@@ -24,6 +24,17 @@ class Apply(CalibratedModelNode):
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.05,
+                        "tooltip": "1 = the recommended combination at its verified strengths; "
+                        "other values scale them (0 = off).",
+                    },
+                ),
                 "if_missing": if_missing_input("calibration"),
                 "label": LABEL_INPUT,
             },
@@ -31,14 +42,21 @@ class Apply(CalibratedModelNode):
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, if_missing=None):
-        return cls.validate(if_missing=if_missing)
+    def VALIDATE_INPUTS(cls, strength=None, if_missing=None):
+        return cls.validate(strength=strength, if_missing=if_missing)
 
     def apply(
-        self, model, if_missing, label="", calibration=None, inline_calibration="", notes=None
+        self,
+        model,
+        strength,
+        if_missing,
+        label="",
+        calibration=None,
+        inline_calibration="",
+        notes=None,
     ):
-        self.check(if_missing=if_missing)
+        self.check(strength=strength, if_missing=if_missing)
         patched = apply_patch.apply_recommended(
-            model, if_missing, label, calibration, self.store(), inline_calibration, notes
+            model, strength, if_missing, label, calibration, self.store(), inline_calibration, notes
         )
         return (patched,)

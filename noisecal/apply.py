@@ -41,14 +41,17 @@ class RecommendedResolver(CalibrationResolver):
             )
             return PLAIN
         pick = chosen[0]
+        # the node's strength scales what was verified (1: as recommended, 0: off)
+        shift_strength = self.strength * pick["noiseshift"]
+        correction_strength = self.strength * pick["correction"]
         shift = None
-        if pick["noiseshift"] > 0:
-            shift = ShiftMap.from_records(records, weights, pick["noiseshift"], self.max_level)
+        if shift_strength > 0:
+            shift = ShiftMap.from_records(records, weights, shift_strength, self.max_level)
         correction = None
-        if pick["correction"] > 0:
+        if correction_strength > 0:
             tables = [CorrectionTable.from_json(r[pick["table"]]) for r in records]
             correction = CorrectionMap(
-                tables, weights, pick["correction"], (0.0, math.inf), self.max_level
+                tables, weights, correction_strength, (0.0, math.inf), self.max_level
             )
         return shift, correction
 

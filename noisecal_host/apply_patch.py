@@ -12,7 +12,9 @@ import logging
 
 from ..noisecal import store
 from ..noisecal.apply import RecommendedLevel, RecommendedResolver, RecommendedState
-from . import conditioning_level, dropped_patch
+from ..noisecal.correction import CorrectionResolver
+from ..noisecal.noiseshift import ShiftResolver
+from . import conditioning_level, dropped_patch, level_patches
 from .fingerprint import checkpoint_key
 from .level_patches import provided_records
 from .model_info import max_level, parameterization_of
@@ -34,8 +36,22 @@ def calibrated_sizes(key, calibration_store) -> list[str]:
     return lines
 
 
+MIXED_WARNING = (
+    "Noise Calibration: Apply and a NoiseShift or Noise Level Correction node are both on "
+    "this model: Apply already applies what the calibration verified, and the other node "
+    "adds its method again. Use Apply alone (or the single-method nodes alone)."
+)
+
+
+def single_method_installed(model) -> bool:
+    return level_patches.installed(model, "level_fns", ShiftResolver) or level_patches.installed(
+        model, "state_fns", CorrectionResolver
+    )
+
+
 def apply_recommended(
     model,
+    strength: float,
     if_missing: str,
     label: str,
     records,
@@ -43,7 +59,14 @@ def apply_recommended(
     inline_calibration: str = "",
     notes: list | None = None,
 ):
-    """MODEL -> MODEL with, per sampled size, the recommended combination."""
+    """MODEL -> MODEL with, per sampled size, the recommended combination, its
+    strengths scaled by `strength` (0: the model itself)."""
+    if strength == 0:
+        return model
+    if single_method_installed(model):
+        log.warning(MIXED_WARNING)
+        if notes is not None:
+            notes.append(MIXED_WARNING)
     parameterization = parameterization_of(model)
     key = checkpoint_key(model, label)
     provided = provided_records(key, records, inline_calibration, WHAT, parameterization, notes)
@@ -61,6 +84,7 @@ def apply_recommended(
         key,
         provided,
         calibration_store,
+        strength=strength,
         on_missing=if_missing,
         max_level=max_level(model),
         warn=log.warning,

@@ -68,7 +68,7 @@ def with_recommendation(record, name):
 
 
 def apply(world, record):
-    return world["nodes"]["Apply"].apply(world["model"], "error", calibration=[record])[0]
+    return world["nodes"]["Apply"].apply(world["model"], 1.0, "error", calibration=[record])[0]
 
 
 def test_the_check_scores_every_candidate_and_recommends_one(pack_module, world):
@@ -138,7 +138,9 @@ def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world,
     large = with_recommendation(world["record"], "nlc@1")
     small["resolution"].update(latent_height=4, latent_width=4, image_width=32, image_height=32)
     large["resolution"].update(latent_height=16, latent_width=16, image_width=128, image_height=128)
-    model = world["nodes"]["Apply"].apply(world["model"], "error", calibration=[small, large])[0]
+    model = world["nodes"]["Apply"].apply(world["model"], 1.0, "error", calibration=[small, large])[
+        0
+    ]
     with caplog.at_level(logging.WARNING, "noise_calibration"):
         out = sample(pack_module, world, model)
     assert torch.equal(out, sample(pack_module, world, world["model"]))
@@ -151,10 +153,12 @@ def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, t
     empty = pack_module("noisecal_host.folders").user_store(tmp_path)
     node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"](calibration_store=empty)
     with pytest.raises(errors.CalibrationNotFound, match="^Noise Calibration: Apply node: "):
-        node.apply(world["model"], "error")
-    shown = node.run(model=world["model"], if_missing="pass through", label="")
+        node.apply(world["model"], 1.0, "error")
+    shown = node.run(model=world["model"], strength=1.0, if_missing="pass through", label="")
     assert "passes through" in shown["ui"]["text"][0]
-    listed = world["nodes"]["Apply"].run(model=world["model"], if_missing="error", label="")
+    listed = world["nodes"]["Apply"].run(
+        model=world["model"], strength=1.0, if_missing="error", label=""
+    )
     assert f"latent {N}x{N}" in listed["ui"]["text"][0]
 
 
@@ -191,3 +195,30 @@ def test_the_score_prefers_data_like_the_held_out_set(pack_module):
     assert results["like"]["score"] < results["plain"]["score"]
     assert check.recommend(results) == "like"
     assert check.split(32) == (24, 8) and check.split(7) == (7, 0)
+
+
+def test_apply_with_a_single_method_node_is_one_visible_warning(pack_module, world):
+    record = world["record"]
+    nodes = world["nodes"]
+    (shifted,) = nodes["NoiseShift"].apply(world["model"], 1.0, "error", calibration=[record])
+    out = nodes["Apply"].run(
+        model=shifted, strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert "both on this model" in out["ui"]["text"][0]
+    applied = apply(world, record)
+    out = nodes["NoiseShift"].run(
+        model=applied, strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert "Apply node is already on this model" in out["ui"]["text"][0]
+
+
+def test_strength_scales_the_recommendation(pack_module, world):
+    record = with_recommendation(world["record"], "noiseshift@1")
+    node = world["nodes"]["Apply"]
+    (half,) = node.apply(world["model"], 0.5, "error", calibration=[record])
+    (expected,) = world["nodes"]["NoiseShift"].apply(
+        world["model"], 0.5, "error", calibration=[record]
+    )
+    assert torch.equal(sample(pack_module, world, half), sample(pack_module, world, expected))
+    (off,) = node.apply(world["model"], 0.0, "error", calibration=[record])
+    assert off is world["model"]

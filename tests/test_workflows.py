@@ -124,7 +124,7 @@ PINNED_WIDGETS = {
     ],
     "NoiseCalibrationLoadImageFolder": ["folder", "width", "height", "limit"],
     "NoiseCalibrationEmptyConditioning": [],
-    "NoiseCalibrationApply": ["if_missing", "label", "inline_calibration"],
+    "NoiseCalibrationApply": ["strength", "if_missing", "label", "inline_calibration"],
 }
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).
