@@ -45,6 +45,7 @@ READS_CALIBRATION = (
     "NoiseCalibrationNoiseShift",
     "NoiseCalibrationNoiseLevelCorrection",
     "NoiseCalibrationSpectralScheduler",
+    "NoiseCalibrationApply",
 )
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # combo inputs whose choices are the user's files: (node type, input) -> where they go,
