@@ -222,3 +222,71 @@ def test_strength_scales_the_recommendation(pack_module, world):
     assert torch.equal(sample(pack_module, world, half), sample(pack_module, world, expected))
     (off,) = node.apply(world["model"], 0.0, "error", calibration=[record])
     assert off is world["model"]
+
+
+def _check_section(names_to_strengths, recommendation):
+    return {
+        "method": "test",
+        "held_out": 4,
+        "candidates": {
+            name: {
+                "noiseshift": ns,
+                "correction": c,
+                "table": table,
+                "score": 0.0,
+                "gain": 0.0,
+                "gain_noise": 0.0,
+            }
+            for name, (ns, c, table) in names_to_strengths.items()
+        },
+        "recommendation": recommendation,
+    }
+
+
+@pytest.mark.parametrize("name", ["plain", "noiseshift@1", "noiseshift+nlc@1"])
+def test_apply_on_tiny_models_is_the_recorded_combination(pack, pack_module, tiny_model, name):
+    """What the embedder gets and what the denoiser is evaluated at, captured per call."""
+    from test_correction_host import with_table
+    from test_noiseshift_host import capture, run
+
+    patcher = tiny_model.patcher
+    record = with_table(pack_module, patcher, lambda s: -0.1, lambda s: 0.8 * s)
+    record["correction_joint"] = {
+        **record["correction"],
+        "r": [0.05] * len(record["correction"]["r"]),
+    }
+    record["check"] = _check_section(
+        {
+            "plain": (0, 0, None),
+            "noiseshift@1": (1, 0, None),
+            "noiseshift+nlc@1": (1, 1, "correction_joint"),
+        },
+        name,
+    )
+    record = pack_module("noisecal.store").validate(record)
+    m = pack.NODE_CLASS_MAPPINGS
+    (applied,) = m["NoiseCalibrationApply"]().apply(patcher, 1.0, "error", calibration=[record])
+    expected = patcher
+    if name == "noiseshift+nlc@1":
+        joint = {**record, "correction": record["correction_joint"]}
+        (expected,) = m["NoiseCalibrationNoiseLevelCorrection"]().apply(
+            expected, 1.0, 0.0, 1000.0, "error", calibration=[joint]
+        )
+    if name != "plain":
+        (expected,) = m["NoiseCalibrationNoiseShift"]().apply(
+            expected, 1.0, "error", calibration=[record]
+        )
+    seen = []
+    for model in (applied, expected):
+        captured, calls, handle = capture(model)
+        try:
+            out = run(pack_module, captured, tiny_model)
+        finally:
+            handle.remove()
+        seen.append((out, calls))
+    (got, got_calls), (want, want_calls) = seen
+    assert torch.equal(got, want)
+    for key in ("t", "xc", "denoised"):
+        assert all(torch.equal(a, b) for a, b in zip(got_calls[key], want_calls[key], strict=True))
+    if name == "plain":
+        assert torch.equal(got, run(pack_module, patcher, tiny_model))
