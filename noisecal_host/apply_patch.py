@@ -14,7 +14,7 @@ from ..noisecal import store
 from ..noisecal.apply import RecommendedLevel, RecommendedResolver, RecommendedState
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level, dropped_patch, level_patches
+from . import conditioning_level, dropped_patch, level_patches, user_messages
 from .fingerprint import checkpoint_key
 from .level_patches import provided_records
 from .model_info import max_level, parameterization_of
@@ -64,7 +64,7 @@ def apply_recommended(
     if strength == 0:
         return model
     if single_method_installed(model):
-        log.warning(MIXED_WARNING)
+        user_messages.warn(MIXED_WARNING, log)
         if notes is not None:
             notes.append(MIXED_WARNING)
     parameterization = parameterization_of(model)
@@ -78,8 +78,11 @@ def apply_recommended(
                 f"'Noise Calibration: Calibrate' on this model once per resolution, connect a "
                 f"calibration to the node, or set if_missing to 'pass through'."
             )
+        if not sizes:
+            sizes = [f"{WHAT} passes through: {key.describe()} has no calibration"]
+            user_messages.send(sizes[0])
         if notes is not None:
-            notes.extend(sizes or [f"{WHAT} passes through: {key.describe()} has no calibration"])
+            notes.extend(sizes)
     resolver = RecommendedResolver(
         key,
         provided,
@@ -87,7 +90,7 @@ def apply_recommended(
         strength=strength,
         on_missing=if_missing,
         max_level=max_level(model),
-        warn=log.warning,
+        warn=user_messages.warner(log, WHAT),
         parameterization=parameterization,
     )
     level = RecommendedLevel(resolver)

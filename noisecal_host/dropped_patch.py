@@ -19,6 +19,7 @@ import logging
 import uuid
 
 from ..noisecal.store import ERROR_MODULE, CalibrationError
+from . import user_messages
 
 log = logging.getLogger("noise_calibration")
 
@@ -53,6 +54,7 @@ def watch(patched_model, level_fn, what: str, on_dropped: str = "error") -> None
     mark = uuid.uuid4().hex
     setattr(level_fn, MARK, mark)
     reported: set[int] = set()
+    warn = user_messages.warner(log, what)  # names the node that built the patch
 
     def check(args):
         model_sampling = args["model"].model_sampling
@@ -62,7 +64,7 @@ def watch(patched_model, level_fn, what: str, on_dropped: str = "error") -> None
                 raise PatchDropped(message)
             if id(model_sampling) not in reported:
                 reported.add(id(model_sampling))
-                log.warning("%s; sampling without it", message)
+                warn(f"{message}; sampling without it")
         return args["conds_out"]
 
     patched_model.set_model_sampler_pre_cfg_function(check)

@@ -17,7 +17,7 @@ from ..noisecal import store
 from ..noisecal.apply import RecommendedLevel
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level, dropped_patch, family_support
+from . import conditioning_level, dropped_patch, family_support, user_messages
 from .fingerprint import checkpoint_key
 from .model_info import max_level, parameterization_of
 
@@ -67,8 +67,9 @@ def provided_records(
 
 
 def _note(notes, text: str) -> None:
-    """A warning the user must see: logged, and shown on the node through `notes`."""
-    log.warning(text)
+    """A warning the user must see: logged, sent to the frontend (a toast) and shown
+    on the node through `notes`."""
+    user_messages.warn(text, log)
     if notes is not None:
         notes.append(text)
 
@@ -156,7 +157,7 @@ def _apply(
         strength=strength,
         on_missing=if_missing,
         max_level=max_level(model),
-        warn=log.warning,
+        warn=user_messages.warner(log, patch.what),
         parameterization=parameterization,
         **resolver_options,
     )
