@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..noisecal_host import apply_patch
-from .common import CALIBRATION_INPUTS, LABEL_INPUT, CalibratedModelNode, if_missing_input
+from .common import LevelPatchNode
 
 
-class Apply(CalibratedModelNode):
+class Apply(LevelPatchNode):
     TITLE = "Noise Calibration: Apply"
     DESCRIPTION = (
         "One node for better low-resolution and few-step images: applies, for the resolution "
@@ -19,27 +19,10 @@ class Apply(CalibratedModelNode):
     )
     OUTPUT_TOOLTIPS = ("The model with the recommended combination for each sampled size.",)
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
-                "strength": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 2.0,
-                        "step": 0.05,
-                        "tooltip": "1 = the recommended combination at its verified strengths; "
-                        "other values scale them (0 = off).",
-                    },
-                ),
-                "if_missing": if_missing_input("calibration"),
-                "label": LABEL_INPUT,
-            },
-            "optional": dict(CALIBRATION_INPUTS),
-        }
+    STRENGTH_TOOLTIP = (
+        "1 = the recommended combination at its verified strengths; other values scale "
+        "them (0 = off)."
+    )
 
     @classmethod
     def VALIDATE_INPUTS(cls, strength=None, if_missing=None):

@@ -172,8 +172,8 @@ class CalibratedModelNode(ChecksInputs, UsesCalibrationStore):
 
 
 class LevelPatchNode(CalibratedModelNode):
-    """NoiseShift and Noise Level Correction: MODEL -> MODEL with a calibration
-    resolved at sampling time (noisecal_host.level_patches). A subclass names
+    """NoiseShift, Noise Level Correction and Apply: MODEL -> MODEL with a
+    calibration resolved at sampling time (noisecal_host.level_patches). A subclass names
     its strength tooltip, what is missing without a calibration, and the
     widgets between strength and if_missing; its `apply` keeps its own
     (shipped) signature plus `notes`, checks its inputs and calls the host

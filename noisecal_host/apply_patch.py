@@ -64,9 +64,7 @@ def apply_recommended(
     if strength == 0:
         return model
     if single_method_installed(model):
-        user_messages.warn(MIXED_WARNING, log)
-        if notes is not None:
-            notes.append(MIXED_WARNING)
+        level_patches.note(notes, MIXED_WARNING)
     parameterization = parameterization_of(model)
     key = checkpoint_key(model, label)
     provided = provided_records(key, records, inline_calibration, WHAT, parameterization, notes)
@@ -79,10 +77,9 @@ def apply_recommended(
                 f"calibration to the node, or set if_missing to 'pass through'."
             )
         if not sizes:
-            sizes = [f"{WHAT} passes through: {key.describe()} has no calibration"]
-            user_messages.send(sizes[0])
-        if notes is not None:
-            notes.extend(sizes)
+            level_patches.note(notes, f"{WHAT} passes through: {key.describe()} has no calibration")
+        elif notes is not None:
+            notes.extend(sizes)  # what is calibrated: shown on the node, not a warning
     resolver = RecommendedResolver(
         key,
         provided,

@@ -238,6 +238,6 @@ def _rounding_message(what, support: Support, label, lost, record) -> str:
 
 
 def _note(notes, text: str) -> None:
-    from .level_patches import _note as note  # the nodes' notes mechanism
+    from .level_patches import note  # the nodes' notes mechanism
 
     note(notes, text)

@@ -58,7 +58,7 @@ def provided_records(
         source = "connected calibration" if i < len(calibration or []) else "inline_calibration"
         store.check_model_type(record, key, parameterization, f"{what}: {source}")
         if store.record_key(record).identity != key.identity:
-            _note(
+            note(
                 notes,
                 f"{what}: the {source} was made for {store.record_key(record).describe()}, "
                 f"this model is {key.describe()}; using it anyway",
@@ -66,7 +66,7 @@ def provided_records(
     return records
 
 
-def _note(notes, text: str) -> None:
+def note(notes, text: str) -> None:
     """A warning the user must see: logged, sent to the frontend (a toast) and shown
     on the node through `notes`."""
     user_messages.warn(text, log)
@@ -137,9 +137,9 @@ def _apply(
         return model
     parameterization = parameterization_of(model)  # clear error for unsupported types
     if installed(model, *patch.other):
-        _note(notes, PAIR_WARNING)
+        note(notes, PAIR_WARNING)
     if installed(model, "level_fns", RecommendedLevel):
-        _note(notes, f"{patch.what}: {APPLY_WARNING}")
+        note(notes, f"{patch.what}: {APPLY_WARNING}")
     key = checkpoint_key(model, label)
     provided = provided_records(
         key, records, inline_calibration, patch.what, parameterization, notes
@@ -149,7 +149,7 @@ def _apply(
         if if_missing == "error":
             check_calibrated(patch, key, calibration_store)
         elif not calibration_store.files_for(key):
-            _note(notes, f"{patch.what} passes through: {key.describe()} has no calibration")
+            note(notes, f"{patch.what} passes through: {key.describe()} has no calibration")
     resolver = patch.resolver(
         key,
         provided,
