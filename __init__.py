@@ -15,5 +15,8 @@ NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 # does, for a folder like `noise-calibration` that is no valid package name).
 if __package__ and importlib.util.find_spec("comfy") is not None:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
+    from .noisecal_host import routes as _routes
+
+    _routes.register_with_server()  # the calibrations browser; only inside a ComfyUI server
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
