@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..noisecal import store
-from ..noisecal_host import folders, level_patches
+from ..noisecal_host import folders, level_patches, node_status
 
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)
@@ -182,6 +182,22 @@ class LevelPatchNode(CalibratedModelNode):
     STRENGTH_TOOLTIP = ""
     MISSING = "calibration"
     RANGE_INPUTS: dict = {}
+
+    def run(self, **inputs):
+        """As CalibratedModelNode's, and the sizes calibrated for the connected checkpoint
+        (noisecal_host.node_status: the web extension shows them on the node)."""
+        out = super().run(**inputs)
+        try:
+            status = node_status.calibrated(
+                inputs["model"],
+                inputs.get("label", ""),
+                self.store(),
+                self.MISSING != "calibration",
+            )
+        except Exception:  # what the node shows must never break the node
+            return out
+        out["ui"][node_status.UI_KEY] = [status]
+        return out
 
     @classmethod
     def INPUT_TYPES(cls):
