@@ -48,8 +48,16 @@ def _server():
     return getattr(PromptServer, "instance", None)
 
 
+def _topic(text: str) -> str:
+    """What a message is about: the node's pass-through warning at the node and the
+    sampler's for one size are one message to the user."""
+    head = text.split(":", 1)[0]
+    return head if head.endswith("passes through") else text
+
+
 def _first_time(prompt_id, node_id, text: str) -> bool:
     key = str(prompt_id)
+    text = _topic(text)
     with _lock:
         seen = _sent.get(key)
         if seen is None:

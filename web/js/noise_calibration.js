@@ -222,16 +222,19 @@ class CalibrationsBrowser {
   }
 
   async remove(item) {
+    let outcome;
     try {
       await fetchJSON(`${ROUTE}/${item.id}`, { method: "DELETE" });
-      this.status = `deleted ${item.file}`;
+      outcome = `deleted ${item.file}`;
     } catch (error) {
-      this.status = `could not delete ${item.file}: ${error.message}`;
+      outcome = `could not delete ${item.file}: ${error.message}`;
     }
     this.confirming = null;
     if (this.selected === item.id) this.selected = null;
     this.loading = null;
     await this.refresh();
+    if (!this.status) this.status = outcome; // a listing error, if any, stays
+    this.render();
   }
 
   renderItem(item) {
