@@ -277,11 +277,13 @@ class CalibrationsBrowser {
               (item.shadowed ? " · hidden by a file of the same name" : ""),
           ),
         ];
-    const actions = el("div", { style: { display: "flex", gap: "6px", marginTop: "4px" } });
+    const actions = el("div", {
+      style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: "6px", marginTop: "4px" },
+    });
     if (item.deletable) {
       if (this.confirming === item.id) {
         actions.append(
-          el("span", {}, `Delete ${item.file}?`),
+          el("span", { style: { flexBasis: "100%", overflowWrap: "anywhere" } }, `Delete ${item.file}?`),
           el(
             "button",
             {
