@@ -48,7 +48,7 @@ def summary(
         plain = check["candidates"]["plain"]["score"]
         best = check["candidates"][chosen]["score"]
         lines.append(
-            f"held-out check ({check['held_out']} latents, spectrum distance): plain {plain:.4g}, "
+            f"held-out check ({check['held_out']} latents, spectral FD): plain {plain:.4g}, "
             f"{chosen} {best:.4g}; Apply uses {chosen}"
         )
     return "\n".join(lines)

@@ -8,9 +8,14 @@ table calibrated with NoiseShift on, each at strengths 0.5 and 1) samples
 whole trajectories from the same noise, as many as are held back.
 
 Score: the distance of the generated batch's per-channel power spectrum to the
-held-back data's, mean squared difference of log RAPSD over channels and
-radial bins (DC included: a wrong mean is an error too). It needs no ground
-truth beyond the calibration data. Its sampling noise is estimated by a
+held-back data's, as the Frechet distance between two zero-mean Gaussians
+with those spectra: the sum over Fourier coefficients of (sqrt(P_generated) -
+sqrt(P_held_out))^2, per channel, radially averaged (DC included: a wrong mean
+is an error too), divided by the number of coefficients. It weighs each
+frequency by its power and its number of coefficients, as an image-level
+distance does; a mean squared log ratio per bin weighed the few, faint
+high-frequency bins like the strong ones and disagreed with the true FD
+(docs/results-apply.md). It needs no ground truth beyond the calibration data. Its sampling noise is estimated by a
 paired bootstrap: resampling the generated samples (the same indices for
 every candidate: they share their noise) and the held-back ones.
 
@@ -32,7 +37,6 @@ BOOTSTRAP = 200
 Z_GAIN = 2.0
 PLAIN = "plain"
 STRENGTHS = (0.5, 1.0)
-_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
@@ -71,36 +75,38 @@ def split(count: int) -> tuple[int, int]:
     return count - held, held
 
 
-def _log_spectra(latents: torch.Tensor) -> torch.Tensor:
-    power, _, _ = per_sample_rapsd(latents)
-    return power  # [n, C, F]
+def _spectra(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    power, _, counts = per_sample_rapsd(latents)
+    return power, counts  # [n, C, F], [F]
 
 
-def _distance(gen_power: torch.Tensor, ref_power: torch.Tensor) -> torch.Tensor:
-    """Mean squared log-ratio of the batch-mean spectra; batched over a leading dim."""
-    gen = gen_power.mean(dim=-3).clamp_min(_FLOOR).log()
-    ref = ref_power.mean(dim=-3).clamp_min(_FLOOR).log()
-    return (gen - ref).square().mean(dim=(-2, -1))
+def _distance(gen_power: torch.Tensor, ref_power: torch.Tensor, counts) -> torch.Tensor:
+    """Frechet distance of the batch-mean spectra per coefficient; batched over a
+    leading dim."""
+    gen = gen_power.mean(dim=-3).clamp_min(0).sqrt()
+    ref = ref_power.mean(dim=-3).clamp_min(0).sqrt()
+    weights = counts.to(gen.dtype) / counts.sum()
+    return ((gen - ref).square() * weights).sum(dim=-1).mean(dim=-1)
 
 
 def score(generated: dict[str, torch.Tensor], held_out: torch.Tensor, seed: int = 0) -> dict:
     """Per candidate: score, gain over plain and its bootstrap spread.
 
     generated: candidate name -> [n, C, h, w] samples from the same noise."""
-    ref = _log_spectra(held_out)
-    powers = {name: _log_spectra(x) for name, x in generated.items()}
+    ref, counts = _spectra(held_out)
+    powers = {name: _spectra(x)[0] for name, x in generated.items()}
     n, m = next(iter(powers.values())).shape[0], ref.shape[0]
     gen = torch.Generator().manual_seed(seed)
     gen_idx = torch.randint(0, n, (BOOTSTRAP, n), generator=gen)
     ref_idx = torch.randint(0, m, (BOOTSTRAP, m), generator=gen)
     ref_boot = ref[ref_idx]
-    boot = {name: _distance(p[gen_idx], ref_boot) for name, p in powers.items()}
+    boot = {name: _distance(p[gen_idx], ref_boot, counts) for name, p in powers.items()}
     results = {}
     for name, p in powers.items():
         gain = boot[PLAIN] - boot[name]
         results[name] = {
-            "score": float(_distance(p, ref)),
-            "gain": float(_distance(powers[PLAIN], ref) - _distance(p, ref)),
+            "score": float(_distance(p, ref, counts)),
+            "gain": float(_distance(powers[PLAIN], ref, counts) - _distance(p, ref, counts)),
             "gain_noise": float(gain.std()),
         }
     return results
