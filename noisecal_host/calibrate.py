@@ -285,7 +285,8 @@ def calibrate(
     joint = None
     if correction and held:
         joint = run_joint_correction(model, fit, sigmas, searched, correction, **options)
-    spectrum = rapsd(model.model.process_latent_in(fit.to(torch.float32))).to_json()
+    # the data spectrum (for the spectral scheduler) from every latent: the check does not use it
+    spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
     tables = [t for t in (corrected, joint) if t is not None]
     record = store.make_record(
         key=key,
