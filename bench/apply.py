@@ -428,7 +428,7 @@ def disagreement_table(cells: list[dict]) -> None:
         rows,
     )
     print(
-        "(check score: the check's log-spectrum distance on the held-back latents, lower\n"
+        "(check score: the check's spectral FD on the held-back latents, lower\n"
         " = better; winner gain / noise: its gain over plain in the check over the\n"
         f" bootstrap spread; the check recommends only above {held_out_check.Z_GAIN:g})\n"
     )
@@ -619,7 +619,7 @@ def reference_table(o: dict, cases: list[dict]) -> None:
         for name, v in c["check"].items()
     ]
     print_table(
-        "Table 5: the reference's held-out check (score: log-spectrum distance to the "
+        "Table 5: the reference's held-out check (score: spectral FD to the "
         "held-back latents; gain over plain and its bootstrap spread)",
         ["N", "candidate", "score", "gain", "gain noise", "gain / noise"],
         rows,
