@@ -4,6 +4,7 @@ shared sampling object). Real tiny SD3 through ComfyUI's sampler."""
 
 import threading
 
+import pytest
 import torch
 from test_noiseshift_host import make_record
 
@@ -27,7 +28,31 @@ def sample(pack_module, model, tiny, n, seed):
     return sampling.ksample(model, latent, tiny.conditioning(1), steps=6, seed=seed)
 
 
+def in_threads(fn, args) -> tuple[dict, list]:
+    """fn(arg) in one thread per arg: (results by arg, [(arg, exception)])."""
+    results, failures = {}, []
+
+    def worker(arg):
+        try:
+            results[arg] = fn(arg)
+        except BaseException as exc:  # reported by the caller
+            failures.append((arg, exc))
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, failures
+
+
 def test_two_threads_at_two_sizes_match_serial_runs(pack, pack_module, tiny_sd3):
+    # some ComfyUI versions cannot sample one model from two threads at all
+    _, unpatched = in_threads(
+        lambda n: sample(pack_module, tiny_sd3.patcher, tiny_sd3, n, 0), SIZES
+    )
+    if unpatched:
+        pytest.skip(f"this ComfyUI cannot sample one unpatched model in two threads: {unpatched}")
     nodes = pack.NODE_CLASS_MAPPINGS
     calibrations = records(pack_module, tiny_sd3.patcher)
     (shifted,) = nodes["NoiseCalibrationNoiseShift"]().apply(
@@ -39,21 +64,12 @@ def test_two_threads_at_two_sizes_match_serial_runs(pack, pack_module, tiny_sd3)
     jobs = [(n, seed) for seed in range(3) for n in SIZES]
     serial = {job: sample(pack_module, model, tiny_sd3, *job) for job in jobs}
     assert not torch.equal(serial[(8, 0)], sample(pack_module, tiny_sd3.patcher, tiny_sd3, 8, 0))
-    threaded, failures = {}, []
 
-    def worker(n):
-        try:
-            for job in jobs:
-                if job[0] == n:
-                    threaded[job] = sample(pack_module, model, tiny_sd3, *job)
-        except BaseException as exc:  # reported below, with the thread's size
-            failures.append((n, exc))
+    def size_jobs(n):
+        return {job: sample(pack_module, model, tiny_sd3, *job) for job in jobs if job[0] == n}
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in SIZES]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    by_size, failures = in_threads(size_jobs, SIZES)
     assert not failures, failures
+    threaded = {job: out for results in by_size.values() for job, out in results.items()}
     different = [job for job in jobs if not torch.equal(threaded[job], serial[job])]
     assert not different, f"threaded runs differ from serial ones: {different}"
