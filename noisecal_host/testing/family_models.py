@@ -21,7 +21,7 @@ import comfy.model_patcher
 import comfy.supported_models
 import torch
 
-from .tiny_models import UNET_CONFIG, TinyModel, _init_weights
+from .tiny_models import FLUX_CONFIG, UNET_CONFIG, TinyModel, _init_weights
 
 CTX = 32  # context (text token) width of every tiny family
 TOKENS = 4
@@ -107,26 +107,25 @@ _TEXT_MASK = torch.ones(1, TOKENS, dtype=torch.long)
 _SDXL_ADM = 1536  # six 256-wide size embeddings after the pooled vector
 _REFINER_ADM = 1280  # five of them
 
-FLUX_LIKE = {
-    "image_model": "flux",
-    "in_channels": 16,
-    "out_channels": 16,
-    "vec_in_dim": 32,
-    "context_in_dim": CTX,
-    "hidden_size": 64,
-    "mlp_ratio": 2.0,
-    "num_heads": 2,
-    "depth": 1,
-    "depth_single_blocks": 1,
-    "axes_dim": [8, 12, 12],
-    "theta": 10000,
+
+HYDIT = {
+    "image_model": "hydit",
+    "input_size": 16,
     "patch_size": 2,
-    "qkv_bias": True,
-    "guidance_embed": True,
+    "in_channels": 4,
+    "hidden_size": 64,
+    "depth": 2,
+    "num_heads": 2,
+    "text_states_dim": CTX,
+    "text_states_dim_t5": CTX,
+    "text_len": TOKENS,
+    "text_len_t5": TOKENS,
+    "size_cond": False,
+    "use_style_cond": False,
 }
 
 CHROMA = {
-    **{k: v for k, v in FLUX_LIKE.items() if k not in ("vec_in_dim", "guidance_embed")},
+    **{k: v for k, v in FLUX_CONFIG.items() if k not in ("vec_in_dim", "guidance_embed")},
     "image_model": "chroma",
     "in_channels": 64,
     "out_channels": 64,
@@ -244,46 +243,20 @@ SPECS: dict[str, FamilySpec] = {
         },
         latent_hw=(40, 40),
     ),
-    "HunyuanDiT": FamilySpec(
-        {
-            "image_model": "hydit",
-            "input_size": 16,
-            "patch_size": 2,
-            "in_channels": 4,
-            "hidden_size": 64,
-            "depth": 2,
-            "num_heads": 2,
-            "text_states_dim": CTX,
-            "text_states_dim_t5": CTX,
-            "text_len": TOKENS,
-            "text_len_t5": TOKENS,
-            "size_cond": False,
-            "use_style_cond": False,
-        },
-        extras=lambda b: _hydit_extras(b),
-    ),
+    "HunyuanDiT": FamilySpec(HYDIT, extras=lambda b: _hydit_extras(b)),
     "HunyuanDiT1": FamilySpec(
         {
+            **HYDIT,
             "image_model": "hydit1",
-            "input_size": 16,
-            "patch_size": 2,
-            "in_channels": 4,
-            "hidden_size": 64,
-            "depth": 2,
-            "num_heads": 2,
-            "text_states_dim": CTX,
-            "text_states_dim_t5": CTX,
-            "text_len": TOKENS,
-            "text_len_t5": TOKENS,
             "size_cond": [1024, 1024, 1024, 1024, 0, 0],
             "use_style_cond": True,
         },
         extras=lambda b: _hydit_extras(b),
     ),
-    "Flux": FamilySpec(FLUX_LIKE, pooled_dim=32),
-    "FluxSchnell": FamilySpec({**FLUX_LIKE, "guidance_embed": False}, pooled_dim=32),
+    "Flux": FamilySpec(FLUX_CONFIG, pooled_dim=32),
+    "FluxSchnell": FamilySpec({**FLUX_CONFIG, "guidance_embed": False}, pooled_dim=32),
     "FluxInpaint": FamilySpec(
-        {**FLUX_LIKE, "in_channels": 96}, pooled_dim=32, notes="zero image, full mask"
+        {**FLUX_CONFIG, "in_channels": 96}, pooled_dim=32, notes="zero image, full mask"
     ),
     "Chroma": FamilySpec(CHROMA, pooled_dim=32, notes="the pooled vector is unused"),
     "ChromaRadiance": FamilySpec(
