@@ -69,7 +69,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
+from bench.lib import reference, testbed
 from bench.lib.calibration import Nodes, default_max_batch, private_store
 from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
@@ -77,10 +77,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
-from noise_calibration.noisecal.testing import metrics
-from noise_calibration.noisecal_host import calibrate, cli
-from noise_calibration.noisecal_host.model_info import zero_conditioning
-from noise_calibration.noisecal_host.testing import sampling
+from noise_calibration.noisecal_host import calibrate
 
 CANDIDATES = held_out_check.candidates(with_tables=True)  # what the check compares
 NAMES = [c.name for c in CANDIDATES]
@@ -500,22 +497,10 @@ def judge_testbed(run: Run, cells: list[dict]) -> None:
 # --------------------------------------------------------------------------- 2. reference
 
 
-@dataclass
-class Reference:
-    ref: cli.Reference
-    positive: list
-    load_s: float
-
-    @property
-    def model(self):
-        return self.ref.model
-
-
 def section_reference(b: Bench) -> None:
     o = b.cfg["reference"]
-    t0 = time.perf_counter()
-    ref = cli.load_reference()
-    r = Reference(ref, zero_conditioning(ref.model), time.perf_counter() - t0)
+    r = reference.load()
+    ref = r.ref
     print_section(
         f"2. Reference network ({ref.path.name}, M = {ref.train_res}, shift {ref.shift:g}; "
         f"{o['steps']} Euler steps; (N, calibration latents, FD samples) {o['cases']})"
@@ -534,7 +519,7 @@ def section_reference(b: Bench) -> None:
     judge_reference(b.run, cases, ref.train_res)
 
 
-def reference_case(b: Bench, r: Reference, n: int, cal_count: int, samples: int) -> dict:
+def reference_case(b: Bench, r: reference.Reference, n: int, cal_count: int, samples: int) -> dict:
     o = b.cfg["reference"]
     x0 = testbed.cal_latents(r.ref.spectrum, n, cal_count)
     latents = r.model.model.process_latent_out(x0)  # the field samples are model-space
@@ -550,8 +535,8 @@ def reference_case(b: Bench, r: Reference, n: int, cal_count: int, samples: int)
         "apply": apply_model(b.nodes, r.model, record),
     }
     print(f"N = {n}: sampling {samples} per model ...", flush=True)
-    fd = {k: reference_fd(r, m, n, samples, o["steps"]) for k, m in models.items()}
-    fd["native"] = native_fd(r, n, samples, o["steps"])
+    fd = {k: reference.fd(r, m, n, samples, o["steps"]) for k, m in models.items()}
+    fd["native"] = reference.native_fd(r, n, samples, o["steps"])
     floor = testbed.floor(r.ref.spectrum, n, samples)
     case = {
         "N": n,
@@ -575,25 +560,6 @@ def reference_case(b: Bench, r: Reference, n: int, cal_count: int, samples: int)
         flush=True,
     )
     return case
-
-
-def reference_fd(r: Reference, model, n: int, count: int, steps: int) -> float:
-    """FD to the true field at N = n; samples go through the SD3 latent format first."""
-    lat = sampling.empty_latent(model, n, n, count)
-    out = sampling.ksample(
-        model, lat, r.positive, seed=SAMPLE_SEED, steps=steps, sampler_name="euler"
-    )
-    out = model.model.process_latent_in(out)
-    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
-
-
-def native_fd(r: Reference, n: int, count: int, steps: int) -> float:
-    """FD of the exact testbed denoiser for N = n on the same data and schedule."""
-    native = cli.reference_native(r.ref, n)
-    out = testbed.ksample_testbed(
-        native, n, count, steps=steps, sampler="euler", scheduler=CAL_SCHEDULER
-    )
-    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
 
 
 def reference_table(o: dict, cases: list[dict]) -> None:

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
+from bench.lib import reference, testbed
 from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
@@ -79,10 +79,8 @@ from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
 from noise_calibration.noisecal.resize import center_crop_resize, resize_latents
 from noise_calibration.noisecal.spectra import rapsd
 from noise_calibration.noisecal.testing import metrics
-from noise_calibration.noisecal_host import cli, self_calibration
+from noise_calibration.noisecal_host import self_calibration
 from noise_calibration.noisecal_host.fingerprint import checkpoint_key
-from noise_calibration.noisecal_host.model_info import zero_conditioning
-from noise_calibration.noisecal_host.testing import sampling
 from noise_calibration.noisecal_host.testing.testbed_model import make_testbed_conditioning
 
 SEARCH_MODE = "fast"
@@ -468,24 +466,9 @@ def judge_testbed(run: Run, cases: list[dict]) -> None:
 # --------------------------------------------------------------------------- 2. reference
 
 
-@dataclass
-class Reference:
-    """The reference network, its conditioning and its calibration settings."""
-
-    ref: cli.Reference
-    positive: list
-    load_s: float
-
-    @property
-    def model(self):
-        return self.ref.model
-
-
 def section_reference(b: Bench) -> None:
     cfg = b.cfg["reference"]
-    t0 = time.perf_counter()
-    loaded = cli.load_reference()
-    r = Reference(loaded, zero_conditioning(loaded.model), time.perf_counter() - t0)
+    r = reference.load()
     n = r.ref.train_res // 2
     print_section(
         f"2. Reference model ({r.ref.path.name}, M = {r.ref.train_res}, shift "
@@ -505,7 +488,9 @@ def section_reference(b: Bench) -> None:
     judge_reference(b.run, case)
 
 
-def calibrate_node(b: Bench, r: Reference, n: int, cfg: dict, **inputs) -> tuple[dict, float]:
+def calibrate_node(
+    b: Bench, r: reference.Reference, n: int, cfg: dict, **inputs
+) -> tuple[dict, float]:
     """The Calibrate node at N = n (recalibrate: never hands back an earlier record;
     no held-out check: both calibrations use every latent)."""
     t0 = time.perf_counter()
@@ -528,7 +513,7 @@ def calibrate_node(b: Bench, r: Reference, n: int, cfg: dict, **inputs) -> tuple
     return records[0], time.perf_counter() - t0
 
 
-def self_generated_node(b: Bench, r: Reference, n: int, cfg: dict):
+def self_generated_node(b: Bench, r: reference.Reference, n: int, cfg: dict):
     """The node's self-generate path, counted: (record, wall s, rows counted)."""
     with testbed.counting(r.model) as counter:
         record, wall = calibrate_node(
@@ -547,7 +532,7 @@ def self_generated_node(b: Bench, r: Reference, n: int, cfg: dict):
     return record, wall, counter.rows
 
 
-def node_generated_set(b: Bench, r: Reference, cfg: dict) -> torch.Tensor:
+def node_generated_set(b: Bench, r: reference.Reference, cfg: dict) -> torch.Tensor:
     """The set the node generated, read back from its cache (no network evaluation)."""
     settings = self_calibration.GenerationSettings(
         width=8 * r.ref.train_res,
@@ -569,34 +554,14 @@ def node_generated_set(b: Bench, r: Reference, cfg: dict) -> torch.Tensor:
     return latents
 
 
-def reference_fd(r: Reference, model, n: int, count: int) -> tuple[float, float]:
-    """FD to the true field at N = n, samples through the SD3 latent format; wall s."""
-    lat = sampling.empty_latent(model, n, n, count)
+def reference_fd(r: reference.Reference, model, n: int, count: int) -> tuple[float, float]:
+    """reference.fd at N = n, and its wall seconds."""
     t0 = time.perf_counter()
-    out = sampling.ksample(
-        model,
-        lat,
-        r.positive,
-        seed=SAMPLE_SEED,
-        steps=CAL_STEPS,
-        sampler_name="euler",
-        scheduler=CAL_SCHEDULER,
-    )
-    wall = time.perf_counter() - t0
-    out = model.model.process_latent_in(out)
-    return metrics.frechet_distance(out, r.ref.spectrum.power(n)), wall
+    value = reference.fd(r, model, n, count)
+    return value, time.perf_counter() - t0
 
 
-def reference_native_fd(r: Reference, n: int, count: int) -> float:
-    """FD of the exact testbed denoiser for N = n on the same data and schedule."""
-    native = cli.reference_native(r.ref, n)
-    out = testbed.ksample_testbed(
-        native, n, count, steps=CAL_STEPS, sampler="euler", scheduler=CAL_SCHEDULER
-    )
-    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
-
-
-def reference_extra_sets(r: Reference, native: torch.Tensor, n: int, cfg: dict) -> dict:
+def reference_extra_sets(r: reference.Reference, native: torch.Tensor, n: int, cfg: dict) -> dict:
     """The diagnostic calibration sets of the reference (LATENT space) at N = n."""
     out = {}
     for key in cfg["extra_arms"]:
@@ -612,7 +577,7 @@ def reference_extra_sets(r: Reference, native: torch.Tensor, n: int, cfg: dict) 
     return out
 
 
-def reference_case(b: Bench, r: Reference, n: int, cfg: dict) -> dict:
+def reference_case(b: Bench, r: reference.Reference, n: int, cfg: dict) -> dict:
     """True data and self-generated calibrations through the node, FD and gap closed."""
     count, model = cfg["samples"], r.model
     true_x0 = testbed.cal_latents(r.ref.spectrum, n, cfg["cal_count"])  # model space
@@ -631,7 +596,7 @@ def reference_case(b: Bench, r: Reference, n: int, cfg: dict) -> dict:
         x0s[key] = latents
     print(f"N = {n}: sampling {count} per model ...", flush=True)
     fd_plain, t_plain = reference_fd(r, model, n, count)
-    fd_native = reference_native_fd(r, n, count)
+    fd_native = reference.native_fd(r, n, count)
     power = r.ref.spectrum.power(n)
     arms = {}
     for key, (record, wall) in sets.items():
