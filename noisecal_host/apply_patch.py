@@ -71,11 +71,7 @@ def apply_recommended(
     if not provided and calibration_store is not None:
         sizes = calibrated_sizes(key, calibration_store)
         if not sizes and if_missing == "error":
-            raise store.CalibrationNotFound(
-                f"{WHAT} node: {key.describe()} has no calibration at any resolution. Run "
-                f"'Noise Calibration: Calibrate' on this model once per resolution, connect a "
-                f"calibration to the node, or set if_missing to 'pass through'."
-            )
+            raise level_patches.not_calibrated(WHAT, key)
         if not sizes:
             level_patches.note(notes, f"{WHAT} passes through: {key.describe()} has no calibration")
         elif notes is not None:

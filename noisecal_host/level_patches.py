@@ -81,12 +81,17 @@ def check_calibrated(patch: _Patch, key, calibration_store) -> None:
     if patch.resolver is CorrectionResolver:
         files = {size: path for size, path in files.items() if _has_table(path)}
     if not files:
-        raise store.CalibrationNotFound(
-            f"{patch.what} node: {key.describe()} has no {patch.missing} at any resolution. "
-            f"Run 'Noise Calibration: Calibrate' on this model once per resolution"
-            f"{patch.calibrate_hint}, connect a calibration to the node, or set if_missing "
-            f"to 'pass through' to sample without it."
-        )
+        raise not_calibrated(patch.what, key, patch.missing, patch.calibrate_hint)
+
+
+def not_calibrated(what: str, key, missing: str = "calibration", hint: str = ""):
+    """The error of a node whose checkpoint has no `missing` at any resolution."""
+    return store.CalibrationNotFound(
+        f"{what} node: {key.describe()} has no {missing} at any resolution. "
+        f"Run 'Noise Calibration: Calibrate' on this model once per resolution"
+        f"{hint}, connect a calibration to the node, or set if_missing "
+        f"to 'pass through' to sample without it."
+    )
 
 
 def _has_table(path) -> bool:
