@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from ..noisecal import store
 from ..noisecal.apply import RecommendedLevel, RecommendedResolver, RecommendedState
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level, dropped_patch, level_patches, user_messages
+from . import conditioning_level, dropped_patch, level_patches, node_status, user_messages
 from .fingerprint import checkpoint_key
 from .level_patches import provided_records
 from .model_info import max_level, parameterization_of
@@ -25,13 +24,11 @@ WHAT = RecommendedResolver.what
 
 
 def calibrated_sizes(key, calibration_store) -> list[str]:
-    """'h x w: recommendation' for every file of this checkpoint (for the node's text)."""
+    """'latent h x w: recommendation' for every file of this checkpoint (the node's text)."""
     lines = []
-    for (h, w), path in sorted(calibration_store.files_for(key).items()):
-        try:
-            chosen = store.recommendation(store.load(path))["name"]
-        except store.CalibrationError as exc:
-            chosen = f"unreadable ({exc})"
+    for size in node_status.sizes(key, calibration_store):
+        (h, w) = size["latent"]
+        chosen = size.get("recommendation") or f"unreadable ({size['detail']})"
         lines.append(f"latent {h}x{w} (about {w * 8}x{h * 8} px): {chosen}")
     return lines
 

@@ -11,24 +11,37 @@ UI_KEY = "noise_calibration"
 
 
 def calibrated(model, label: str, calibration_store, tables_only: bool = False) -> dict:
-    """{"checkpoint", "identity", "sizes": [{"latent", "image", "recommendation",
-    "correction"}]} for the model's checkpoint, smallest size first; tables_only:
-    only the sizes with a Noise Level Correction table."""
+    """{"checkpoint", "identity", "sizes"} for the model's checkpoint (see `sizes`)."""
     from .fingerprint import checkpoint_key
 
     key = checkpoint_key(model, label)
-    sizes = []
-    files = calibration_store.files_for(key) if calibration_store is not None else {}
+    found = sizes(key, calibration_store, tables_only) if calibration_store is not None else []
+    return {"checkpoint": key.describe(), "identity": key.identity, "sizes": found}
+
+
+def sizes(key, calibration_store, tables_only: bool = False) -> list[dict]:
+    """[{"latent", "image", "recommendation", "correction"}] of the checkpoint's files,
+    smallest size first (an unreadable one: {"latent", "image", "error", "detail"});
+    tables_only: only the sizes with a Noise Level Correction table."""
+    found = []
+    files = calibration_store.files_for(key)
     for (h, w), path in sorted(files.items(), key=lambda item: item[0][0] * item[0][1]):
         try:
             record = store.load(path)
-        except store.CalibrationError:
-            sizes.append({"latent": [h, w], "image": [w * 8, h * 8], "error": "unreadable"})
+        except store.CalibrationError as exc:
+            found.append(
+                {
+                    "latent": [h, w],
+                    "image": [w * 8, h * 8],
+                    "error": "unreadable",
+                    "detail": str(exc),
+                }
+            )
             continue
         if tables_only and not record.get("correction"):
             continue
         res = record["resolution"]
-        sizes.append(
+        found.append(
             {
                 "latent": [h, w],
                 "image": [res["image_width"], res["image_height"]],
@@ -36,4 +49,4 @@ def calibrated(model, label: str, calibration_store, tables_only: bool = False) 
                 "correction": bool(record.get("correction")),
             }
         )
-    return {"checkpoint": key.describe(), "identity": key.identity, "sizes": sizes}
+    return found
