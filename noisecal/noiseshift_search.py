@@ -57,6 +57,17 @@ Modes:
   large shifts. It is a local search: on a multimodal objective it keeps to
   the basin of the warm start and ``u_i``, as the grid keeps to its window.
 
+- ``"lean"`` (ours): the fast search, warm-started also in curvature. From
+  the second step on, u_i and the warm start are evaluated, the previous
+  step's curvature turns the two into a predicted minimum, and one
+  evaluation there plus the parabola through the three points confirm it;
+  the fast refinement runs only where they disagree by more than ``ftol``
+  (1e-4 here: what 16 latents resolve). At most ``max_points`` candidates a
+  step. A shift is kept only where its gain over the identity clears ``z``
+  (2) standard errors of the paired per-latent gain, so few latents do not
+  turn noise into a shift. About 3-4 evaluations per latent and step; meant
+  for 16 latents (bench/calibration_cost.py).
+
 All candidates of a round go through ``denoise`` as one batch
 (candidates x samples rows), split into chunks of at most ``max_batch`` rows;
 NFE counts rows. Ties (relative 1e-9, e.g. a clamped timestep) go to the
@@ -85,7 +96,7 @@ __all__ = [
 
 Denoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-MODES = ("grid", "fast")
+MODES = ("grid", "fast", "lean")
 
 GRID_PARAMS = {
     "coarse_window": 0.1,
@@ -101,6 +112,11 @@ FAST_PARAMS = {
     "trend": 1.0,
     "max_rounds": 40,
 }
+
+# The lean mode stops where the remaining gain is below what 16 latents can
+# resolve: the minimum of a 16-latent objective moves by about 0.01 in u
+# between latent sets, which costs about 1e-4 of the step's error.
+LEAN_PARAMS = {**FAST_PARAMS, "tolerance": 0.002, "ftol": 1e-4, "z": 2.0, "max_points": 40}
 
 _TIE_RTOL = 1e-9  # errors this close count as equal (flat objective)
 _KEY_DIGITS = 10  # u values equal to this many decimals are the same candidate
@@ -181,10 +197,14 @@ class _StepObjective:
         self.rows = 0
 
     def __call__(self, conds: Sequence[float]) -> list[float]:
+        if len(conds) == 0:
+            return []
+        return self.per_sample(conds).mean(dim=1).double().cpu().tolist()
+
+    def per_sample(self, conds: Sequence[float]) -> torch.Tensor:
+        """Error of every sample at every candidate: [candidates, samples]."""
         n = self.x.shape[0]
         m = len(conds)
-        if m == 0:
-            return []
         device = self.x.device
         cond = torch.tensor([float(c) for c in conds], dtype=self.sigma_dtype, device=device)
         total = m * n
@@ -204,7 +224,7 @@ class _StepObjective:
             x_hat = xd + self.ratio * (xd - out.to(self.acc))
             diff = (x_hat - self.target[sample]).reshape(len(idx), -1)
             per_row[start : start + len(idx)] = diff.pow(2).mean(dim=1)
-        return per_row.reshape(m, n).mean(dim=1).double().cpu().tolist()
+        return per_row.reshape(m, n)
 
 
 class _Points:
@@ -219,6 +239,7 @@ class _Points:
         self.f: dict[float, float] = {}  # key(u) -> error, candidates in range only
         self.u: dict[float, float] = {}
         self.extra: dict[float, float] = {}  # out-of-range points (error_before)
+        self.samples: dict[float, torch.Tensor] = {}  # key(u) -> error per sample
 
     def sigma_of(self, u: float) -> float:
         k = _key(u)
@@ -240,8 +261,10 @@ class _Points:
                 todo[k] = float(u)
         if not todo:
             return
-        errs = self.objective([self.sigma_of(u) for u in todo.values()])
-        for (k, u), e in zip(todo.items(), errs, strict=True):
+        rows = self.objective.per_sample([self.sigma_of(u) for u in todo.values()])
+        errs = rows.mean(dim=1).double().cpu().tolist()
+        for (k, u), e, row in zip(todo.items(), errs, rows, strict=True):
+            self.samples[k] = row
             if self.lo - 1e-12 <= u <= self.hi + 1e-12:
                 self.f[k], self.u[k] = e, u
             else:
@@ -298,9 +321,7 @@ def _parabola(a, fa, b, fb, c, fc, x) -> float:
 
 
 def _search_fast(pts: _Points, u_i: float, u_warm: float, p: dict) -> None:
-    d, tol, growth = p["initial_step"], p["tolerance"], p["growth"]
-    lo, hi = pts.lo, pts.hi
-    gold = 0.5 * (3.0 - math.sqrt(5.0))
+    d = p["initial_step"]
 
     # Round 1: a stencil around the warm start. u_i is evaluated anyway (it
     # gives error_before), so use it as a stencil point when it is close.
@@ -313,10 +334,18 @@ def _search_fast(pts: _Points, u_i: float, u_warm: float, p: dict) -> None:
         stencil[2 if off > 0 else 0] = u_i
     first = [pts.clip(u) for u in stencil]
     pts.evaluate([u_i, *first])
+    _refine(pts, p)
 
+
+def _refine(pts: _Points, p: dict, rounds: int | None = None) -> None:
+    """Bracket expansion, then parabolic steps with golden-section fallback
+    (Brent); at most ``rounds`` evaluations (default ``max_rounds``)."""
+    d, tol, growth = p["initial_step"], p["tolerance"], p["growth"]
+    lo, hi = pts.lo, pts.hi
+    gold = 0.5 * (3.0 - math.sqrt(5.0))
     last_vertex = None
     moves: list[float] = []  # distance of each refinement step from the best point
-    for _ in range(int(p["max_rounds"])):
+    for _ in range(int(p["max_rounds"]) if rounds is None else rounds):
         if not pts.f:
             return
         b = pts.best()
@@ -372,6 +401,102 @@ def _search_fast(pts: _Points, u_i: float, u_warm: float, p: dict) -> None:
         pts.evaluate([v])
 
 
+def _search_lean(pts: _Points, u_i: float, u_warm: float, curv: float | None, p: dict) -> None:
+    """Two points and the previous step's curvature predict the minimum; one
+    evaluation there and the parabola through the three points confirm it
+    (``_refine`` goes on only where they disagree).
+
+    u_i is evaluated anyway (error_before), so it is one of the two points
+    even where the monotone limit excludes it as a choice: the objective is
+    the same function there. At most ``max_points`` candidates per step.
+    """
+    if curv is None:
+        _search_fast(pts, u_i, u_warm, p)
+        return
+    d, tol, ftol = p["initial_step"], p["tolerance"], p["ftol"]
+    u_w = pts.clip(u_warm)
+    probe = abs(u_w - u_i) < 0.5 * d
+    if probe:
+        # No shift expected (e.g. at the training resolution): probe below u_i,
+        # where a lower resolution moves the minimum.
+        u_w = pts.clip(u_i - d) if u_i - d >= pts.lo else pts.clip(u_i + d)
+    pts.evaluate([u_i, u_w])
+    if abs(u_w - u_i) < 0.5 * tol:
+        _search_fast(pts, u_i, u_warm, p)  # the range collapsed onto u_i
+        return
+    a, b = sorted((u_i, u_w))
+    fa, fb = pts.error_at(a), pts.error_at(b)
+    # The parabola through both points with the prior curvature.
+    slope = (fb - fa) / (b - a)
+    v = pts.clip(0.5 * (a + b) - slope / (2.0 * curv))
+    v = min(max(v, a - 8 * d), b + 8 * d)  # a wrong prior must not jump far
+    f_best = min(fa, fb)
+    f_pred = fa + slope * (v - a) + curv * (v - a) * (v - b)
+    if probe and f_best - f_pred <= ftol * f_best and pts.f:
+        return  # the shift stays zero: less than ftol to gain, as predicted
+    at_end = min(abs(v - pts.lo), abs(v - pts.hi)) <= 1e-12
+    if at_end and pts.known(v) and _key(v) in pts.f:
+        # The minimum is predicted at a range end already evaluated: one point
+        # just inside tells whether the objective still falls towards the end.
+        inner = pts.clip(v + (2 * tol if v < u_i else -2 * tol))
+        if not pts.known(inner):
+            pts.evaluate([inner])
+        if pts.best() == v:
+            return
+    elif not pts.known(v):
+        pts.evaluate([v])
+        x, y, z = sorted((a, b, v))
+        fx, fy, fz = pts.error_at(x), pts.error_at(y), pts.error_at(z)
+        v2 = _vertex(x, fx, y, fy, z, fz)
+        if v2 is not None and pts.f:
+            best = pts.best()
+            f_best = pts.f[_key(best)]
+            gain = f_best - _parabola(x, fx, y, fy, z, fz, pts.clip(v2))
+            if abs(pts.clip(v2) - best) <= tol or gain <= ftol * f_best:
+                return  # the three points agree on the minimum
+    _refine(pts, p, int(p["max_points"]) - len(pts.f) - len(pts.extra))
+
+
+def _curvature(pts: _Points) -> float | None:
+    """Curvature (half the second derivative in u) of the parabola through the
+    best point and its two neighbours; None where the best point is outermost."""
+    us = pts.sorted_u()
+    b = pts.best()
+    i = min(range(len(us)), key=lambda j: abs(us[j] - b))
+    if i == 0 or i == len(us) - 1:
+        return None
+    a, c = us[i - 1], us[i + 1]
+    fa, fb, fc = pts.f[_key(a)], pts.f[_key(b)], pts.f[_key(c)]
+    curv = ((fc - fb) / (c - b) - (fb - fa) / (b - a)) / (c - a)
+    return curv if curv > 0 and math.isfinite(curv) else None
+
+
+@dataclass
+class _Step:
+    """One searched step: levels in u, the chosen sigma, errors, rows, curvature."""
+
+    u: float
+    u_hat: float
+    sigma_hat: float
+    error_before: float
+    error_after: float
+    rows: int
+    curvature: float | None
+
+
+def _significant(pts: _Points, u_i: float, u_hat: float, z: float) -> bool:
+    """Whether u_hat's gain over the identity clears z standard errors of the
+    paired per-sample gain (always, where the identity is not admissible)."""
+    ki, kh = _key(u_i), _key(u_hat)
+    if ki == kh or ki not in pts.f:
+        return True
+    gain = pts.samples[ki] - pts.samples[kh]
+    if gain.numel() < 2:
+        return True
+    se = float(gain.std()) / math.sqrt(gain.numel())
+    return float(gain.mean()) > z * se
+
+
 def _predict_shift(shifts: list[float], p: dict) -> float:
     """Warm start: the last shift, extrapolated along its trend (``trend`` = 1: linear).
 
@@ -414,21 +539,21 @@ def step_errors(
 
 
 def _settings(mode: str, overrides: Mapping[str, float] | None) -> dict:
-    settings = dict(GRID_PARAMS if mode == "grid" else FAST_PARAMS)
+    settings = dict({"grid": GRID_PARAMS, "fast": FAST_PARAMS, "lean": LEAN_PARAMS}[mode])
     for name, value in (overrides or {}).items():
         if name not in settings:
             raise ValueError(f"unknown {mode} search parameter {name!r}; known: {sorted(settings)}")
         value = float(value)
-        zero_ok = name in ("ftol", "trend")
+        zero_ok = name in ("ftol", "trend", "z")
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
             raise ValueError(f"search parameter {name} must be a positive number, got {value}")
-        settings[name] = int(value) if name == "max_rounds" else value
+        settings[name] = int(value) if name in ("max_rounds", "max_points") else value
     if mode == "grid" and (
         settings["coarse_step"] > settings["coarse_window"]
         or settings["fine_step"] > settings["fine_window"]
     ):
         raise ValueError("grid steps must not exceed their windows")
-    if mode == "fast" and settings["growth"] <= 1:
+    if mode != "grid" and settings["growth"] <= 1:
         raise ValueError("fast search growth must be > 1")
     return settings
 
@@ -500,37 +625,55 @@ def calibrate_noiseshift(
 
     eps = _draw_eps(x0, seed)
     n_steps = len(levels) - 1
-    out_hat: list[float] = []
-    err_before: list[float] = []
-    err_after: list[float] = []
-    nfe = 0
-    upper_sigma = sigma_max
-    shifts: list[float] = []  # u_hat - u per step, the fast mode's warm start
+    steps: list[_Step | None] = [None] * n_steps
+
+    def run(i: int, lo_sigma: float, hi_sigma: float, shift: float, prior: float | None):
+        """Search step i in [lo_sigma, hi_sigma], warm-started at u_i + shift."""
+        s, s_next = levels[i], levels[i + 1]
+        u_i = sigma_to_u(s, parameterization)
+        lo, hi = sigma_to_u(lo_sigma, parameterization), sigma_to_u(hi_sigma, parameterization)
+        obj = _StepObjective(denoise, x0, eps, s, s_next, parameterization, max_batch)
+        # The range ends last: if one coincides with u_i, monotonicity wins.
+        pinned = {_key(u_i): s, _key(lo): lo_sigma, _key(hi): hi_sigma}
+        pts = _Points(obj, parameterization, u_i, pinned, lo, hi)
+        if mode == "grid":
+            _search_grid(pts, u_i, settings)
+        elif mode == "lean":
+            _search_lean(pts, u_i, u_i + shift, prior, settings)
+        else:
+            _search_fast(pts, u_i, u_i + shift, settings)
+        pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
+        u_hat = pts.best()
+        if mode == "lean" and not _significant(pts, u_i, u_hat, settings["z"]):
+            u_hat = u_i
+        steps[i] = _Step(
+            u_i,
+            u_hat,
+            pts.sigma_of(u_hat),
+            pts.error_at(u_i),
+            pts.f[_key(u_hat)],
+            obj.rows,
+            _curvature(pts),
+        )
+        if progress is not None:
+            progress(sum(1 for st in steps if st is not None), n_steps)
+        return steps[i]
 
     with torch.no_grad():
+        upper_sigma = sigma_max
+        shifts: list[float] = []  # u_hat - u per step, the warm start
+        curv = None  # the lean mode's curvature prior, from the previous steps
         for i in range(n_steps):
-            s, s_next = levels[i], levels[i + 1]
-            u_i = sigma_to_u(s, parameterization)
-            hi = sigma_to_u(upper_sigma, parameterization)
-            obj = _StepObjective(denoise, x0, eps, s, s_next, parameterization, max_batch)
-            # The range end last: if it coincides with u_i, monotonicity wins.
-            pinned = {_key(u_i): s, _key(0.0): 0.0, _key(hi): upper_sigma}
-            pts = _Points(obj, parameterization, u_i, pinned, 0.0, hi)
-            if mode == "grid":
-                _search_grid(pts, u_i, settings)
-            else:
-                _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)
-            pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
-            u_hat = pts.best()
-            nfe += obj.rows
-            sig_hat = pts.sigma_of(u_hat)
-            out_hat.append(sig_hat)
-            err_before.append(pts.error_at(u_i))
-            err_after.append(pts.f[_key(u_hat)])
-            shifts.append(u_hat - u_i)
-            upper_sigma = sig_hat
-            if progress is not None:
-                progress(i + 1, n_steps)
+            shift = 0.0 if mode == "grid" else _predict_shift(shifts, settings)
+            st = run(i, 0.0, upper_sigma, shift, curv)
+            shifts.append(st.u_hat - st.u)
+            curv = st.curvature or curv
+            upper_sigma = st.sigma_hat
+
+    out_hat = [st.sigma_hat for st in steps]
+    err_before = [st.error_before for st in steps]
+    err_after = [st.error_after for st in steps]
+    nfe = sum(st.rows for st in steps)
 
     return SearchResult(
         sigmas=levels[:-1],

@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         + ")",
     )
     demo.add_argument("--steps", type=int, default=20)
-    demo.add_argument("--mode", choices=["fast", "grid"], default="fast")
+    demo.add_argument("--mode", choices=["fast", "grid", "lean"], default="fast")
     demo.add_argument(
         "--max-batch",
         type=int,
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     _testbed_args(cal, 16)
     cal.add_argument("--steps", type=int, default=20)
     cal.add_argument("--scheduler", default="simple")
-    cal.add_argument("--mode", choices=["fast", "grid"], default="fast")
+    cal.add_argument("--mode", choices=["fast", "grid", "lean"], default="fast")
     cal.add_argument("--samples", type=int, default=32)
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--label", default=None)
