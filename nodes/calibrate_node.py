@@ -92,10 +92,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "default": "fast",
                         "tooltip": "fast: bracketing + parabolic refinement (few evaluations). "
                         "grid: the paper's coarse-to-fine grid (slower). "
-                        "lean: the previous step's curvature predicts the minimum, about 3-4 "
-                        "evaluations per latent and step; a shift is kept only where its gain "
-                        "clears twice its standard error; meant for sample_count 16 (4-7x fewer "
-                        "evaluations than fast at 64 for the same gap closed on the testbed).",
+                        "lean: Gauss-Newton steps on the one-step residuals, about 3 "
+                        "evaluations per latent and step; a small shift is kept only where its "
+                        "gain clears twice its standard error; meant for about 16 latents.",
                     },
                 ),
                 "sample_count": (

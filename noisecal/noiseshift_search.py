@@ -57,16 +57,17 @@ Modes:
   large shifts. It is a local search: on a multimodal objective it keeps to
   the basin of the warm start and ``u_i``, as the grid keeps to its window.
 
-- ``"lean"`` (ours): the fast search, warm-started also in curvature. From
-  the second step on, u_i and the warm start are evaluated, the previous
-  step's curvature turns the two into a predicted minimum, and one
-  evaluation there plus the parabola through the three points confirm it;
-  the fast refinement runs only where they disagree by more than ``ftol``
-  (1e-4 here: what 16 latents resolve). At most ``max_points`` candidates a
-  step. A shift is kept only where its gain over the identity clears ``z``
-  (2) standard errors of the paired per-latent gain, so few latents do not
-  turn noise into a shift. About 3-4 evaluations per latent and step; meant
-  for 16 latents (bench/calibration_cost.py).
+- ``"lean"`` (ours): Gauss-Newton on the one-step residuals. u_i and the
+  warm start are evaluated; the secant through two points gives the
+  residuals' derivative in u and the zero of the objective's gradient the
+  next candidate (the first step scaled by how far the previous step's first
+  step fell short); it stops when the next step is below ``tolerance``
+  (0.005, about what 16 latents resolve), with one check a stencil step away
+  where the secant was wide. At most ``max_points`` (6) candidates a step. A
+  small shift (at most two stencil steps) is kept only where its gain over
+  the identity clears ``z`` (2) standard errors of the paired per-latent
+  gain, so few latents do not turn noise into a shift. About 3 evaluations
+  per latent and step; meant for 16 latents (bench/calibration_cost.py).
 
 All candidates of a round go through ``denoise`` as one batch
 (candidates x samples rows), split into chunks of at most ``max_batch`` rows;
@@ -113,10 +114,10 @@ FAST_PARAMS = {
     "max_rounds": 40,
 }
 
-# The lean mode stops where the remaining gain is below what 16 latents can
-# resolve: the minimum of a 16-latent objective moves by about 0.01 in u
-# between latent sets, which costs about 1e-4 of the step's error.
-LEAN_PARAMS = {**FAST_PARAMS, "tolerance": 0.002, "ftol": 1e-4, "z": 2.0, "max_points": 40}
+# The lean mode stops where the next step is below what 16 latents resolve:
+# the minimum of a 16-latent objective moves by about 0.01 in u between
+# latent sets.
+LEAN_PARAMS = {**FAST_PARAMS, "tolerance": 0.005, "ftol": 1e-4, "z": 2.0, "max_points": 6}
 
 _TIE_RTOL = 1e-9  # errors this close count as equal (flat objective)
 _KEY_DIGITS = 10  # u values equal to this many decimals are the same candidate
@@ -201,14 +202,21 @@ class _StepObjective:
             return []
         return self.per_sample(conds).mean(dim=1).double().cpu().tolist()
 
-    def per_sample(self, conds: Sequence[float]) -> torch.Tensor:
-        """Error of every sample at every candidate: [candidates, samples]."""
+    def per_sample(self, conds: Sequence[float], keep: bool = False) -> torch.Tensor:
+        """Error of every sample at every candidate: [candidates, samples].
+
+        keep: also store the residuals ``x_hat - target`` [candidates,
+        samples, values] in ``self.residuals`` (the lean search's Jacobian).
+        """
         n = self.x.shape[0]
         m = len(conds)
         device = self.x.device
         cond = torch.tensor([float(c) for c in conds], dtype=self.sigma_dtype, device=device)
         total = m * n
         per_row = torch.empty(total, dtype=self.acc, device=device)
+        residuals = (
+            torch.empty((total, self.x[0].numel()), dtype=self.acc, device=device) if keep else None
+        )
         for start in range(0, total, self.max_batch):
             idx = torch.arange(start, min(start + self.max_batch, total), device=device)
             sample = idx % n
@@ -224,6 +232,10 @@ class _StepObjective:
             x_hat = xd + self.ratio * (xd - out.to(self.acc))
             diff = (x_hat - self.target[sample]).reshape(len(idx), -1)
             per_row[start : start + len(idx)] = diff.pow(2).mean(dim=1)
+            if residuals is not None:
+                residuals[start : start + len(idx)] = diff
+        if residuals is not None:
+            self.residuals = residuals.reshape(m, n, -1)
         return per_row.reshape(m, n)
 
 
@@ -240,6 +252,8 @@ class _Points:
         self.u: dict[float, float] = {}
         self.extra: dict[float, float] = {}  # out-of-range points (error_before)
         self.samples: dict[float, torch.Tensor] = {}  # key(u) -> error per sample
+        self.keep_residuals = False
+        self.residuals: dict[float, torch.Tensor] = {}  # key(u) -> [samples, values]
 
     def sigma_of(self, u: float) -> float:
         k = _key(u)
@@ -261,10 +275,13 @@ class _Points:
                 todo[k] = float(u)
         if not todo:
             return
-        rows = self.objective.per_sample([self.sigma_of(u) for u in todo.values()])
+        keep = self.keep_residuals
+        rows = self.objective.per_sample([self.sigma_of(u) for u in todo.values()], keep)
         errs = rows.mean(dim=1).double().cpu().tolist()
-        for (k, u), e, row in zip(todo.items(), errs, rows, strict=True):
+        for j, ((k, u), e, row) in enumerate(zip(todo.items(), errs, rows, strict=True)):
             self.samples[k] = row
+            if keep:
+                self.residuals[k] = self.objective.residuals[j]
             if self.lo - 1e-12 <= u <= self.hi + 1e-12:
                 self.f[k], self.u[k] = e, u
             else:
@@ -401,79 +418,60 @@ def _refine(pts: _Points, p: dict, rounds: int | None = None) -> None:
         pts.evaluate([v])
 
 
-def _search_lean(pts: _Points, u_i: float, u_warm: float, curv: float | None, p: dict) -> None:
-    """Two points and the previous step's curvature predict the minimum; one
-    evaluation there and the parabola through the three points confirm it
-    (``_refine`` goes on only where they disagree).
+def _search_lean(
+    pts: _Points, u_i: float, u_warm: float, p: dict, gain: float = 1.0
+) -> tuple[float, float] | None:
+    """Gauss-Newton on the residuals ``x_hat - target``: the secant through two
+    points gives their derivative J in u, and ``<r, J> = 0`` (the objective's
+    gradient) the next candidate, from the better point. Stops when the next
+    step is below ``tolerance``, at a range end, or after ``max_points``.
 
-    u_i is evaluated anyway (error_before), so it is one of the two points
+    u_i is evaluated anyway (error_before), so it is the secant's first point
     even where the monotone limit excludes it as a choice: the objective is
-    the same function there. At most ``max_points`` candidates per step.
+    the same function there. Its secant spans a wide range, where the
+    residuals bend, so the first step is scaled by ``gain``: what the
+    previous step's first step should have been (returned as (base, step)).
     """
-    if curv is None:
-        _search_fast(pts, u_i, u_warm, p)
-        return
-    d, tol, ftol = p["initial_step"], p["tolerance"], p["ftol"]
+    d, tol = p["initial_step"], p["tolerance"]
     u_w = pts.clip(u_warm)
-    probe = abs(u_w - u_i) < 0.5 * d
-    if probe:
+    if abs(u_w - u_i) < 0.5 * d:
         # No shift expected (e.g. at the training resolution): probe below u_i,
         # where a lower resolution moves the minimum.
         u_w = pts.clip(u_i - d) if u_i - d >= pts.lo else pts.clip(u_i + d)
     pts.evaluate([u_i, u_w])
     if abs(u_w - u_i) < 0.5 * tol:
         _search_fast(pts, u_i, u_warm, p)  # the range collapsed onto u_i
-        return
-    a, b = sorted((u_i, u_w))
-    fa, fb = pts.error_at(a), pts.error_at(b)
-    # The parabola through both points with the prior curvature.
-    slope = (fb - fa) / (b - a)
-    v = pts.clip(0.5 * (a + b) - slope / (2.0 * curv))
-    v = min(max(v, a - 8 * d), b + 8 * d)  # a wrong prior must not jump far
-    f_best = min(fa, fb)
-    f_pred = fa + slope * (v - a) + curv * (v - a) * (v - b)
-    if probe and f_best - f_pred <= ftol * f_best and pts.f:
-        return  # the shift stays zero: less than ftol to gain, as predicted
-    at_end = min(abs(v - pts.lo), abs(v - pts.hi)) <= 1e-12
-    if at_end and pts.known(v) and _key(v) in pts.f:
-        # The minimum is predicted at a range end already evaluated: one point
-        # just inside tells whether the objective still falls towards the end.
-        inner = pts.clip(v + (2 * tol if v < u_i else -2 * tol))
-        if not pts.known(inner):
-            pts.evaluate([inner])
-        if pts.best() == v:
-            return
-    elif not pts.known(v):
-        pts.evaluate([v])
-        x, y, z = sorted((a, b, v))
-        fx, fy, fz = pts.error_at(x), pts.error_at(y), pts.error_at(z)
-        v2 = _vertex(x, fx, y, fy, z, fz)
-        if v2 is not None and pts.f:
-            best = pts.best()
-            f_best = pts.f[_key(best)]
-            gain = f_best - _parabola(x, fx, y, fy, z, fz, pts.clip(v2))
-            if abs(pts.clip(v2) - best) <= tol or gain <= ftol * f_best:
-                return  # the three points agree on the minimum
-    _refine(pts, p, int(p["max_points"]) - len(pts.f) - len(pts.extra))
-
-
-def _curvature(pts: _Points) -> float | None:
-    """Curvature (half the second derivative in u) of the parabola through the
-    best point and its two neighbours; None where the best point is outermost."""
-    us = pts.sorted_u()
-    b = pts.best()
-    i = min(range(len(us)), key=lambda j: abs(us[j] - b))
-    if i == 0 or i == len(us) - 1:
         return None
-    a, c = us[i - 1], us[i + 1]
-    fa, fb, fc = pts.f[_key(a)], pts.f[_key(b)], pts.f[_key(c)]
-    curv = ((fc - fb) / (c - b) - (fb - fa) / (b - a)) / (c - a)
-    return curv if curv > 0 and math.isfinite(curv) else None
+    prev, last = u_i, u_w
+    first = None
+    for _ in range(int(p["max_points"]) - 2):
+        r_prev, r_last = pts.residuals[_key(prev)], pts.residuals[_key(last)]
+        jac = (r_last - r_prev) / (last - prev)
+        jj = float((jac * jac).sum())
+        if not jj > 0:
+            break  # flat: the network ignores the level here
+        base = prev if pts.error_at(prev) < pts.error_at(last) else last
+        step = -float((pts.residuals[_key(base)] * jac).sum()) / jj
+        if first is None:
+            first = (base, step)
+            step *= gain
+        nxt = pts.clip(base + step)
+        if abs(nxt - base) <= tol and abs(last - prev) > 3 * d:
+            # A wide secant understates the slope near base: check one point
+            # a stencil step away before calling it converged.
+            nxt = pts.clip(base + math.copysign(d, step))
+        elif abs(nxt - base) <= tol:
+            break
+        if pts.known(nxt):
+            break
+        pts.evaluate([nxt])
+        prev, last = base, nxt
+    return first
 
 
 @dataclass
 class _Step:
-    """One searched step: levels in u, the chosen sigma, errors, rows, curvature."""
+    """One searched step: levels in u, the chosen sigma, errors, rows."""
 
     u: float
     u_hat: float
@@ -481,7 +479,8 @@ class _Step:
     error_before: float
     error_after: float
     rows: int
-    curvature: float | None
+    u_best: float  # the search's minimum, before the lean mode's significance rule
+    first_step: tuple[float, float] | None  # the lean mode's first step: (base, step)
 
 
 def _significant(pts: _Points, u_i: float, u_hat: float, z: float) -> bool:
@@ -627,7 +626,7 @@ def calibrate_noiseshift(
     n_steps = len(levels) - 1
     steps: list[_Step | None] = [None] * n_steps
 
-    def run(i: int, lo_sigma: float, hi_sigma: float, shift: float, prior: float | None):
+    def run(i: int, lo_sigma: float, hi_sigma: float, shift: float, gain: float) -> _Step:
         """Search step i in [lo_sigma, hi_sigma], warm-started at u_i + shift."""
         s, s_next = levels[i], levels[i + 1]
         u_i = sigma_to_u(s, parameterization)
@@ -636,15 +635,18 @@ def calibrate_noiseshift(
         # The range ends last: if one coincides with u_i, monotonicity wins.
         pinned = {_key(u_i): s, _key(lo): lo_sigma, _key(hi): hi_sigma}
         pts = _Points(obj, parameterization, u_i, pinned, lo, hi)
+        pts.keep_residuals = mode == "lean"
+        first = None
         if mode == "grid":
             _search_grid(pts, u_i, settings)
         elif mode == "lean":
-            _search_lean(pts, u_i, u_i + shift, prior, settings)
+            first = _search_lean(pts, u_i, u_i + shift, settings, gain)
         else:
             _search_fast(pts, u_i, u_i + shift, settings)
         pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
-        u_hat = pts.best()
-        if mode == "lean" and not _significant(pts, u_i, u_hat, settings["z"]):
+        u_best = u_hat = pts.best()
+        small = abs(u_hat - u_i) <= 2 * settings.get("initial_step", 0.0)
+        if mode == "lean" and small and not _significant(pts, u_i, u_hat, settings["z"]):
             u_hat = u_i
         steps[i] = _Step(
             u_i,
@@ -653,7 +655,8 @@ def calibrate_noiseshift(
             pts.error_at(u_i),
             pts.f[_key(u_hat)],
             obj.rows,
-            _curvature(pts),
+            u_best,
+            first,
         )
         if progress is not None:
             progress(sum(1 for st in steps if st is not None), n_steps)
@@ -662,12 +665,14 @@ def calibrate_noiseshift(
     with torch.no_grad():
         upper_sigma = sigma_max
         shifts: list[float] = []  # u_hat - u per step, the warm start
-        curv = None  # the lean mode's curvature prior, from the previous steps
+        gain = 1.0  # the lean mode's first-step scale, learned step to step
         for i in range(n_steps):
             shift = 0.0 if mode == "grid" else _predict_shift(shifts, settings)
-            st = run(i, 0.0, upper_sigma, shift, curv)
-            shifts.append(st.u_hat - st.u)
-            curv = st.curvature or curv
+            st = run(i, 0.0, upper_sigma, shift, gain)
+            if st.first_step is not None and abs(st.first_step[1]) > settings["tolerance"]:
+                base, step = st.first_step
+                gain = min(max((st.u_best - base) / step, 0.25), 2.0)
+            shifts.append(st.u_best - st.u)  # the trend follows the objective's minimum
             upper_sigma = st.sigma_hat
 
     out_hat = [st.sigma_hat for st in steps]
