@@ -81,8 +81,9 @@ def test_optimal_flow_loss_matches_monte_carlo_logit_normal():
 
 @pytest.fixture(scope="module")
 def reference():
-    files = sorted(REFERENCE_DIR.glob("*.safetensors"))
-    assert len(files) == 1, f"expected one reference network in {REFERENCE_DIR}, found {files}"
+    # the Gaussian-field network; the dead-leaves ones are tests/test_dead_leaves_networks.py's
+    files = sorted(REFERENCE_DIR.glob("sd3_gaussian_field_*.safetensors"))
+    assert len(files) == 1, f"expected one Gaussian reference network in {REFERENCE_DIR}: {files}"
     sidecar = json.loads(files[0].with_suffix(".json").read_text())
     return files[0], sidecar
 
