@@ -21,6 +21,22 @@ and its loss, through ``apply_model``, is the reported final loss.
 
     .venv/bin/python tools/train_reference.py                  # the shipped run
     .venv/bin/python tools/train_reference.py --benchmark 10   # seconds per step
+
+Dead-leaves networks (``--data dead-leaves``): the same SD3 class trained on
+normalized dead-leaves latents (``noisecal.testing.dead_leaves``: 2x2
+space-to-depth of 4-channel images of 2 * res pixels) drawn from a pool of
+``--pool`` rendered scenes (seeded) with a random one of the 8 flips/rotations
+per draw (the scene law is invariant under them). No closed-form optimum
+exists for this data: the sidecar records the held-out loss only. With
+``--condition-dropout p --pseudo-level u`` the noise level the network is told
+is replaced by the fixed level u for a fraction p of the training samples (the
+noise-unconditional branch of Noise Awareness Guidance's classifier-free
+variant, arXiv 2510.12497); the held-out loss is then also reported with the
+level replaced by u for every sample.
+
+    .venv/bin/python tools/train_reference.py --data dead-leaves --res 32 \
+        --condition-dropout 0.1 --pseudo-level 1.0 \
+        --out models/reference/sd3_dead_leaves_m32.safetensors
 """
 
 from __future__ import annotations
@@ -82,11 +98,34 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="stop training early when the wall time passes this (recorded in the sidecar)",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=None, help="default: the Gaussian network's file")
+    p.add_argument("--data", choices=("gaussian", "dead-leaves"), default="gaussian")
+    p.add_argument(
+        "--pool", type=int, default=8192, help="dead leaves: scenes rendered before training"
+    )
+    p.add_argument(
+        "--condition-dropout",
+        type=float,
+        default=0.0,
+        help="fraction of training samples whose noise level input is the pseudo level",
+    )
+    p.add_argument(
+        "--pseudo-level",
+        type=float,
+        default=None,
+        help="the fixed level (flow sigma, network timestep 1000 x this) for dropped samples",
+    )
     p.add_argument(
         "--benchmark", type=int, default=0, help="time this many steps, print s/step and exit"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = DEFAULT_OUT
+    if not 0.0 <= args.condition_dropout < 1.0:
+        p.error("--condition-dropout must be in [0, 1)")
+    if args.condition_dropout > 0 and args.pseudo_level is None:
+        p.error("--condition-dropout needs --pseudo-level")
+    return args
 
 
 # --------------------------------------------------------------------------- model
@@ -169,9 +208,44 @@ def logit_normal(count: int, gen: torch.Generator) -> torch.Tensor:
     return torch.sigmoid(torch.randn(count, generator=gen))
 
 
-def noisy_batch(testbed, spectrum, res: int, count: int, gen: torch.Generator):
-    """(x_t, t, target) for fresh field samples: x_t = (1 - t) x0 + t eps, target eps - x0."""
-    x0 = testbed.sample_field(spectrum, res, count, gen)
+class GaussianData:
+    """Fresh samples of the testbed's Gaussian field."""
+
+    def __init__(self, testbed, spectrum, res: int):
+        self.testbed, self.spectrum, self.res = testbed, spectrum, res
+
+    def __call__(self, count: int, gen: torch.Generator) -> torch.Tensor:
+        return self.testbed.sample_field(self.spectrum, self.res, count, gen)
+
+
+class DeadLeavesPool:
+    """Draws from a pool of rendered dead-leaves latents, each under a random flip/rotation."""
+
+    def __init__(self, dead_leaves, res: int, pool: int, seed: int):
+        self.latents = dead_leaves.sample_latents(pool, res, seed)
+
+    def __call__(self, count: int, gen: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, self.latents.shape[0], (count,), generator=gen)
+        ops = torch.randint(0, 8, (count,), generator=gen).tolist()
+        out = []
+        for i, op in zip(idx.tolist(), ops, strict=True):
+            # flips/rotations act on the image; on the latent they must also permute
+            # the 2x2 sub-pixel channels, so they are applied in image space
+            out.append(self.transform(self.latents[i : i + 1], op))
+        return torch.cat(out)
+
+    @staticmethod
+    def transform(latent: torch.Tensor, op: int) -> torch.Tensor:
+        img = torch.nn.functional.pixel_shuffle(latent, 2)
+        if op & 4:
+            img = img.flip(-1)
+        img = torch.rot90(img, op & 3, dims=(-2, -1))
+        return torch.nn.functional.pixel_unshuffle(img, 2)
+
+
+def noisy_batch(data, count: int, gen: torch.Generator):
+    """(x_t, t, target) for fresh data samples: x_t = (1 - t) x0 + t eps, target eps - x0."""
+    x0 = data(count, gen)
     eps = torch.randn(x0.shape, generator=gen)
     t = logit_normal(count, gen)
     tb = t.view(-1, 1, 1, 1)
@@ -196,9 +270,9 @@ def velocity_via_apply_model(model, x_t: torch.Tensor, t: torch.Tensor) -> torch
     return (x_t - denoised) / t.view(-1, 1, 1, 1)
 
 
-def make_eval_set(testbed, spectrum, res: int, count: int, seed: int):
+def make_eval_set(data, count: int, seed: int):
     gen = torch.Generator().manual_seed(seed)
-    return noisy_batch(testbed, spectrum, res, count, gen)
+    return noisy_batch(data, count, gen)
 
 
 @torch.no_grad()
@@ -234,7 +308,7 @@ def lr_at(step: int, args) -> float:
     return floor + (args.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train(net, testbed, spectrum, args, steps: int, log) -> dict:
+def train(net, data, args, steps: int, log) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     opt = torch.optim.AdamW(
         net.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay
@@ -244,11 +318,16 @@ def train(net, testbed, spectrum, args, steps: int, log) -> dict:
     start = time.perf_counter()
     done = 0
     stopped_early = False
+    curve = []
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        x_t, t, target = noisy_batch(testbed, spectrum, args.res, args.batch, gen)
-        loss = torch.nn.functional.mse_loss(velocity(net, x_t, t), target)
+        x_t, t, target = noisy_batch(data, args.batch, gen)
+        t_in = t
+        if args.condition_dropout > 0:
+            drop = torch.rand(t.shape, generator=gen) < args.condition_dropout
+            t_in = torch.where(drop, torch.full_like(t, args.pseudo_level), t)
+        loss = torch.nn.functional.mse_loss(velocity(net, x_t, t_in), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip:
@@ -261,6 +340,7 @@ def train(net, testbed, spectrum, args, steps: int, log) -> dict:
         running = value if running is None else 0.98 * running + 0.02 * value
         elapsed = time.perf_counter() - start
         if done % args.log_every == 0 or done == steps:
+            curve.append({"step": done, "loss": value, "ema": running})
             rate = elapsed / done
             log(
                 f"step {done:5d}/{steps}  loss {value:.4f}  ema {running:.4f}  "
@@ -277,6 +357,7 @@ def train(net, testbed, spectrum, args, steps: int, log) -> dict:
         "stopped_early": stopped_early,
         "seconds": time.perf_counter() - start,
         "final_running_loss": running,
+        "loss_curve": curve,
     }
 
 
@@ -295,43 +376,75 @@ def main(argv=None) -> int:
     torch.set_num_interop_threads(1)
     host = ensure_host(cpu=True)
     pack = load_pack()
-    testbed = importlib.import_module(f"{pack.__name__}.noisecal.testing.testbed")
-    optimal = importlib.import_module(f"{pack.__name__}.noisecal.testing.optimal_loss")
     import comfy.sd
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    spectrum = testbed.FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=16)
+    gaussian = args.data == "gaussian"
+    wall_start = time.perf_counter()
+    if gaussian:
+        testbed = importlib.import_module(f"{pack.__name__}.noisecal.testing.testbed")
+        optimal = importlib.import_module(f"{pack.__name__}.noisecal.testing.optimal_loss")
+        spectrum = testbed.FieldSpectrum(f0=args.f0, alpha=args.alpha, channels=16)
+        data = GaussianData(testbed, spectrum, args.res)
+        data_desc = str(spectrum)
+    else:
+        dead_leaves = importlib.import_module(f"{pack.__name__}.noisecal.testing.dead_leaves")
+        pool_seed = args.seed + 500_009
+        t0 = time.perf_counter()
+        data = DeadLeavesPool(dead_leaves, args.res, args.pool, pool_seed)
+        pool_seconds = time.perf_counter() - t0
+        data_desc = f"dead leaves {dead_leaves.DeadLeaves()}, pool {args.pool} (seed {pool_seed})"
+        log(f"rendered the pool in {pool_seconds:.1f} s")
     model = build_model(args.depth, args.pos_embed_max_size, args.seed)
     net = model.diffusion_model
     n_params = count_params(net)
     log(host.describe())
     log(
         f"SD3 MMDiT depth {args.depth}, hidden {net.hidden_size}, heads {net.num_heads}, "
-        f"{n_params:,} parameters; data {spectrum} at M = {args.res}; "
+        f"{n_params:,} parameters; data {data_desc} at M = {args.res}; "
         f"{torch.get_num_threads()} threads"
     )
-    opt_loss = optimal.optimal_flow_loss(spectrum, args.res)
-    log(f"optimal loss (closed form, logit-normal t): {opt_loss:.4f}")
+    if args.condition_dropout > 0:
+        log(f"noise-condition dropout {args.condition_dropout}, pseudo level {args.pseudo_level}")
+    opt_loss = None
+    if gaussian:
+        opt_loss = optimal.optimal_flow_loss(spectrum, args.res)
+        log(f"optimal loss (closed form, logit-normal t): {opt_loss:.4f}")
 
     if args.benchmark:
         bench = argparse.Namespace(**{**vars(args), "log_every": 1, "steps": args.benchmark})
-        stats = train(net, testbed, spectrum, bench, args.benchmark, log)
+        stats = train(net, data, bench, args.benchmark, log)
         rate = stats["seconds"] / stats["steps_done"]
         log(
             f"benchmark: {rate:.3f} s/step -> {args.steps} steps ~ {args.steps * rate / 60:.1f} min"
         )
         return 0
 
-    wall_start = time.perf_counter()
-    stats = train(net, testbed, spectrum, args, args.steps, log)
+    if gaussian:
+        wall_start = time.perf_counter()  # the shipped run's total excludes nothing before
+    stats = train(net, data, args, args.steps, log)
     log(f"trained {stats['steps_done']} steps in {stats['seconds'] / 60:.1f} min")
 
     eval_seed = args.seed + 1_000_003
-    eval_set = make_eval_set(testbed, spectrum, args.res, args.eval_samples, eval_seed)
-    exact = testbed.ExactDenoiser(spectrum, args.res)
-    exact_losses = per_sample_loss(exact.velocity, eval_set, args.eval_batch)
+    if gaussian:
+        eval_data = data
+    else:
+        eval_data = DeadLeavesPool(dead_leaves, args.res, args.eval_samples, eval_seed)
+    if gaussian:
+        eval_set = make_eval_set(eval_data, args.eval_samples, eval_seed)
+    else:
+        gen = torch.Generator().manual_seed(eval_seed)
+        x0 = eval_data.latents  # held-out scenes as rendered, in order
+        eps = torch.randn(x0.shape, generator=gen)
+        t = logit_normal(x0.shape[0], gen)
+        tb = t.view(-1, 1, 1, 1)
+        eval_set = ((1 - tb) * x0 + tb * eps, t, eps - x0)
+    exact_losses = None
+    if gaussian:
+        exact = testbed.ExactDenoiser(spectrum, args.res)
+        exact_losses = per_sample_loss(exact.velocity, eval_set, args.eval_batch)
     fp32_losses = per_sample_loss(lambda x, t: velocity(net, x, t), eval_set, args.eval_batch)
 
     metadata = {
@@ -351,19 +464,72 @@ def main(argv=None) -> int:
     shipped_losses = per_sample_loss(
         lambda x, t: velocity_via_apply_model(loaded, x, t), eval_set, args.eval_batch
     )
-    exact_s = summarize(exact_losses)
     fp32_s = summarize(fp32_losses, exact_losses)
     shipped_s = summarize(shipped_losses, exact_losses)
     final = shipped_s["mean"]
-    ratio = final / opt_loss
+    pseudo_s = None
+    if args.condition_dropout > 0:
+        pseudo_losses = per_sample_loss(
+            lambda x, t: velocity_via_apply_model(loaded, x, torch.full_like(t, args.pseudo_level)),
+            eval_set,
+            args.eval_batch,
+        )
+        pseudo_s = summarize(pseudo_losses)
     total_s = time.perf_counter() - wall_start
 
     log(f"held-out set: {args.eval_samples} noisy samples, seed {eval_seed}, logit-normal t")
-    log(f"  exact posterior-mean velocity : {exact_s['mean']:.4f} +- {exact_s['se']:.4f}")
+    if gaussian:
+        exact_s = summarize(exact_losses)
+        log(f"  exact posterior-mean velocity : {exact_s['mean']:.4f} +- {exact_s['se']:.4f}")
     log(f"  trained network (fp32)        : {fp32_s['mean']:.4f} +- {fp32_s['se']:.4f}")
     log(f"  shipped file (fp16, loader)   : {final:.4f} +- {shipped_s['se']:.4f}")
-    log(f"final loss {final:.4f}   optimal loss {opt_loss:.4f}   ratio {ratio:.4f}")
+    if pseudo_s is not None:
+        log(f"  shipped, level input = pseudo : {pseudo_s['mean']:.4f} +- {pseudo_s['se']:.4f}")
+    if gaussian:
+        ratio = final / opt_loss
+        log(f"final loss {final:.4f}   optimal loss {opt_loss:.4f}   ratio {ratio:.4f}")
 
+    if gaussian:
+        data_record = {
+            "source": "noisecal.testing.testbed.sample_field (stationary Gaussian field per channel)",
+            "spectrum": {"f0": spectrum.f0, "alpha": spectrum.alpha, "channels": 16},
+            "native_resolution": args.res,
+            "normalization": "unit per-pixel variance at M (orthonormal DFT)",
+            "latent_space": (
+                "the field lives in model space; ComfyUI's SD3 latent format maps it to "
+                "latent space as x / 1.5305 + 0.0609 (process_latent_out), so an empty "
+                "latent samples to that and model.process_latent_in(samples) is the field"
+            ),
+        }
+    else:
+        params = dead_leaves.DeadLeaves()
+        data_record = {
+            "source": (
+                "noisecal.testing.dead_leaves.sample_latents: dead-leaves images of "
+                f"{2 * args.res} px, 2x2 space-to-depth to 16 channels, normalized"
+            ),
+            "dead_leaves": {
+                "r_min": params.r_min,
+                "r_max": params.r_max,
+                "disks": params.disks,
+                "channels": params.channels,
+                "supersample": params.supersample,
+            },
+            "normalization": {
+                "latent_mean": list(dead_leaves.LATENT_MEAN),
+                "latent_std": list(dead_leaves.LATENT_STD),
+                "measured_at_latent_res": dead_leaves.NORMALIZATION_RES,
+            },
+            "pool": args.pool,
+            "pool_seed": pool_seed,
+            "pool_render_seconds": round(pool_seconds, 1),
+            "augmentation": "a random one of the 8 flips/rotations per draw (image space)",
+            "native_resolution": args.res,
+            "latent_space": (
+                "the normalized latent lives in model space; ComfyUI's SD3 latent format maps "
+                "it to latent space as x / 1.5305 + 0.0609 (process_latent_out)"
+            ),
+        }
     sidecar = {
         "file": args.out.name,
         "sha256": sha,
@@ -391,22 +557,18 @@ def main(argv=None) -> int:
                 f"{{'pooled_output': torch.zeros(1, {POOLED_DIM})}}]]"
             ),
         },
-        "data": {
-            "source": "noisecal.testing.testbed.sample_field (stationary Gaussian field per channel)",
-            "spectrum": {"f0": spectrum.f0, "alpha": spectrum.alpha, "channels": 16},
-            "native_resolution": args.res,
-            "normalization": "unit per-pixel variance at M (orthonormal DFT)",
-            "latent_space": (
-                "the field lives in model space; ComfyUI's SD3 latent format maps it to "
-                "latent space as x / 1.5305 + 0.0609 (process_latent_out), so an empty "
-                "latent samples to that and model.process_latent_in(samples) is the field"
-            ),
-        },
+        "data": data_record,
         "native_resolution": args.res,
         "training": {
             "objective": "flow matching: x_t = (1 - t) x0 + t eps, target eps - x0, MSE",
             "t_distribution": "logit-normal(0, 1)",
             "network_call": "net(x_t, 1000 * t, context=zeros, y=zeros) -> velocity",
+            "condition_dropout": args.condition_dropout,
+            "pseudo_level": args.pseudo_level,
+            "condition_dropout_rule": (
+                "per training sample with probability condition_dropout the level input is "
+                "pseudo_level (timestep 1000 * pseudo_level); x_t and the target keep the true t"
+            ),
             "optimizer": "AdamW",
             "lr": args.lr,
             "lr_schedule": (
@@ -419,8 +581,9 @@ def main(argv=None) -> int:
             "steps_planned": args.steps,
             "stopped_early": stats["stopped_early"],
             "seed": args.seed,
-            "data": "fresh field samples every step",
+            "data": "fresh field samples every step" if gaussian else "draws from the pool",
             "final_running_loss": stats["final_running_loss"],
+            "loss_curve": stats["loss_curve"],
             "training_seconds": round(stats["seconds"], 1),
             "total_seconds": round(total_s, 1),
             "threads": args.threads,
@@ -434,17 +597,26 @@ def main(argv=None) -> int:
             "held_out_samples": args.eval_samples,
             "held_out_seed": eval_seed,
             "t_distribution": "logit-normal(0, 1)",
-            "exact_denoiser": exact_s,
             "trained_fp32": fp32_s,
             "shipped_fp16_via_loader": shipped_s,
         },
         "final_loss": final,
         "final_loss_se": shipped_s["se"],
-        "optimal_loss": opt_loss,
-        "optimal_loss_method": "closed form per frequency and t, mean over k, logit-normal t",
-        "loss_ratio": ratio,
         "training_time_s": round(stats["seconds"], 1),
     }
+    if gaussian:
+        sidecar["evaluation"]["exact_denoiser"] = exact_s
+        sidecar["optimal_loss"] = opt_loss
+        sidecar["optimal_loss_method"] = (
+            "closed form per frequency and t, mean over k, logit-normal t"
+        )
+        sidecar["loss_ratio"] = ratio
+    else:
+        sidecar["evaluation"]["held_out_data"] = (
+            f"{args.eval_samples} scenes rendered with seed {eval_seed} (not in the pool)"
+        )
+        if pseudo_s is not None:
+            sidecar["evaluation"]["shipped_fp16_level_input_pseudo"] = pseudo_s
     sidecar_path = args.out.with_suffix(".json")
     sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
     log(f"wrote {args.out} ({size / 1e6:.2f} MB) and {sidecar_path}")
