@@ -8,6 +8,8 @@ VAE encodes again) this is how a photo becomes a smaller photo. On latents
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -37,19 +39,21 @@ def center_crop_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor
 
 
 def resize_latents(latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Latents shrunk by area averaging (after the same center crop), then each
-    channel's spread around its mean set back to the input batch's: shrinking
-    averages fine detail away, while an image VAE's latents keep about the same
-    per-channel statistics at every image size. An approximation of encoding
-    resized images, for models without a VAE. Area averaging, not the bicubic
-    kernel used on pixels: on the testbed it kept more of the band's top and
-    the calibration from it closed more of the gap (docs/results-self-calibration.md)."""
+    """Latents shrunk by an ideal low-pass (``band_limit``, after the same center
+    crop), then each channel's spread around its mean set back to the input
+    batch's: shrinking removes the detail above the new band, while an image
+    VAE's latents keep about the same per-channel statistics at every image
+    size. An approximation of encoding resized images, for models without a
+    VAE. The band limit keeps the top of the band that area averaging and the
+    bicubic kernel attenuate (to half the power at the new Nyquist frequency
+    for a 2x shrink); on the testbed the calibration from it closed more of
+    the gap (docs/results-self-calibration.md)."""
     h, w = latents.shape[-2:]
-    if height > h or width > w:  # enlarging: nothing to average
+    if height > h or width > w:  # enlarging: nothing to remove
         resized = center_crop_resize(latents, height, width).to(torch.float32)
     else:
         cropped = center_crop_resize(latents, *_aspect_crop(h, w, height, width))
-        resized = F.interpolate(cropped.to(torch.float32), size=(height, width), mode="area")
+        resized = band_limit(cropped.to(torch.float32), height, width)
     source = latents.to(torch.float32)
     dims = (0, 2, 3)
     mean = resized.mean(dim=dims, keepdim=True)
@@ -58,6 +62,23 @@ def resize_latents(latents: torch.Tensor, height: int, width: int) -> torch.Tens
     return ((resized - mean) * (target / spread) + source.mean(dim=dims, keepdim=True)).to(
         latents.dtype
     )
+
+
+def band_limit(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[n, c, h, w] -> [n, c, height, width] (not larger): the ideal low-pass. The
+    DCT-II coefficients below the new size are kept as they are and the rest
+    dropped, so every frequency under the new Nyquist keeps its amplitude; the
+    DCT's mirrored boundary keeps the edges from wrapping into each other, as a
+    plain Fourier crop of a non-periodic image would."""
+    from scipy.fft import dctn, idctn  # a ComfyUI requirement
+
+    h, w = x.shape[-2:]
+    if height > h or width > w:
+        raise ValueError(f"band_limit shrinks only: {h}x{w} -> {height}x{width}")
+    coefficients = dctn(x.detach().cpu().double().numpy(), axes=(-2, -1), norm="ortho")
+    out = idctn(coefficients[..., :height, :width], axes=(-2, -1), norm="ortho")
+    out *= math.sqrt(height * width / (h * w))  # ortho bases of two lengths
+    return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
 def _aspect_crop(h: int, w: int, height: int, width: int) -> tuple[int, int]:

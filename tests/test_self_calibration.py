@@ -7,6 +7,7 @@ time" and "no evaluation when reusing" are measured, not assumed.
 """
 
 import logging
+import math
 
 import pytest
 import torch
@@ -139,6 +140,26 @@ def test_resize_latents_keeps_channel_statistics(pack_module):
     assert plain.std() < x.std() * 0.8  # shrinking averages detail away: hence the rescale
     wide = resize.center_crop_resize(torch.arange(12.0).view(1, 1, 1, 12).expand(1, 1, 4, 12), 4, 4)
     assert torch.equal(wide[0, 0, 0], torch.tensor([4.0, 5.0, 6.0, 7.0]))  # centered crop
+
+
+def test_band_limit_keeps_every_frequency_of_the_new_band(pack_module):
+    """A cosine below the new Nyquist frequency survives a 4x shrink with its
+    amplitude; area averaging damps it (to 0.73 near the top of the band), which
+    is why the latent resize moved to the band limit."""
+    resize = pack_module("noisecal.resize")
+
+    def wave(k, n):  # k half-cycles across n pixels, sampled at pixel centres
+        return torch.cos(math.pi * k * (torch.arange(n) + 0.5) / n)
+
+    for k in (1, 3, 7):
+        image = (wave(k, 32)[:, None] * wave(1, 32)[None, :]).view(1, 1, 32, 32)
+        out = resize.band_limit(image, 8, 8)[0, 0]
+        assert torch.allclose(out, wave(k, 8)[:, None] * wave(1, 8)[None, :], atol=1e-5)
+    top = (wave(7, 32)[:, None] * torch.ones(1, 32)).view(1, 1, 32, 32)
+    damped = torch.nn.functional.interpolate(top, size=(8, 8), mode="area")
+    assert damped.abs().max() < 0.75
+    with pytest.raises(ValueError, match="shrinks only"):
+        resize.band_limit(top, 64, 64)
 
 
 def test_empty_conditioning_node_samples_each_tiny_model(pack, pack_module, tiny_model):
