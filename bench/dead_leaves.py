@@ -1,0 +1,355 @@
+"""NoiseShift and NLC on the dead-leaves networks, measured by metrics that are not the spectrum.
+
+Run from the repository root::
+
+    .venv/bin/python bench/dead_leaves.py --quick    # the run in docs/results-dead-leaves.md
+    .venv/bin/python bench/dead_leaves.py            # more samples and calibration latents
+    .venv/bin/python bench/dead_leaves.py --out DIR  # JSON + sample grid go to DIR (out/bench)
+
+Not a test: nothing here fails the run.
+
+Models: ``models/reference/sd3_dead_leaves_m32.safetensors`` (trained at latent
+M = 32) and the "native" ``..._m16`` (same size, same budget, trained at
+N = 16), both loaded with ComfyUI's ``comfy.sd.load_diffusion_model`` (SD3,
+shift 3, zero conditioning). Data: ``noisecal.testing.dead_leaves`` (scenes
+in continuous coordinates, so true samples exist at every N).
+
+Per N (32, 16, 8) the NoiseShift calibration is the pack's Calibrate node
+(fast search, ``check`` off, 20 "simple" steps) on true dead-leaves latents
+given as a LATENT; NoiseShift stores sigma_hat as a function of sigma, so the
+20-step calibration serves every cell. NLC: ``run_search(correction=<sampler>)``
+at the cell's sampler and step count (as the Calibrate node runs it with
+``correction`` set), applied through the pack's Noise Level Correction node.
+Cells: Euler 8 and 20 steps and Heun 10 steps (about 19 network evaluations),
+all "simple".
+
+Metrics, each against a true set of the same size as the generated one
+(seed 7001), with its noise floor from a second independent true set
+(seed 7002): patch SWD (``noisecal.testing.swd.patch_swd``, on the images
+``dead_leaves.to_image`` of the model-space latents), the edge statistic
+(W1 of neighbour differences) and the spectral FD on the latents (per-frequency
+power of 4x as many true latents, seed 7003, as ``metrics.frechet_distance``
+uses it). Gap closed at N = 16: (plain - method) / (plain - native).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
+from bench.lib import testbed
+from bench.lib.calibration import Nodes, make_record, private_store
+from bench.lib.report import fmt, pct, print_section, print_table
+from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
+from noise_calibration.noisecal.spectra import fourier_power
+from noise_calibration.noisecal.testing import dead_leaves as dl
+from noise_calibration.noisecal.testing import metrics, swd
+from noise_calibration.noisecal_host import calibrate
+from noise_calibration.noisecal_host.model_info import zero_conditioning
+from noise_calibration.noisecal_host.testing import sampling
+
+MODELS = ROOT / "models" / "reference"
+M_FILE = MODELS / "sd3_dead_leaves_m32.safetensors"
+NATIVE_FILE = MODELS / "sd3_dead_leaves_m16.safetensors"
+TRUE_SEED, FLOOR_SEED, POWER_SEED = 7001, 7002, 7003
+CAL_STEPS = 20
+SCHEDULER = "simple"
+SEARCH_MODE = "fast"
+CELLS = (("euler", 8), ("euler", 20), ("heun", 10))
+METRICS = ("swd", "edge", "fd")
+
+FULL = {
+    "ns": (32, 16, 8),
+    "samples": {32: 96, 16: 192, 8: 256},
+    "cal_count": 32,
+    "max_batch": 32,
+    "nlc": {"cells": CELLS, "cal_count": 16, "ns": (32, 16, 8)},
+}
+QUICK = {
+    "ns": (32, 16, 8),
+    "samples": {32: 48, 16: 96, 8: 128},
+    "cal_count": 16,
+    "max_batch": 32,
+    "nlc": {"cells": (("euler", 8), ("heun", 10)), "cal_count": 8, "ns": (32, 16, 8)},
+}
+
+
+def load(path: Path):
+    import comfy.sd
+
+    t0 = time.perf_counter()
+    model = comfy.sd.load_diffusion_model(str(path))
+    return model, time.perf_counter() - t0
+
+
+class TrueSets:
+    """True data at N = n: the reference and floor sets (images), the power, cal latents."""
+
+    def __init__(self, n: int, count: int, cal_count: int):
+        self.n = n
+        self.ref = dl.render(dl.DeadLeaves(), count, 2 * n, TRUE_SEED)
+        self.floor_set = dl.render(dl.DeadLeaves(), count, 2 * n, FLOOR_SEED)
+        power_lat = dl.sample_latents(4 * count, n, POWER_SEED)
+        self.power = fourier_power(power_lat.double()).reshape(-1, n, n).mean(dim=0)
+        self.cal = dl.sample_latents(cal_count, n, CAL_DATA_SEED)
+        self.floors = self.measure(dl.to_latent(self.floor_set))
+
+    def measure(self, latents) -> dict:
+        """SWD and edge distance of the images of `latents` to the reference set, FD of the
+        latents to the true power."""
+        images = dl.to_image(latents.float())
+        return {
+            "swd": swd.patch_swd(images, self.ref)["average"],
+            "edge": swd.edge_distance(images, self.ref)["average"],
+            "fd": metrics.frechet_distance(latents.float(), self.power),
+        }
+
+
+def sample(model, positive, n, count, sampler, steps):
+    lat = sampling.empty_latent(model, n, n, count)
+    out = sampling.ksample(
+        model,
+        lat,
+        positive,
+        seed=SAMPLE_SEED,
+        steps=steps,
+        sampler_name=sampler,
+        scheduler=SCHEDULER,
+    )
+    return model.model.process_latent_in(out)
+
+
+def calibrate_noiseshift(nodes, model, positive, truth: TrueSets, cfg) -> tuple[dict, float]:
+    """The Calibrate node on true latents given as a LATENT (check off)."""
+    latent = {"samples": model.model.process_latent_out(truth.cal)}
+    t0 = time.perf_counter()
+    n = truth.n
+    records, _, _ = nodes.node("Calibrate").calibrate(
+        model,
+        CAL_STEPS,
+        SCHEDULER,
+        SEARCH_MODE,
+        truth.cal.shape[0],
+        SEARCH_SEED,
+        8 * n,
+        8 * n,
+        "",
+        cfg["max_batch"],
+        latent=latent,
+        positive=positive,
+        check="off",
+    )["result"]
+    return records[0], time.perf_counter() - t0
+
+
+def calibrate_nlc(model, positive, truth: TrueSets, sampler, steps, cfg):
+    count = cfg["nlc"]["cal_count"]
+    latents = model.model.process_latent_out(truth.cal[:count])
+    sigmas = testbed.sigmas(model, steps, SCHEDULER)
+    t0 = time.perf_counter()
+    res, corr = calibrate.run_search(
+        model,
+        latents,
+        sigmas,
+        positive=positive,
+        mode=SEARCH_MODE,
+        seed=SEARCH_SEED,
+        max_batch=cfg["max_batch"],
+        correction=sampler,
+    )
+    wall = time.perf_counter() - t0
+    record = make_record(
+        model,
+        latents,
+        res,
+        wall,
+        method=f"noiseshift-{SEARCH_MODE}",
+        network_evaluations=res.nfe + corr.nfe,
+        correction=corr.to_record(),
+    )
+    return record, corr, wall
+
+
+class Bench:
+    def __init__(self, run: Run, nodes: Nodes):
+        self.run, self.nodes = run, nodes
+        self.model, self.load_s = load(M_FILE)
+        self.positive = zero_conditioning(self.model)
+        self.truth: dict[int, TrueSets] = {}
+        self.cells: list[dict] = []
+        self.grids: dict = {}
+
+    @property
+    def cfg(self):
+        return self.run.cfg
+
+
+def section_n(b: Bench, n: int) -> None:
+    cfg = b.cfg
+    count = cfg["samples"][n]
+    t0 = time.perf_counter()
+    truth = b.truth[n] = TrueSets(n, count, cfg["cal_count"])
+    print(
+        f"N = {n}: true sets ({count} each) rendered in {time.perf_counter() - t0:.1f} s; floors "
+        + ", ".join(f"{k} {v:.5f}" for k, v in truth.floors.items()),
+        flush=True,
+    )
+    record, cal_s = calibrate_noiseshift(b.nodes, b.model, b.positive, truth, cfg)
+    shifts = [h - s for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)]
+    print(
+        f"N = {n}: NoiseShift calibrated in {cal_s:.1f} s "
+        f"({record['cost']['network_evaluations']} NFE), largest shift "
+        f"{max(shifts, key=abs):+.4f}",
+        flush=True,
+    )
+    shifted = b.nodes.noiseshift(b.model, record)
+    nlc_cells = cfg["nlc"]["cells"] if n in cfg["nlc"]["ns"] else ()
+    for sampler, steps in CELLS:
+        cell = {
+            "N": n,
+            "sampler": sampler,
+            "steps": steps,
+            "samples": count,
+            "floor": truth.floors,
+            "noiseshift_calibration_s": cal_s,
+            "noiseshift_nfe": record["cost"]["network_evaluations"],
+            "largest_shift": max(shifts, key=abs),
+        }
+        t1 = time.perf_counter()
+        out = sample(b.model, b.positive, n, count, sampler, steps)
+        cell["plain"] = truth.measure(out)
+        if n == 16 and (sampler, steps) == ("euler", 20):
+            b.grids["plain"] = out[:8]
+        out = sample(shifted, b.positive, n, count, sampler, steps)
+        cell["noiseshift"] = truth.measure(out)
+        if n == 16 and (sampler, steps) == ("euler", 20):
+            b.grids["noiseshift"] = out[:8]
+            b.grids["true"] = dl.to_latent(truth.ref[:8])
+        cell["sampling_s"] = time.perf_counter() - t1
+        if (sampler, steps) in nlc_cells:
+            nlc_record, corr, wall = calibrate_nlc(b.model, b.positive, truth, sampler, steps, cfg)
+            patched = b.nodes.nlc(b.model, nlc_record)
+            cell["nlc"] = truth.measure(sample(patched, b.positive, n, count, sampler, steps))
+            cell["nlc_strength"] = corr.params["strength"]
+            cell["nlc_r"] = [min(corr.r), max(corr.r)]
+            cell["nlc_calibration_s"] = wall
+        print_cell(cell)
+        b.cells.append(cell)
+
+
+def print_cell(c: dict) -> None:
+    methods = [m for m in ("plain", "noiseshift", "nlc") if m in c]
+    text = "; ".join(f"{m} " + " ".join(f"{k} {c[m][k]:.5f}" for k in METRICS) for m in methods)
+    print(f"N = {c['N']} {c['sampler']} {c['steps']}: {text}", flush=True)
+
+
+def section_native(b: Bench) -> None:
+    wait_until = time.time() + 30 * 60
+    while not (NATIVE_FILE.is_file() and NATIVE_FILE.with_suffix(".json").is_file()):
+        if time.time() > wait_until:
+            print("native network not found: no gap closed", flush=True)
+            return
+        time.sleep(20)
+    native, _ = load(NATIVE_FILE)
+    positive = zero_conditioning(native)
+    truth = b.truth.get(16)
+    if truth is None:
+        return
+    for c in b.cells:
+        if c["N"] != 16:
+            continue
+        out = sample(native, positive, 16, c["samples"], c["sampler"], c["steps"])
+        c["native"] = truth.measure(out)
+        if (c["sampler"], c["steps"]) == ("euler", 20):
+            b.grids["native"] = out[:8]
+        for m in ("noiseshift", "nlc"):
+            if m in c:
+                c[f"gap_{m}"] = {
+                    k: testbed.gap(c["plain"][k], c[m][k], c["native"][k]) for k in METRICS
+                }
+        print_cell({**c, "plain": c["native"], "sampler": c["sampler"] + " (native)"})
+
+
+def tables(b: Bench) -> None:
+    print_section("Results")
+    for k, name in (("swd", "patch SWD"), ("edge", "edge W1"), ("fd", "spectral FD")):
+        rows = []
+        for c in b.cells:
+            row = [c["N"], f"{c['sampler']} {c['steps']}", c["samples"]]
+            row += [fmt(c[m][k]) if m in c else "-" for m in ("plain", "noiseshift", "nlc")]
+            row += [fmt(c["native"][k]) if "native" in c else "-"]
+            row += [
+                pct(c[f"gap_{m}"][k], ".0f") if f"gap_{m}" in c else "-"
+                for m in ("noiseshift", "nlc")
+            ]
+            row += [
+                f"{c[m][k] / c['plain'][k]:.2f}" if m in c else "-" for m in ("noiseshift", "nlc")
+            ]
+            row += [fmt(c["floor"][k])]
+            rows.append(row)
+        print_table(
+            f"{name} (lower is better; floor: two independent true sets of the same size)",
+            ["N", "cell", "samples", "plain", "NoiseShift", "NLC", "native"]
+            + ["gap NS", "gap NLC", "NS/plain", "NLC/plain", "floor"],
+            rows,
+        )
+
+
+def plots(run: Run) -> list[Path]:
+    grids = run.data.pop("_grids", {})
+    if not grids:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [k for k in ("plain", "noiseshift", "native", "true") if k in grids]
+    fig, axes = plt.subplots(len(order), 8, figsize=(8, len(order) + 0.4))
+    for r, key in enumerate(order):
+        imgs = dl.to_image(grids[key].float())[:, :3].clamp(0, 1)
+        for i in range(8):
+            ax = axes[r, i]
+            ax.imshow(imgs[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(key, fontsize=8)
+    fig.suptitle("dead leaves, N = 16 (32 px), Euler 20: M = 32 network", fontsize=9)
+    fig.tight_layout()
+    path = run.out / "dead_leaves_n16.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+def main(argv=None) -> int:
+    args = parse_args(__doc__, argv, quick_help="the documented run, about 20 minutes")
+    run = Run.start(args, FULL, QUICK)
+    with tempfile.TemporaryDirectory(prefix="dead-leaves-bench-") as folder:
+        b = Bench(run, Nodes(private_store(folder)))
+        describe_run(args.quick, f"; model {M_FILE.name}, native {NATIVE_FILE.name}")
+        sections = [(f"N={n}", lambda n=n: section_n(b, n)) for n in b.cfg["ns"]]
+        sections.append(("native", lambda: section_native(b)))
+        timings = run_sections(sections)
+        tables(b)
+        run.data["cells"] = b.cells
+        run.data["_grids"] = b.grids
+        seeds = {
+            "calibration_data": CAL_DATA_SEED,
+            "search": SEARCH_SEED,
+            "sampling": SAMPLE_SEED,
+            "true": TRUE_SEED,
+            "floor": FLOOR_SEED,
+            "power": POWER_SEED,
+        }
+        return finish(run, "dead_leaves", timings, plots, seeds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
