@@ -1,0 +1,433 @@
+"""Calibration cost: network evaluations (NFE) per resolution against gap closed.
+
+Run from the repository root::
+
+    .venv/bin/python bench/calibration_cost.py            # full: about 10 minutes on 2 cores
+    .venv/bin/python bench/calibration_cost.py --quick    # smoke run: about 2 minutes
+
+Cases: the exact-denoiser testbed (M = 32, both mismatch variants, the two
+spectra of bench/noiseshift.py, N = 16 and 8) and the trained reference
+network at N = 16, all on a 20-step "simple" schedule with the NoiseShift
+search as the Calibrate node runs it (``calibrate.run_search``), sampled
+through ComfyUI's KSampler with the pack's NoiseShift node.
+
+Sections:
+
+1. Latent count: the fast search on the first 8, 16, 32 and 64 latents of
+   one calibration set, and the lean search on 8, 16 and 32: NFE, gap closed
+   and the curve's spread (the largest per-step standard deviation of
+   sigma_hat over disjoint subsets of the 64 latents).
+2. Old and new default side by side: fast on 64 latents (the demo's and
+   benchmarks' default until now) against lean on 12 (the new default), and
+   the paper's grid on the same 64 latents (its NFE and gap closed). The old
+   default is also run on two more calibration sets of 64 (data seeds 1002,
+   1003): how far its own gap closed moves with the data is the comparison's
+   noise. Targets: the new default <= 1000 NFE per resolution, and its gap
+   closed at most 2 points below the old default's.
+3. The training resolution: at N = M the new default's largest
+   |sigma_hat - sigma| <= 0.01 (testbed), and the reference network's
+   (training error, reported).
+4. Search quality: the fast search's total one-step error against the
+   grid's on the same latents (within 1%).
+5. Memory: peak resident memory of an old-default calibration of the
+   reference network at N = M (up to 192 rows per round) against
+   ``max_batch`` (a fresh process per value), and the estimate for an
+   SD3.5-medium-sized network (printed with its formula).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
+from bench.lib import reference, testbed  # noqa: E402
+from bench.lib.calibration import Nodes, make_record, private_store  # noqa: E402
+from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name  # noqa: E402
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections  # noqa: E402
+from bench.lib.seeds import ALL as SEEDS  # noqa: E402
+from bench.lib.seeds import SEARCH_SEED  # noqa: E402
+from bench.lib.testbed import CAL_STEPS, M  # noqa: E402
+from noise_calibration.noisecal.testing.testbed import sample_field  # noqa: E402
+from noise_calibration.noisecal_host import calibrate  # noqa: E402
+
+OLD = ("fast", 64)  # (search mode, latents): the default until now
+NEW = ("lean", 12)
+GRID = ("grid", 64)
+NFE_TARGET = 1000
+GAP_POINTS = 0.02
+REF_N = 16
+FULL = {
+    "spectra": [(3.0, 2.5), (1.0, 3.5)],
+    "variants": ["pixel", "image"],
+    "resolutions": [16, 8],
+    "samples": 512,
+    "ref_samples": 128,
+    "counts_fast": [8, 16, 32, 64],
+    "counts_lean": [8, 16, 32],
+    "reference_grid": True,
+    "identity_reference": True,
+    "other_sets": [1002, 1003],
+    "memory_batches": [1, 8, 32, 128],
+}
+QUICK = {
+    **FULL,
+    "spectra": [(3.0, 2.5)],
+    "variants": ["pixel"],
+    "resolutions": [16],
+    "samples": 128,
+    "ref_samples": 32,
+    "counts_fast": [16, 64],
+    "counts_lean": [16],
+    "reference_grid": False,
+    "identity_reference": False,
+    "other_sets": [1002],
+    "memory_batches": [1, 64],
+}
+
+
+class Case:
+    """One calibration case: a model, its calibration set at N, FD plain/native."""
+
+    def __init__(self, name, model, latents, sigmas, fd, native_fd, positive=None, other=None):
+        self.name, self.model, self.latents, self.sigmas = name, model, latents, sigmas
+        self.other = other  # data seed -> another calibration set of 64
+        self.fd, self.positive = fd, positive
+        self.fd_plain = fd(model)
+        self.fd_native = native_fd
+
+    def calibrate(self, mode: str, count: int, offset: int = 0, max_batch: int = 64, x0=None):
+        """run_search on latents [offset, offset + count): (result, record, wall s)."""
+        x0 = self.latents[offset : offset + count] if x0 is None else x0
+        t0 = time.perf_counter()
+        res, _ = calibrate.run_search(
+            self.model,
+            x0,
+            self.sigmas,
+            positive=self.positive,
+            mode=mode,
+            seed=SEARCH_SEED,
+            max_batch=max_batch,
+        )
+        wall = time.perf_counter() - t0
+        return res, make_record(self.model, x0, res, wall, method=f"noiseshift-{mode}"), wall
+
+    def gap(self, nodes: Nodes, record) -> float | None:
+        return testbed.gap(
+            self.fd_plain, self.fd(nodes.noiseshift(self.model, record)), self.fd_native
+        )
+
+
+def testbed_cases(cfg) -> list[Case]:
+    cases = []
+    for sp in testbed.spectra(cfg["spectra"]):
+        for variant in cfg["variants"]:
+            for n in cfg["resolutions"]:
+                model = testbed.model(sp, M, variant)
+                cases.append(
+                    Case(
+                        f"{spectrum_name(sp)} {variant} N={n}",
+                        model,
+                        testbed.cal_latents(sp, n, 64),
+                        testbed.sigmas(model, CAL_STEPS),
+                        lambda m, sp=sp, n=n: testbed.fd(m, sp, n, cfg["samples"]),
+                        testbed.fd(testbed.model(sp, n, "pixel"), sp, n, cfg["samples"]),
+                        other=lambda seed, sp=sp, n=n: field_set(sp, n, seed),
+                    )
+                )
+    return cases
+
+
+def reference_case(cfg, ref, n: int) -> Case:
+    latents = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, n, 64))
+    count = cfg["ref_samples"]
+    native = None if n == M else reference.native_fd(ref, n, count)
+    return Case(
+        f"reference N={n}",
+        ref.model,
+        latents,
+        testbed.sigmas(ref.model, CAL_STEPS),
+        lambda m: reference.fd(ref, m, n, count),
+        native,
+        positive=ref.positive,
+        other=lambda seed: ref.model.model.process_latent_out(field_set(ref.ref.spectrum, n, seed)),
+    )
+
+
+def field_set(sp, n: int, seed: int):
+    """64 true field samples at N = n from data seed `seed`."""
+    return sample_field(sp, n, 64, torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- 1. counts
+
+
+def spread(case: Case, mode: str, count: int) -> float | None:
+    """Largest per-step std of sigma_hat over disjoint subsets of the 64 latents."""
+    subsets = min(4, 64 // count)
+    if subsets < 2:
+        return None
+    curves = [case.calibrate(mode, count, offset=j * count)[0].sigma_hat for j in range(subsets)]
+    return max(statistics.stdev(values) for values in zip(*curves, strict=True))
+
+
+def section_counts(run: Run, cases: list[Case], nodes: Nodes) -> None:
+    print_section("1. Latent count: fast and lean on the first k latents")
+    rows, data = [], []
+    for case in cases:
+        for mode, counts in (("fast", run.cfg["counts_fast"]), ("lean", run.cfg["counts_lean"])):
+            for k in counts:
+                res, record, wall = case.calibrate(mode, k)
+                d = {"case": case.name, "mode": mode, "latents": k, "nfe": res.nfe}
+                d.update(gap=case.gap(nodes, record), spread=spread(case, mode, k), wall_s=wall)
+                data.append(d)
+                rows.append(
+                    [case.name, mode, k, res.nfe, f"{res.nfe / (k * CAL_STEPS):.2f}"]
+                    + [pct(d["gap"]), fmt(d["spread"], ".4f"), f"{wall:.2f}"]
+                )
+    print_table(
+        "Table 1: NoiseShift by latent count (first k of one set of 64)",
+        ["case", "mode", "latents", "NFE", "NFE/latent/step", "gap closed", "spread", "s"],
+        rows,
+    )
+    print("(spread: largest per-step std of sigma_hat over disjoint k-latent subsets)\n")
+    run.data["counts"] = data
+
+
+# --------------------------------------------------------------------------- 2. defaults
+
+
+def section_defaults(run: Run, cases: list[Case], nodes: Nodes, grid_cases) -> None:
+    print_section(f"2. Old default {OLD} against new default {NEW}, and the grid {GRID}")
+    rows, data = [], []
+    for case in cases:
+        d = {"case": case.name, "fd_plain": case.fd_plain, "fd_native": case.fd_native}
+        for label, (mode, k) in (("old", OLD), ("new", NEW), ("grid", GRID)):
+            if label == "grid" and case.name not in grid_cases:
+                continue
+            res, record, wall = case.calibrate(mode, k)
+            d[label] = {
+                "nfe": res.nfe,
+                "wall_s": wall,
+                "gap": case.gap(nodes, record),
+                "total_error_after": res.total_error_after,
+            }
+        mode, k = OLD
+        d["old_other_sets"] = {
+            seed: case.gap(nodes, case.calibrate(mode, k, x0=case.other(seed))[1])
+            for seed in run.cfg["other_sets"]
+        }
+        data.append(d)
+        old, new, grid = d["old"], d["new"], d.get("grid")
+        others = [g for g in d["old_other_sets"].values() if g is not None] + [old["gap"]]
+        rows.append(
+            [case.name, old["nfe"], new["nfe"], grid["nfe"] if grid else "not run"]
+            + [f"{old['nfe'] / new['nfe']:.1f}x", f"{old['wall_s']:.1f}", f"{new['wall_s']:.1f}"]
+            + [pct(old["gap"]), pct(new["gap"]), pct(grid["gap"]) if grid else "-"]
+            + [points(new["gap"], old["gap"])]
+            + [f"{100 * min(others):.1f}..{100 * max(others):.1f}%"]
+        )
+        run.check(
+            new["nfe"] <= NFE_TARGET,
+            f"C1 {case.name}: new default NFE {new['nfe']} (target <= 1000)",
+        )
+        ok = old["gap"] is not None and new["gap"] is not None
+        run.check(
+            ok and new["gap"] >= old["gap"] - GAP_POINTS,
+            f"C2 {case.name}: gap closed {pct(new['gap'])} against {pct(old['gap'])} "
+            f"({points(new['gap'], old['gap'])} points; target >= -2)",
+        )
+    print_table(
+        f"Table 2: NFE, wall time and gap closed ({CAL_STEPS} steps), old {OLD} / new {NEW}",
+        ["case", "NFE old", "NFE new", "NFE grid", "old/new", "s old", "s new", "gap old"]
+        + ["gap new", "gap grid", "new - old", "old, 3 sets"],
+        rows,
+    )
+    print("(old, 3 sets: the old default's gap closed on this set and two more of 64)\n")
+    run.data["defaults"] = data
+
+
+def points(new, old) -> str:
+    return "n/a" if new is None or old is None else f"{100 * (new - old):+.1f}"
+
+
+# --------------------------------------------------------------------------- 3. N = M
+
+
+def section_identity(run: Run, cfg, ref) -> None:
+    print_section("3. The training resolution: largest |sigma_hat - sigma| of the new default")
+    rows, data = [], []
+    targets = [
+        (
+            f"testbed {spectrum_name(sp)} N={M}",
+            testbed.model(sp, M, "pixel"),
+            testbed.cal_latents(sp, M, 64),
+            None,
+            True,
+        )
+        for sp in testbed.spectra(cfg["spectra"])
+    ]
+    ref_latents = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, M, 64))
+    if cfg["identity_reference"]:
+        targets.append((f"reference N={M}", ref.model, ref_latents, ref.positive, False))
+    for name, model, latents, positive, judged in targets:
+        for mode, k in (OLD, NEW):
+            res, _ = calibrate.run_search(
+                model,
+                latents[:k],
+                testbed.sigmas(model, CAL_STEPS),
+                positive=positive,
+                mode=mode,
+                seed=SEARCH_SEED,
+                max_batch=64,
+            )
+            shift = max(abs(h - s) for s, h in zip(res.sigmas, res.sigma_hat, strict=True))
+            data.append({"case": name, "mode": mode, "latents": k, "max_abs_shift": shift})
+            rows.append([name, mode, k, res.nfe, f"{shift:.4f}"])
+            if judged and (mode, k) == NEW:
+                run.check(shift <= 0.01, f"C3 {name}: max |shift| {shift:.4f} (target <= 0.01)")
+    print_table(
+        "Table 3: at N = M (the reference network's shift there is training error, reported)",
+        ["case", "mode", "latents", "NFE", "max |shift|"],
+        rows,
+    )
+    run.data["identity"] = data
+
+
+# --------------------------------------------------------------------------- 4. search
+
+
+def section_search(run: Run) -> None:
+    print_section("4. Fast against grid on the same 64 latents: total one-step error")
+    rows = []
+    for d in run.data["defaults"]:
+        if "grid" not in d:
+            continue
+        fast, grid = d["old"]["total_error_after"], d["grid"]["total_error_after"]
+        rel = (fast - grid) / grid
+        rows.append([d["case"], f"{grid:.6g}", f"{fast:.6g}", pct(rel, "+.3f")])
+        run.check(rel <= 0.01, f"C4 {d['case']}: fast total error {pct(rel, '+.3f')} vs grid")
+    print_table(
+        "Table 4: total one-step error after (sum over steps)",
+        ["case", "grid", "fast", "fast vs grid"],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 5. memory
+
+
+def memory_probe(max_batch: int) -> None:
+    """In a fresh process: peak RSS of one old-default calibration at N = M."""
+    torch.set_num_threads(1)
+    ref = reference.load()
+    latents = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, M, 64))
+    sigmas = testbed.sigmas(ref.model, CAL_STEPS)
+    calibrate.run_search(
+        ref.model, latents[:1], sigmas[-3:], positive=ref.positive, mode="fast", max_batch=1
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    mode, k = OLD
+    res, _ = calibrate.run_search(
+        ref.model, latents[:k], sigmas, positive=ref.positive, mode=mode, max_batch=max_batch
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"max_batch": max_batch, "before_kib": before, "peak_kib": peak, "nfe": res.nfe}
+    print(json.dumps({**out, "wall_s": time.perf_counter() - t0}))
+
+
+# SD3.5 medium: MMDiT-X, hidden 1536 (24 blocks, 24 heads), 2.5B parameters in bf16.
+SD35M = {"hidden": 1536, "params": 2.5e9, "bytes": 2, "text_tokens": 154}
+LIVE_WIDTHS = 9  # residual + q, k, v + attention out + 4x MLP hidden, per token, one block
+
+
+def activation_estimate(side_px: int, rows: int) -> float:
+    """GB for `rows` latents at `side_px` square: weights + rows x tokens x hidden x 9 x 2 B
+    (one block's live activations; attention by SDPA, no tokens x tokens matrix)."""
+    tokens = (side_px // 16) ** 2 + SD35M["text_tokens"]
+    per_row = tokens * SD35M["hidden"] * LIVE_WIDTHS * SD35M["bytes"]
+    return (SD35M["params"] * SD35M["bytes"] + rows * per_row) / 1e9
+
+
+def section_memory(run: Run) -> None:
+    print_section("5. Memory against max_batch")
+    rows, data = [], []
+    for mb in run.cfg["memory_batches"]:
+        out = (
+            subprocess.run(
+                [sys.executable, __file__, "--memory-probe", str(mb)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        d = json.loads(out)
+        d["extra_mib"] = (d["peak_kib"] - d["before_kib"]) / 1024
+        data.append(d)
+        rows.append(
+            [mb, d["nfe"], f"{d['before_kib'] / 1024:.0f}", f"{d['peak_kib'] / 1024:.0f}"]
+            + [f"{d['extra_mib']:.0f}", f"{d['wall_s']:.1f}"]
+        )
+    print_table(
+        f"Table 5a: reference network, N = {M}, old default, one process per max_batch (CPU RSS)",
+        ["max_batch", "NFE", "RSS before MiB", "peak MiB", "extra MiB", "s"],
+        rows,
+    )
+    est = [
+        [side, mb, f"{activation_estimate(side, mb):.1f}"]
+        for side in (512, 1024, 2048)
+        for mb in (8, 32, 64)
+    ]
+    print_table(
+        "Table 5b: estimated GPU memory of an SD3.5-medium-sized calibration (weights + activations)",
+        ["image px", "max_batch", "GB"],
+        est,
+    )
+    print(
+        "(estimate: 2.5e9 parameters x 2 B, plus max_batch x tokens x 1536 x 9 x 2 B, tokens = "
+        "(px / 16)^2 + 154; text encoders are offloaded by ComfyUI once the prompt is encoded)\n"
+    )
+    run.data["memory"] = {"measured": data, "estimate": est}
+
+
+def main(argv=None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
+        memory_probe(int(sys.argv[2]))
+        return 0
+    args = parse_args(__doc__, argv, quick_help="smoke run, about 2 minutes")
+    run = Run.start(args, FULL, QUICK)
+    describe_run(run.quick)
+    cfg = run.cfg
+    with tempfile.TemporaryDirectory() as folder:
+        nodes = Nodes(private_store(Path(folder)))
+        ref = reference.load()
+        cases = testbed_cases(cfg) + [reference_case(cfg, ref, REF_N)]
+        grid_cases = {
+            c.name for c in cases if c.name != f"reference N={REF_N}" or cfg["reference_grid"]
+        }
+        timings = run_sections(
+            [
+                ("counts", lambda: section_counts(run, cases, nodes)),
+                ("defaults", lambda: section_defaults(run, cases, nodes, grid_cases)),
+                ("identity", lambda: section_identity(run, cfg, ref)),
+                ("search", lambda: section_search(run)),
+                ("memory", lambda: section_memory(run)),
+            ]
+        )
+    return finish(run, "calibration_cost", timings, lambda _run: [], SEEDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
