@@ -12,16 +12,16 @@ Not a test: nothing here fails the run. Each target prints PASS or MISS.
 The Calibrate node can make its own calibration data (data = "self-generate"):
 the model samples `count` images at its native size, where it is good, and
 they are brought to the target size; for a model without a VAE the latents are
-resized in latent space (``noisecal.resize.resize_latents``: antialiased
-bicubic resize, then each channel's spread around its mean set back to the
-native set's). This measures what that costs in quality against calibrating
+resized in latent space (``noisecal.resize.resize_latents``: the ideal
+low-pass by DCT-II truncation, then each channel's spread around its mean
+set back to the native set's). This measures what that costs in quality against calibrating
 from true data at the target size, with the same sample counts.
 
 1. Testbed. The exact-denoiser testbed trained at M = 32 (the two spectra of
    ``bench/noiseshift.py``, "pixel" and "image"), N = M/2 and M/4. True data:
    ``testbed.cal_latents`` at N (64 fields, seed 1001). Self-generated:
    ``noisecal_host.self_calibration.generate`` at M (256 px; 64 samples, 20
-   Euler steps, "simple", cfg 1, the testbed conditioning, seed 2002: the
+   dpmpp_2m steps, "simple", cfg 1, the testbed conditioning, seed 2002: the
    Calibrate node's seed, which it uses for generation and search alike),
    then ``to_target(..., vae=None)`` to N. One set per model serves both N,
    as the node's cache does. Both go through the same fast NoiseShift search
@@ -39,7 +39,7 @@ from true data at the target size, with the same sample counts.
    (tiny SD3 trained at M = 32, shift 3, zero conditioning), as
    ``bench/reference.py`` runs it: the Calibrate node at N = 16 on true field
    samples given as a LATENT, and the same node with data = "self-generate"
-   (native 256 x 256, 20 Euler steps, "simple", cfg 1), each with mode
+   (native 256 x 256, 20 dpmpp_2m steps, "simple", cfg 1), each with mode
    "recalibrate" (reuse would hand back the first calibration: same size,
    steps and count); FD of 128 KSampler samples through the SD3 latent
    format against the true field, gap closed against the exact denoiser for
@@ -86,7 +86,7 @@ from noise_calibration.noisecal_host.testing.testbed_model import make_testbed_c
 SEARCH_MODE = "fast"
 GEN_STEPS = 20  # the Calibrate node's default generation_steps
 GEN_CFG = 1.0
-GEN_SAMPLER = "euler"
+GEN_SAMPLER = "dpmpp_2m"
 GEN_SCHEDULER = "simple"
 GEN_SEED = SEARCH_SEED  # the Calibrate node generates and searches with its one seed
 DIFF_TARGET = 0.05  # |gap closed (self) - gap closed (true)| <= 5 points
@@ -101,6 +101,7 @@ ARMS = {
     "self_50_steps": "self-generated 50 steps, pack resize",
     "self_area": "self-generated, area resize + rescale",
     "self_fourier": "self-generated, Fourier crop + rescale",
+    "self_euler": "self-generated with euler (the earlier default), pack resize",
 }
 MAIN_ARMS = ("true", "self", "self_no_rescale")
 DIAGNOSTIC_STEPS = 50
@@ -116,7 +117,7 @@ FULL = {
         "cal_count": 64,
         "samples": 128,
         "max_batch": 32,
-        "extra_arms": ["self_no_rescale", "self_area", "true_m_resized"],
+        "extra_arms": ["self_no_rescale", "self_area", "true_m_resized", "self_euler"],
     },
 }
 QUICK = {
@@ -172,7 +173,9 @@ def verdict(diff) -> str:
 # --------------------------------------------------------------------------- set up
 
 
-def generation_settings(steps: int, count: int, positive) -> self_calibration.GenerationSettings:
+def generation_settings(
+    steps: int, count: int, positive, sampler: str = GEN_SAMPLER
+) -> self_calibration.GenerationSettings:
     """What the Calibrate node builds for self-generation at the native M."""
     return self_calibration.GenerationSettings(
         width=8 * M,
@@ -180,20 +183,22 @@ def generation_settings(steps: int, count: int, positive) -> self_calibration.Ge
         count=count,
         steps=steps,
         cfg=GEN_CFG,
-        sampler=GEN_SAMPLER,
+        sampler=sampler,
         scheduler=GEN_SCHEDULER,
         seed=GEN_SEED,
         conditioning=self_calibration.conditioning_digest(positive, None),
     )
 
 
-def generated(b: Bench, sp, variant: str, steps: int = GEN_STEPS) -> Generated:
+def generated(
+    b: Bench, sp, variant: str, steps: int = GEN_STEPS, sampler: str = GEN_SAMPLER
+) -> Generated:
     """The model's own samples at M (generated once, then reused), with their NFE."""
-    key = (sp, variant, steps)
+    key = (sp, variant, steps, sampler)
     if key not in b.generated:
         model = testbed.model(sp, M, variant)
         positive = make_testbed_conditioning(1)
-        settings = generation_settings(steps, b.cfg["cal_count"], positive)
+        settings = generation_settings(steps, b.cfg["cal_count"], positive, sampler)
         t0 = time.perf_counter()
         with testbed.counting(model) as counter:
             latents = self_calibration.generate(model, settings, positive=positive)
@@ -236,6 +241,8 @@ def calibration_sets(b: Bench, sp, variant: str, n: int) -> dict[str, torch.Tens
         sets["self_50_steps"] = self_calibration.to_target(native_50, 8 * n, 8 * n, vae=None)
         sets["self_area"] = spread_like(F.interpolate(native, size=(n, n), mode="area"), native)
         sets["self_fourier"] = spread_like(fourier_crop(native, n), native)
+        euler = generated(b, sp, variant, GEN_STEPS, "euler").latents
+        sets["self_euler"] = self_calibration.to_target(euler, 8 * n, 8 * n, vae=None)
     return sets
 
 
@@ -344,8 +351,8 @@ def generation_info(gen: Generated) -> dict:
 def same_sets_across_variants(b: Bench):
     """The two variants are one model at N = M, so their generated sets should agree."""
     by_sp: dict = {}
-    for (sp, _variant, steps), gen in b.generated.items():
-        by_sp.setdefault((sp, steps), []).append(gen.latents)
+    for (sp, _variant, steps, sampler), gen in b.generated.items():
+        by_sp.setdefault((sp, steps, sampler), []).append(gen.latents)
     groups = [v for v in by_sp.values() if len(v) > 1]
     if not groups:
         return None
@@ -572,6 +579,10 @@ def reference_extra_sets(r: reference.Reference, native: torch.Tensor, n: int, c
         elif key == "true_m_resized":
             x0 = testbed.cal_latents(r.ref.spectrum, r.ref.train_res, cfg["cal_count"])
             out[key] = resize_latents(r.model.model.process_latent_out(x0), n, n)
+        elif key == "self_euler":
+            settings = generation_settings(GEN_STEPS, cfg["cal_count"], r.positive, "euler")
+            euler = self_calibration.generate(r.model, settings, positive=r.positive)
+            out[key] = self_calibration.to_target(euler, 8 * n, 8 * n)
         else:
             raise ValueError(f"unknown reference arm {key!r}")
     return out

@@ -236,7 +236,13 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 ),
                 "generation_sampler": (
                     comfy.samplers.KSampler.SAMPLERS,
-                    {"default": "euler", "tooltip": "Sampler for self-generation."},
+                    {
+                        "default": "dpmpp_2m",
+                        "tooltip": "Sampler for self-generation. dpmpp_2m (one evaluation per "
+                        "step, second order): on the testbed its 20-step samples have the "
+                        "data's spread and the calibration from them matches one from real "
+                        "data; euler's 20-step samples are about 7% too smooth.",
+                    },
                 ),
                 "generation_scheduler": (
                     comfy.samplers.KSampler.SCHEDULERS,
@@ -322,7 +328,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         negative=None,
         generation_steps=20,
         generation_cfg=1.0,
-        generation_sampler="euler",
+        generation_sampler="dpmpp_2m",
         generation_scheduler="simple",
         native_width=0,
         native_height=0,
