@@ -185,7 +185,10 @@ def test_earlier_shift_survives_and_other_patches_compose(pack_module, nodes, ti
     assert len(twice.get_model_object("model_sampling").level_fns) == 2
 
 
-def test_calibration_node_writes_a_file_the_apply_node_finds(pack_module, nodes, cal_dir):
+@pytest.mark.parametrize("search_mode", ["fast", "lean"])
+def test_calibration_node_writes_a_file_the_apply_node_finds(
+    pack_module, nodes, cal_dir, search_mode
+):
     calibrate, noiseshift = nodes
     testbed = pack_module("noisecal_host.testing.testbed_model")
     spectrum = pack_module("noisecal.testing.testbed").FieldSpectrum()
@@ -193,9 +196,10 @@ def test_calibration_node_writes_a_file_the_apply_node_finds(pack_module, nodes,
     model = testbed.make_testbed_model(spectrum, 16, "image")
     latents = field(spectrum, 8, 8, torch.Generator().manual_seed(11))
     out = calibrate.calibrate(
-        model, 6, "simple", "fast", 8, 0, 512, 512, "", 64, latent={"samples": latents}
+        model, 6, "simple", search_mode, 8, 0, 512, 512, "", 64, latent={"samples": latents}
     )
     records, path, plot = out["result"]
+    assert records[0]["method"]["name"] == f"noiseshift-{search_mode}"
     assert plot.shape[0] == 1 and plot.shape[-1] == 3 and plot.dtype == torch.float32
     saved = json.loads(open(path).read())
     assert saved == records[0] and saved["resolution"]["latent_height"] == 8
