@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/dead_leaves.py --quick    # the run in docs/results-dead-leaves.md
-    .venv/bin/python bench/dead_leaves.py            # more samples and calibration latents
+    .venv/bin/python bench/dead_leaves.py --quick    # about 9 minutes on 2 shared cores
+    .venv/bin/python bench/dead_leaves.py            # 2x samples and calibration latents, 15 min
     .venv/bin/python bench/dead_leaves.py --out DIR  # JSON + sample grid go to DIR (out/bench)
 
 Not a test: nothing here fails the run.
@@ -329,7 +329,7 @@ def plots(run: Run) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(__doc__, argv, quick_help="the documented run, about 20 minutes")
+    args = parse_args(__doc__, argv, quick_help="about 10 minutes on 2 shared cores")
     run = Run.start(args, FULL, QUICK)
     with tempfile.TemporaryDirectory(prefix="dead-leaves-bench-") as folder:
         b = Bench(run, Nodes(private_store(folder)))
