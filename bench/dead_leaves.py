@@ -42,14 +42,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 from bench.lib import testbed
-from bench.lib.calibration import Nodes, make_record, private_store
+from bench.lib.calibration import Nodes, correction_calibration, private_store
 from bench.lib.report import fmt, pct, print_section, print_table
 from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from noise_calibration.noisecal.spectra import fourier_power
 from noise_calibration.noisecal.testing import dead_leaves as dl
 from noise_calibration.noisecal.testing import metrics, swd
-from noise_calibration.noisecal_host import calibrate
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 from noise_calibration.noisecal_host.testing import sampling
 
@@ -151,26 +150,8 @@ def calibrate_nlc(model, positive, truth: TrueSets, sampler, steps, cfg):
     count = cfg["nlc"]["cal_count"]
     latents = model.model.process_latent_out(truth.cal[:count])
     sigmas = testbed.sigmas(model, steps, SCHEDULER)
-    t0 = time.perf_counter()
-    res, corr = calibrate.run_search(
-        model,
-        latents,
-        sigmas,
-        positive=positive,
-        mode=SEARCH_MODE,
-        seed=SEARCH_SEED,
-        max_batch=cfg["max_batch"],
-        correction=sampler,
-    )
-    wall = time.perf_counter() - t0
-    record = make_record(
-        model,
-        latents,
-        res,
-        wall,
-        method=f"noiseshift-{SEARCH_MODE}",
-        network_evaluations=res.nfe + corr.nfe,
-        correction=corr.to_record(),
+    _, corr, record, wall = correction_calibration(
+        model, latents, sigmas, sampler, positive=positive, max_batch=cfg["max_batch"]
     )
     return record, corr, wall
 

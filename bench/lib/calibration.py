@@ -58,7 +58,7 @@ def noiseshift_calibration(model, latents, sigmas, mode: str, max_batch=None, po
     return res, make_record(model, latents, res, wall, method=f"noiseshift-{mode}"), wall
 
 
-def correction_calibration(model, latents, sigmas, sampler: str):
+def correction_calibration(model, latents, sigmas, sampler: str, positive=None, max_batch=None):
     """run_search fast with the correction table for `sampler`, and one record
     holding both: (NoiseShift result, correction result, record, wall seconds)."""
     t0 = time.perf_counter()
@@ -66,9 +66,10 @@ def correction_calibration(model, latents, sigmas, sampler: str):
         model,
         latents,
         sigmas,
+        positive=positive,
         mode="fast",
         seed=SEARCH_SEED,
-        max_batch=default_max_batch(latents),
+        max_batch=max_batch or default_max_batch(latents),
         correction=sampler,
     )
     wall = time.perf_counter() - t0
