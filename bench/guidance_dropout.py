@@ -1,0 +1,190 @@
+"""The paper's classifier-free Noise Awareness Guidance on the dropout-trained dead-leaves network.
+
+Run from the repository root::
+
+    .venv/bin/python bench/guidance_dropout.py --quick   # fewer samples, a few minutes
+    .venv/bin/python bench/guidance_dropout.py           # the full sweep, under 12 minutes
+    .venv/bin/python bench/guidance_dropout.py --out DIR # JSON goes to DIR (out/bench)
+
+Not a test: nothing here fails the run. The target prints PASS or MISS.
+
+Model: ``models/reference/sd3_dead_leaves_m32.safetensors``, trained at latent
+M = 32 with 10% noise-condition dropout (level input replaced by the pseudo
+level 1.0, timestep 1000), loaded as in ``bench/dead_leaves.py`` (SD3, shift 3,
+zero conditioning, cfg 1).
+
+Guidance: the pack's Noise Awareness Guidance node in ``pseudo-level`` mode,
+pseudo level 1.0 (the level the network was trained with), weight schedule
+``constant``, on at every level (level_start 1, level_end 0). At cfg 1 the node
+returns cond + w (cond - cond at the pseudo level) = (w + 1) D(x | t) - w D(x | pseudo),
+the paper's mix in denoised space (the node's guard, which limits the term's
+RMS to that of the step D - x per sample, stays as shipped). w = 0 is plain
+sampling (the node returns the model unchanged).
+
+Cells: w in {0, 0.5, 1, 2, 4} x Euler 8, 20, 50 ("simple") at N = 32 (= M)
+and N = 16 (= M/2); every cell shares the sampling seed. Metrics and floors:
+``bench/dead_leaves.py``'s ``TrueSets`` (patch SWD and edge statistic on the
+images, spectral FD on the latents, each against a true set of the same size;
+floor = the same metric for a second independent true set). Cost: the wall
+time of each guided cell over the plain cell at the same N and steps.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
+from bench.dead_leaves import FLOOR_SEED, M_FILE, POWER_SEED, TRUE_SEED, TrueSets, load, sample
+from bench.lib.host import node_class
+from bench.lib.report import fmt, print_section, print_table
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.seeds import SAMPLE_SEED
+from noise_calibration.noisecal_host.model_info import zero_conditioning
+
+PSEUDO_LEVEL = 1.0  # the network's training pseudo level (sigma 1.0, timestep 1000)
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+STEPS = (8, 20, 50)
+SAMPLER = "euler"
+TARGET = 0.8  # best w's SWD at most 0.8x plain (a 20% improvement) at 8 or 20 steps, N = M
+TARGET_STEPS = (8, 20)
+METRICS = (("swd", "patch SWD"), ("edge", "edge W1"), ("fd", "spectral FD"))
+
+FULL = {"ns": (32, 16), "samples": {32: 32, 16: 64}}
+QUICK = {"ns": (32, 16), "samples": {32: 12, 16: 24}}
+
+
+def guided(model, w: float):
+    """The guidance node at weight w, pseudo-level mode (w = 0: the model unchanged)."""
+    (patched,) = node_class("NoiseAwarenessGuidance")().apply(
+        model, w, "pseudo-level", 1.0, PSEUDO_LEVEL, "constant", 1.0, 0.0
+    )
+    return patched
+
+
+class Bench:
+    def __init__(self, run: Run):
+        self.run = run
+        self.model, self.load_s = load(M_FILE)
+        self.positive = zero_conditioning(self.model)
+        self.patched = {w: guided(self.model, w) for w in WEIGHTS}
+        self.cells: list[dict] = []
+
+
+def section_n(b: Bench, n: int) -> None:
+    count = b.run.cfg["samples"][n]
+    t0 = time.perf_counter()
+    truth = TrueSets(n, count, 1)
+    print(
+        f"N = {n}: true sets ({count} each) in {time.perf_counter() - t0:.1f} s; floors "
+        + ", ".join(f"{k} {v:.5f}" for k, v in truth.floors.items()),
+        flush=True,
+    )
+    for steps in STEPS:
+        for w in WEIGHTS:
+            t1 = time.perf_counter()
+            out = sample(b.patched[w], b.positive, n, count, SAMPLER, steps)
+            wall = time.perf_counter() - t1
+            cell = {"N": n, "steps": steps, "w": w, "samples": count, "sampling_s": wall}
+            cell.update(truth.measure(out))
+            cell["floor"] = truth.floors
+            b.cells.append(cell)
+            print(
+                f"N = {n} euler {steps} w {w:g}: "
+                + " ".join(f"{k} {cell[k]:.5f}" for k, _ in METRICS)
+                + f" ({wall:.1f} s)",
+                flush=True,
+            )
+
+
+def cell(b: Bench, n: int, steps: int, w: float) -> dict:
+    return next(c for c in b.cells if (c["N"], c["steps"], c["w"]) == (n, steps, w))
+
+
+def best_w(b: Bench, n: int, steps: int, key: str = "swd") -> float:
+    return min(WEIGHTS, key=lambda w: cell(b, n, steps, w)[key])
+
+
+def tables(b: Bench) -> None:
+    print_section("Results")
+    for key, name in METRICS:
+        rows = []
+        for n in b.run.cfg["ns"]:
+            for steps in STEPS:
+                plain = cell(b, n, steps, 0.0)[key]
+                row = [n, f"{SAMPLER} {steps}", b.run.cfg["samples"][n]]
+                row += [fmt(cell(b, n, steps, w)[key]) for w in WEIGHTS]
+                bw = best_w(b, n, steps, key)
+                row += [f"{bw:g}", f"{cell(b, n, steps, bw)[key] / plain:.2f}"]
+                row += [fmt(cell(b, n, steps, 0.0)["floor"][key])]
+                rows.append(row)
+        print_table(
+            f"{name} by weight w (w = 0 is plain; lower is better; floor: two independent "
+            "true sets of the same size)",
+            ["N", "cell", "samples"]
+            + [f"w={w:g}" for w in WEIGHTS]
+            + ["best w", "best/plain", "floor"],
+            rows,
+        )
+    rows = []
+    for n in b.run.cfg["ns"]:
+        for steps in STEPS:
+            plain = cell(b, n, steps, 0.0)["sampling_s"]
+            ratios = [cell(b, n, steps, w)["sampling_s"] / plain for w in WEIGHTS if w]
+            rows.append(
+                [n, f"{SAMPLER} {steps}", f"{plain:.1f}"]
+                + [f"{r:.2f}" for r in ratios]
+                + [f"{statistics.median(ratios):.2f}"]
+            )
+    print_table(
+        "Wall time: plain cell (s) and guided / plain per weight",
+        ["N", "cell", "plain s"] + [f"w={w:g}" for w in WEIGHTS if w] + ["median"],
+        rows,
+    )
+
+
+def verdicts(b: Bench) -> None:
+    m = max(b.run.cfg["ns"])
+    results = {}
+    for steps in TARGET_STEPS:
+        bw = best_w(b, m, steps)
+        r = cell(b, m, steps, bw)["swd"] / cell(b, m, steps, 0.0)["swd"]
+        results[steps] = (bw, r)
+    hit = [s for s, (_, r) in results.items() if r <= TARGET]
+    text = "; ".join(
+        f"euler {s}: best w {bw:g}, SWD {r:.2f}x plain" for s, (bw, r) in results.items()
+    )
+    b.run.check(
+        bool(hit),
+        f"N = M = {m}: the best w improves patch SWD by >= 20% at 8 or 20 steps "
+        f"({text}; met at: {', '.join(f'euler {s}' for s in hit) or 'none'})",
+    )
+    ratios = [
+        c["sampling_s"] / cell(b, c["N"], c["steps"], 0.0)["sampling_s"] for c in b.cells if c["w"]
+    ]
+    b.run.data["cost_ratio_median"] = statistics.median(ratios)
+    print(
+        f"guided / plain wall time, median over {len(ratios)} cells: "
+        f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})",
+        flush=True,
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(__doc__, argv, quick_help="fewer samples, a few minutes on 2 shared cores")
+    run = Run.start(args, FULL, QUICK)
+    b = Bench(run)
+    describe_run(args.quick, f"; model {M_FILE.name}, pseudo level {PSEUDO_LEVEL}")
+    timings = run_sections([(f"N={n}", lambda n=n: section_n(b, n)) for n in run.cfg["ns"]])
+    tables(b)
+    verdicts(b)
+    run.data["cells"] = b.cells
+    seeds = {"sampling": SAMPLE_SEED, "true": TRUE_SEED, "floor": FLOOR_SEED, "power": POWER_SEED}
+    return finish(run, "guidance_dropout", timings, lambda _run: [], seeds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
