@@ -67,7 +67,7 @@ Modes:
   small shift (at most two stencil steps) is kept only where its gain over
   the identity clears ``z`` (2) standard errors of the paired per-latent
   gain, so few latents do not turn noise into a shift. About 3 evaluations
-  per latent and step; meant for 16 latents (bench/calibration_cost.py).
+  per latent and step; meant for 12-16 latents (bench/calibration_cost.py).
 
 All candidates of a round go through ``denoise`` as one batch
 (candidates x samples rows), split into chunks of at most ``max_batch`` rows;
@@ -354,15 +354,14 @@ def _search_fast(pts: _Points, u_i: float, u_warm: float, p: dict) -> None:
     _refine(pts, p)
 
 
-def _refine(pts: _Points, p: dict, rounds: int | None = None) -> None:
-    """Bracket expansion, then parabolic steps with golden-section fallback
-    (Brent); at most ``rounds`` evaluations (default ``max_rounds``)."""
+def _refine(pts: _Points, p: dict) -> None:
+    """Bracket expansion, then parabolic steps with golden-section fallback (Brent)."""
     d, tol, growth = p["initial_step"], p["tolerance"], p["growth"]
     lo, hi = pts.lo, pts.hi
     gold = 0.5 * (3.0 - math.sqrt(5.0))
     last_vertex = None
     moves: list[float] = []  # distance of each refinement step from the best point
-    for _ in range(int(p["max_rounds"]) if rounds is None else rounds):
+    for _ in range(int(p["max_rounds"])):
         if not pts.f:
             return
         b = pts.best()
@@ -467,20 +466,6 @@ def _search_lean(
         pts.evaluate([nxt])
         prev, last = base, nxt
     return first
-
-
-@dataclass
-class _Step:
-    """One searched step: levels in u, the chosen sigma, errors, rows."""
-
-    u: float
-    u_hat: float
-    sigma_hat: float
-    error_before: float
-    error_after: float
-    rows: int
-    u_best: float  # the search's minimum, before the lean mode's significance rule
-    first_step: tuple[float, float] | None  # the lean mode's first step: (base, step)
 
 
 def _significant(pts: _Points, u_i: float, u_hat: float, z: float) -> bool:
@@ -624,61 +609,50 @@ def calibrate_noiseshift(
 
     eps = _draw_eps(x0, seed)
     n_steps = len(levels) - 1
-    steps: list[_Step | None] = [None] * n_steps
-
-    def run(i: int, lo_sigma: float, hi_sigma: float, shift: float, gain: float) -> _Step:
-        """Search step i in [lo_sigma, hi_sigma], warm-started at u_i + shift."""
-        s, s_next = levels[i], levels[i + 1]
-        u_i = sigma_to_u(s, parameterization)
-        lo, hi = sigma_to_u(lo_sigma, parameterization), sigma_to_u(hi_sigma, parameterization)
-        obj = _StepObjective(denoise, x0, eps, s, s_next, parameterization, max_batch)
-        # The range ends last: if one coincides with u_i, monotonicity wins.
-        pinned = {_key(u_i): s, _key(lo): lo_sigma, _key(hi): hi_sigma}
-        pts = _Points(obj, parameterization, u_i, pinned, lo, hi)
-        pts.keep_residuals = mode == "lean"
-        first = None
-        if mode == "grid":
-            _search_grid(pts, u_i, settings)
-        elif mode == "lean":
-            first = _search_lean(pts, u_i, u_i + shift, settings, gain)
-        else:
-            _search_fast(pts, u_i, u_i + shift, settings)
-        pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
-        u_best = u_hat = pts.best()
-        small = abs(u_hat - u_i) <= 2 * settings.get("initial_step", 0.0)
-        if mode == "lean" and small and not _significant(pts, u_i, u_hat, settings["z"]):
-            u_hat = u_i
-        steps[i] = _Step(
-            u_i,
-            u_hat,
-            pts.sigma_of(u_hat),
-            pts.error_at(u_i),
-            pts.f[_key(u_hat)],
-            obj.rows,
-            u_best,
-            first,
-        )
-        if progress is not None:
-            progress(sum(1 for st in steps if st is not None), n_steps)
-        return steps[i]
+    out_hat: list[float] = []
+    err_before: list[float] = []
+    err_after: list[float] = []
+    nfe = 0
+    upper_sigma = sigma_max
+    shifts: list[float] = []  # u_best - u per step, the warm start
+    gain = 1.0  # the lean mode's first-step scale, learned step to step
 
     with torch.no_grad():
-        upper_sigma = sigma_max
-        shifts: list[float] = []  # u_hat - u per step, the warm start
-        gain = 1.0  # the lean mode's first-step scale, learned step to step
         for i in range(n_steps):
-            shift = 0.0 if mode == "grid" else _predict_shift(shifts, settings)
-            st = run(i, 0.0, upper_sigma, shift, gain)
-            if st.first_step is not None and abs(st.first_step[1]) > settings["tolerance"]:
-                base, step = st.first_step
-                gain = min(max((st.u_best - base) / step, 0.25), 2.0)
-            shifts.append(st.u_best - st.u)  # the trend follows the objective's minimum
-            upper_sigma = st.sigma_hat
-
-    out_hat = [st.sigma_hat for st in steps]
-    err_before = [st.error_before for st in steps]
-    err_after = [st.error_after for st in steps]
-    nfe = sum(st.rows for st in steps)
+            s, s_next = levels[i], levels[i + 1]
+            u_i = sigma_to_u(s, parameterization)
+            hi = sigma_to_u(upper_sigma, parameterization)
+            obj = _StepObjective(denoise, x0, eps, s, s_next, parameterization, max_batch)
+            # The range end last: if it coincides with u_i, monotonicity wins.
+            pinned = {_key(u_i): s, _key(0.0): 0.0, _key(hi): upper_sigma}
+            pts = _Points(obj, parameterization, u_i, pinned, 0.0, hi)
+            pts.keep_residuals = mode == "lean"
+            first = None
+            if mode == "grid":
+                _search_grid(pts, u_i, settings)
+            elif mode == "lean":
+                warm = u_i + _predict_shift(shifts, settings)
+                first = _search_lean(pts, u_i, warm, settings, gain)
+            else:
+                _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)
+            pts.evaluate([u_i])  # no-op unless u_i lay outside the allowed range
+            u_best = u_hat = pts.best()
+            if mode == "lean":
+                small = abs(u_hat - u_i) <= 2 * settings["initial_step"]
+                if small and not _significant(pts, u_i, u_hat, settings["z"]):
+                    u_hat = u_i
+                if first is not None and abs(first[1]) > settings["tolerance"]:
+                    base, step = first
+                    gain = min(max((u_best - base) / step, 0.25), 2.0)
+            nfe += obj.rows
+            sig_hat = pts.sigma_of(u_hat)
+            out_hat.append(sig_hat)
+            err_before.append(pts.error_at(u_i))
+            err_after.append(pts.f[_key(u_hat)])
+            shifts.append(u_best - u_i)  # the trend follows the objective's minimum
+            upper_sigma = sig_hat
+            if progress is not None:
+                progress(i + 1, n_steps)
 
     return SearchResult(
         sigmas=levels[:-1],
