@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/apply.py            # full run (about 25 minutes, 2 busy cores)
+    .venv/bin/python bench/apply.py            # full run (about 20-30 minutes, 2 busy cores)
     .venv/bin/python bench/apply.py --quick    # smoke run (about a minute)
     .venv/bin/python bench/apply.py --out DIR  # plots + JSON go to DIR (default out/bench)
 
@@ -71,6 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from bench.lib import reference, testbed
 from bench.lib.calibration import Nodes, default_max_batch, private_store
+from bench.lib.host import node_class
 from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
@@ -80,6 +81,8 @@ from noise_calibration.noisecal import held_out_check
 from noise_calibration.noisecal_host import calibrate
 
 CANDIDATES = held_out_check.candidates(with_tables=True)  # what the check compares
+# the Calibrate node's default search, for the joint run and NoiseShift alone
+SEARCH_MODE = node_class("Calibrate").INPUT_TYPES()["required"]["search_mode"][1]["default"]
 NAMES = [c.name for c in CANDIDATES]
 NOISESHIFT = ("noiseshift@0.5", "noiseshift@1")
 NLC = ("nlc@0.5", "nlc@1")
@@ -162,6 +165,7 @@ def calibrate_joint(model, latents, sigmas, sampler: str, *, positive=None, max_
         image_size=(8 * n, 8 * n),
         source="testbed",
         positive=positive,
+        mode=SEARCH_MODE,
         correction=sampler,
         check=True,
         seed=SEARCH_SEED,
@@ -181,6 +185,7 @@ def calibrate_noiseshift(model, latents, sigmas, *, positive=None, max_batch=Non
         image_size=(8 * n, 8 * n),
         source="testbed",
         positive=positive,
+        mode=SEARCH_MODE,
         seed=SEARCH_SEED,
         max_batch=max_batch or default_max_batch(latents),
     )
@@ -343,7 +348,7 @@ def cell_table(cfg: dict, cells: list[dict]) -> None:
         + [f"{c['ratio'][k]:.3f}" for k in cols]
         + [f"{c['ratio']['native']:.3f}", SHORT[c["recommendation"]], SHORT[c["winner"]]]
         + ["yes" if c["agree"] else "NO", f"{c['apply_plain']:.3f}"]
-        + [f"{c['apply_best_single']:.3f}", fmt(c["fd_floor"])]
+        + [f"{c['apply_best_single']:.3f}", fmt(c["fd_floor"]), vetoes(c)]
         for c in cells
     ]
     print_table(
@@ -351,17 +356,24 @@ def cell_table(cfg: dict, cells: list[dict]) -> None:
         "< 1 = better than plain)",
         ["spectrum", "case", "sampler", "steps", "FD plain", *(SHORT[k] for k in cols)]
         + ["native", "recommends", "winner", "agree", "Apply/plain", "Apply/best single"]
-        + ["FD floor"],
+        + ["FD floor", "vetoed"],
         rows,
     )
     print(
-        "(NS = NoiseShift, NLC = Noise Level Correction with the table calibrated alone,\n"
+        "(vetoed = candidates the check's edge veto excluded (edges worse than plain's\n"
+        " beyond twice the noise);\n"
+        " NS = NoiseShift, NLC = Noise Level Correction with the table calibrated alone,\n"
         " NS+NLC = NoiseShift with the joint table (calibrated with NoiseShift on), at\n"
         " strength .5 or 1; indep = NoiseShift 1 + NLC 1 with the table calibrated alone\n"
         " (the old pair); native = the exact denoiser trained at N; winner = the check\n"
         " candidate of lowest true FD; agree = the recommendation's FD is at most the\n"
         " winner's + FD floor; best single = the lowest of NS.5, NS1, NLC.5, NLC1)\n"
     )
+
+
+def vetoes(c: dict) -> str:
+    names = [SHORT[k] for k, r in c["check"].items() if held_out_check.vetoed(r)]
+    return ",".join(names) or "-"
 
 
 def summary_table(cells: list[dict]) -> None:

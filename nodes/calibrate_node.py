@@ -89,12 +89,13 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "search_mode": (
                     ["fast", "grid", "lean"],
                     {
-                        "default": "fast",
-                        "tooltip": "fast: bracketing + parabolic refinement (few evaluations). "
-                        "grid: the paper's coarse-to-fine grid (slower). "
-                        "lean: Gauss-Newton steps on the one-step residuals, about 3 "
-                        "evaluations per latent and step; a small shift is kept only where its "
-                        "gain clears twice its standard error; meant for about 16 latents.",
+                        "default": "lean",
+                        "tooltip": "lean (default): Gauss-Newton steps on the one-step "
+                        "residuals, about 3 evaluations per latent and step; a small shift is "
+                        "kept only where its gain clears twice its standard error, so the "
+                        "training resolution gets none. "
+                        "fast: bracketing + parabolic refinement (about twice the evaluations). "
+                        "grid: the paper's coarse-to-fine grid (slowest).",
                     },
                 ),
                 "sample_count": (

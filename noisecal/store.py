@@ -214,6 +214,10 @@ SCHEMA: dict[str, Any] = {
                             "score": _number,
                             "gain": _number,
                             "gain_noise": {"type": "number", "minimum": 0},
+                            # the edge veto (files before it have none)
+                            "edge_score": {"type": "number", "minimum": 0},
+                            "edge_loss": _number,
+                            "edge_loss_noise": {"type": "number", "minimum": 0},
                         },
                     },
                 },

@@ -16,7 +16,7 @@ from ..noisecal import held_out_check
 from . import level_patches
 from .model_info import zero_conditioning
 
-METHOD = "held-out-spectral-fd-v1"
+METHOD = "held-out-spectral-fd-edges-v2"
 
 
 def _patched(model, record: dict, candidate: held_out_check.Candidate):

@@ -197,6 +197,26 @@ def test_the_score_prefers_data_like_the_held_out_set(pack_module):
     assert check.split(32) == (24, 8) and check.split(7) == (7, 0)
 
 
+def test_a_closer_spectrum_with_worse_edges_is_vetoed(pack_module):
+    check = pack_module("noisecal.held_out_check")
+    gen = torch.Generator().manual_seed(3)
+    held = torch.randn(32, 4, 16, 16, generator=gen)
+    plain = 1.1 * torch.randn(32, 4, 16, 16, generator=gen)
+    # white like the held-out set (the same flat spectrum), but heavy-tailed
+    # differences: a scale mixture of Gaussians with unit variance
+    scale = torch.where(torch.rand(32, 4, 16, 16, generator=gen) < 0.1, 3.0, 0.36)
+    spiky = torch.randn(32, 4, 16, 16, generator=gen) * scale / scale.square().mean().sqrt()
+    results = check.score({"plain": plain, "spiky": spiky}, held)
+    spiky_result = results["spiky"]
+    assert spiky_result["gain"] > check.Z_GAIN * spiky_result["gain_noise"]  # spectrum: better
+    assert check.vetoed(spiky_result) and not check.vetoed(results["plain"])
+    assert check.recommend(results) == "plain"
+    # the same spectrum with Gaussian differences passes
+    fair = torch.randn(32, 4, 16, 16, generator=gen)
+    results = check.score({"plain": plain, "fair": fair}, held)
+    assert not check.vetoed(results["fair"]) and check.recommend(results) == "fair"
+
+
 def test_apply_with_a_single_method_node_is_one_visible_warning(pack_module, world):
     record = world["record"]
     nodes = world["nodes"]
