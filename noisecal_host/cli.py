@@ -3,13 +3,15 @@
 python -m noisecal_host demo        the main job: calibrate the shipped reference model (a
                                     tiny SD3 trained at M = 32) at M and M/2 as the
                                     Calibrate node does, sample plain vs NoiseShift, print
-                                    the FD table
+                                    the FD table (--model dead-leaves: the dead-leaves
+                                    network at M/2 with Apply, and a picture)
 python -m noisecal_host calibrate   calibrate a diffusion-model file (or the testbed)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -30,11 +32,14 @@ REFERENCE_MODEL = PACK_ROOT / "models" / "reference" / "sd3_gaussian_field_m32.s
 # a 20-step sample at N = 32 costs about 1 s of one CPU core through plain + NoiseShift,
 # and 64 keeps the whole demo at about 4 minutes on 2 shared cores (bench/reference.py
 # uses 128 at N = M)
-DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 64}
+DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 64, "dead-leaves": 64}
 # calibration rows per forward when --max-batch is not given: the testbed's FFTs like big
 # batches; the network on CPU is fastest at about 32 (bigger batches spend a quarter of
 # their time in the kernel allocating activations)
-DEFAULT_MAX_BATCH = {"testbed": 256, "reference": 32}
+DEFAULT_MAX_BATCH = {"testbed": 256, "reference": 32, "dead-leaves": 32}
+# calibration latents when --samples is not given: 12 (lean search, no check) for the
+# Gaussian demos; 16 for dead leaves, whose calibration holds back 4 for the check
+DEFAULT_CAL_SAMPLES = {"testbed": 12, "reference": 12, "dead-leaves": 16}
 
 
 def _testbed_setup(args):
@@ -163,8 +168,202 @@ def _demo_setup(args) -> _DemoSetup:
     )
 
 
+DEAD_LEAVES_MODEL = PACK_ROOT / "models" / "reference" / "sd3_dead_leaves_m32.safetensors"
+DEAD_LEAVES_NATIVE = PACK_ROOT / "models" / "reference" / "sd3_dead_leaves_m16.safetensors"
+# the dead-leaves demo's picture: a row per method, GRID_COLUMNS samples each, every
+# 2n-pixel image scaled by GRID_SCALE, GRID_GAP pixels between tiles, labels on the left
+GRID_ROWS = ("plain", "NoiseShift", "Apply", "native", "true")
+GRID_COLUMNS = 8
+GRID_SCALE = 3
+GRID_GAP = 4
+GRID_LABEL = 132
+GRID_TITLE = 24
+
+
+def grid_size(rows: int, columns: int, pixels: int) -> tuple[int, int]:
+    """(width, height) of the dead-leaves demo's picture for images of `pixels` pixels."""
+    tile = pixels * GRID_SCALE
+    return (
+        GRID_LABEL + columns * tile + (columns + 1) * GRID_GAP,
+        GRID_TITLE + rows * tile + (rows + 1) * GRID_GAP,
+    )
+
+
+def sample_grid(rows: dict, title: str):
+    """rows: label -> images [k, C >= 3, p, p] in [0, 1]: an RGB uint8 picture, a row per
+    label (the first three channels), the label on the left."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    columns = max(len(images) for images in rows.values())
+    pixels = next(iter(rows.values())).shape[-1]
+    tile = pixels * GRID_SCALE
+    width, height = grid_size(len(rows), columns, pixels)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    for r, images in enumerate(rows.values()):
+        top = GRID_TITLE + GRID_GAP + r * (tile + GRID_GAP)
+        for c, image in enumerate(images):
+            rgb = image[:3].clamp(0, 1).permute(1, 2, 0).numpy()
+            rgb = rgb.repeat(GRID_SCALE, axis=0).repeat(GRID_SCALE, axis=1)
+            left = GRID_LABEL + GRID_GAP + c * (tile + GRID_GAP)
+            canvas[top : top + tile, left : left + tile] = (rgb * 255).round().astype(np.uint8)
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=13)
+    draw.text((GRID_GAP, 5), title, fill=(0, 0, 0), font=font)
+    for r, label in enumerate(rows):
+        top = GRID_TITLE + GRID_GAP + r * (tile + GRID_GAP)
+        draw.multiline_text((GRID_GAP, top + tile // 2 - 14), label, fill=(0, 0, 0), font=font)
+    return np.asarray(picture)
+
+
+class _DropPairWarning(logging.Filter):
+    def filter(self, record):
+        return "are both on this model" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_pair_warning():
+    log, drop = logging.getLogger("noise_calibration"), _DropPairWarning()
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
+
+
+def _demo_dead_leaves(args) -> int:
+    """The dead-leaves network at N = M/2: Calibrate with the held-out check, then plain,
+    NoiseShift and Apply against the native network and true scenes; a table and a picture."""
+    import comfy.sd
+
+    from ..noisecal.spectra import fourier_power
+    from ..noisecal.testing import dead_leaves, swd
+    from ..noisecal.testing.metrics import frechet_distance
+    from . import apply_patch, calibration_run, folders, level_patches
+    from .model_info import zero_conditioning
+    from .testing.sampling import empty_latent, ksample
+
+    for path in (DEAD_LEAVES_MODEL, DEAD_LEAVES_NATIVE):
+        if not path.is_file():
+            raise SystemExit(
+                f"the dead-leaves network {path.name} is not in this install (a Comfy Registry "
+                f"install leaves models/reference/ out); run the demo from a git clone"
+            )
+    torch.set_num_threads(max(1, args.threads))
+    count = args.eval_samples or DEFAULT_EVAL_SAMPLES[args.model]
+    cal_count = args.samples if args.samples is not None else DEFAULT_CAL_SAMPLES[args.model]
+    max_batch = args.max_batch or DEFAULT_MAX_BATCH[args.model]
+    out_dir = Path(args.out) / "demo"
+    calibration_store = folders.user_store(out_dir / "calibrations")
+    model = comfy.sd.load_diffusion_model(str(DEAD_LEAVES_MODEL))
+    native = comfy.sd.load_diffusion_model(str(DEAD_LEAVES_NATIVE))
+    m = int(json.loads(DEAD_LEAVES_MODEL.with_suffix(".json").read_text())["native_resolution"])
+    n = m // 2
+    print(
+        f"dead leaves: {DEAD_LEAVES_MODEL.name}, a tiny SD3 (MMDiT) trained by flow matching at "
+        f"M={m} on dead-leaves scenes; native = {DEAD_LEAVES_NATIVE.name} (same size and "
+        f"budget, trained at {n}); N={n}, sampled through ComfyUI (euler, simple, "
+        f"{args.steps} steps), {count} samples per row; calibration: {cal_count} true "
+        f"latents, {args.mode} search, correction euler, held-out check",
+        flush=True,
+    )
+    # data seeds far from the search/sampling seeds (and from each other)
+    cal = dead_leaves.sample_latents(cal_count, n, 10_000 + args.seed)
+    ref = dead_leaves.render(dead_leaves.DeadLeaves(), count, 2 * n, 20_000 + args.seed)
+    floor_set = dead_leaves.render(dead_leaves.DeadLeaves(), count, 2 * n, 30_000 + args.seed)
+    power_latents = dead_leaves.sample_latents(4 * count, n, 40_000 + args.seed)
+    power = fourier_power(power_latents.double()).reshape(-1, n, n).mean(dim=0)
+
+    def measure(latents) -> dict:
+        images = dead_leaves.to_image(latents.float())
+        return {
+            "swd": swd.patch_swd(images, ref)["average"],
+            "edge": swd.edge_distance(images, ref)["average"],
+            "fd": frechet_distance(latents.float(), power),
+        }
+
+    started = time.perf_counter()
+    # what the Calibrate node runs (correction euler, check held-out), on the demo's store;
+    # the check samples NoiseShift + the joint table on purpose: no pair warning for that
+    with _without_pair_warning():
+        record, path = calibration_run.calibrate_latents(
+            model,
+            model.model.process_latent_out(cal),
+            calibration_run.schedule_sigmas(model, "simple", args.steps),
+            source="LATENT input",
+            positive=zero_conditioning(model),
+            mode=args.mode,
+            seed=args.seed,
+            max_batch=max_batch,
+            calibration_store=calibration_store,
+            correction="euler",
+            check=True,
+        )
+    seconds = time.perf_counter() - started
+    save_png(calibration_plot(record), out_dir / f"calibration_dead_leaves_N{n}.png")
+    recommendation = record.get("check", {}).get("recommendation", "noiseshift (no check)")
+    shifted = level_patches.apply_noiseshift(model, 1.0, "error", "", None, calibration_store)
+    applied = apply_patch.apply_recommended(model, 1.0, "error", "", None, calibration_store)
+    samples, scores = {}, {}
+    for label, sampled in (
+        ("plain", model),
+        ("NoiseShift", shifted),
+        ("Apply", applied),
+        ("native", native),
+    ):
+        out = ksample(
+            sampled,
+            empty_latent(sampled, n, n, count),
+            zero_conditioning(sampled),
+            steps=args.steps,
+            seed=args.seed + 1,
+        )
+        samples[label] = sampled.model.process_latent_in(out)
+        scores[label] = measure(samples[label])
+    scores["true (floor)"] = measure(dead_leaves.to_latent(floor_set))
+    samples["true"] = dead_leaves.to_latent(ref)
+    max_shift = max(abs(h - s) for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True))
+    print(
+        f"  calibrated N={n}: {path} ({record['cost']['network_evaluations']} network "
+        f"evaluations, {seconds:.1f} s, max|shift| {max_shift:.4f}); Apply recommends "
+        f"{recommendation}",
+        flush=True,
+    )
+    names = {**{k: k for k in scores}, "Apply": f"Apply: {recommendation}"}
+    width = max(len(name) for name in names.values())
+    header = (
+        f"{'':>{width}} {'patch SWD':>10} {'edge W1':>9} {'spectral FD':>12} "
+        f"{'SWD/plain':>10} {'FD/plain':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    plain = scores["plain"]
+    for label, s in scores.items():
+        print(
+            f"{names[label]:>{width}} {s['swd']:10.4f} {s['edge']:9.4f} {s['fd']:12.4f} "
+            f"{s['swd'] / plain['swd']:10.2f} {s['fd'] / plain['fd']:9.2f}"
+        )
+    columns = min(GRID_COLUMNS, count)
+    rows = {
+        (f"Apply\n({recommendation})" if label == "Apply" else label): dead_leaves.to_image(
+            samples[label][:columns].float()
+        )
+        for label in GRID_ROWS
+    }
+    picture = out_dir / f"dead_leaves_N{n}.png"
+    title = f"dead leaves, N = {n} ({2 * n} px), euler {args.steps}: the M = {m} network"
+    save_png(sample_grid(rows, title), picture)
+    print(f"picture: {picture}\nplots: {out_dir}/calibration_dead_leaves_N{n}.png")
+    return 0
+
+
 def _demo(args) -> int:
     """Main job on the embedded default: calibrate -> apply -> measure FD to the true field."""
+    if args.model == "dead-leaves":
+        return _demo_dead_leaves(args)
+    if args.samples is None:
+        args.samples = DEFAULT_CAL_SAMPLES[args.model]
     from ..noisecal.testing.metrics import fd_noise_floor, frechet_distance, gap_closed
     from ..noisecal.testing.testbed import sample_field
     from . import calibration_run, folders, level_patches
@@ -374,19 +573,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--model",
-        choices=["reference", "testbed"],
+        choices=["reference", "testbed", "dead-leaves"],
         default="reference",
         help="reference (default): the shipped tiny SD3 trained at M = 32 "
         "(models/reference/); testbed: the exact-denoiser testbed (fast; the --train-res, "
-        "--variant, --f0 and --alpha options apply to it only)",
+        "--variant, --f0 and --alpha options apply to it only); dead-leaves: the tiny SD3 "
+        "trained on dead-leaves scenes at M = 32, calibrated at N = 16 with the held-out "
+        "check, sampled plain, NoiseShift and Apply against the native N = 16 network "
+        "(patch SWD, edge statistic, spectral FD; a picture of the samples)",
     )
     _testbed_args(demo, 16)
     demo.add_argument(
         "--samples",
         type=int,
-        default=12,
+        default=None,
         help="calibration latents (default 12, with the lean search: under 1000 network "
-        "evaluations per resolution; the earlier default was 64 with fast)",
+        "evaluations per resolution; the earlier default was 64 with fast; dead-leaves: "
+        "16, of which the check holds back 4)",
     )
     demo.add_argument(
         "--eval-samples",

@@ -168,3 +168,38 @@ def test_demo_without_the_reference_model_says_why(pack_module, tmp_path):
     cli = pack_module("noisecal_host.cli")
     with pytest.raises(SystemExit, match="not in this install.*--model testbed"):
         cli.load_reference(tmp_path / "missing.safetensors")
+
+
+def test_demo_dead_leaves_writes_the_sample_picture(pack_module, tmp_path):
+    """demo --model dead-leaves, small: the Apply calibration with its check, the table
+    and a picture of 5 rows (plain, NoiseShift, Apply, native, true) of 6 samples."""
+    from PIL import Image
+
+    stdout = cli(
+        "--out",
+        str(tmp_path),
+        "demo",
+        "--model",
+        "dead-leaves",
+        "--samples",
+        "8",
+        "--eval-samples",
+        "6",
+        "--steps",
+        "3",
+        without_nodes=True,
+    )
+    assert "sd3_dead_leaves_m32.safetensors" in stdout and "Apply recommends" in stdout
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "patch SWD" in line)
+    rows = [line.split() for line in lines[header + 2 : header + 7]]
+    assert [row[0] for row in rows] == ["plain", "NoiseShift", "Apply:", "native", "true"]
+    assert all(0 < float(v) < 10 for row in rows for v in row[-5:])
+    record = json.loads(
+        next((tmp_path / "demo" / "calibrations").glob("*__16x16.json")).read_text()
+    )
+    assert record["check"]["held_out"] == 4 and record["correction"]["sampler"] == "euler"
+    picture = tmp_path / "demo" / "dead_leaves_N16.png"
+    expected = pack_module("noisecal_host.cli").grid_size(5, 6, 32)
+    with Image.open(picture) as image:
+        assert image.size == expected and image.mode == "RGB"
