@@ -96,16 +96,20 @@ LABELS = {
     "native": "native",
 }
 
+# samples: per N, generated and true sets alike; cells: per N (sampler, steps); apply:
+# the cells where Apply (and NLC, its table) is calibrated, and its calibration latents
 FULL = {
     "ns": (32, 16, 8),
-    "samples": {32: 96, 16: 192, 8: 256},
+    "samples": {32: 64, 16: 160, 8: 256},
+    "cells": {32: CELLS, 16: CELLS, 8: CELLS},
     "cal_count": 32,
     "max_batch": 32,
     "apply": {"cells": CELLS, "cal_count": 16, "mode": "lean", "ns": (32, 16, 8)},
 }
 QUICK = {
     "ns": (32, 16, 8),
-    "samples": {32: 48, 16: 96, 8: 128},
+    "samples": {32: 32, 16: 64, 8: 96},
+    "cells": {32: (("euler", 8),), 16: CELLS, 8: CELLS},
     "cal_count": 16,
     "max_batch": 32,
     "apply": {
@@ -330,7 +334,7 @@ def section_n(b: Bench, n: int) -> None:
     )
     shifted = b.nodes.noiseshift(b.model, record)
     apply_cells = cfg["apply"]["cells"] if n in cfg["apply"]["ns"] else ()
-    for sampler, steps in CELLS:
+    for sampler, steps in cfg["cells"][n]:
         cell = {
             "N": n,
             "sampler": sampler,
