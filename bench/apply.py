@@ -59,6 +59,7 @@ check noise 2002; sampling noise 3003). Shared helpers: ``bench/lib/``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import statistics
 import sys
@@ -215,6 +216,18 @@ def apply_model(nodes: Nodes, model, record: dict):
     return patched
 
 
+def without_guidance(record: dict) -> dict:
+    """The record with the check's guidance weight at 0 (Apply = the recommendation)."""
+    changed = copy.deepcopy(record)
+    if changed["check"].get("guidance"):
+        changed["check"]["guidance"]["weight"] = 0.0
+    return changed
+
+
+def guidance_weight(record: dict) -> float:
+    return float((record["check"].get("guidance") or {}).get("weight", 0.0))
+
+
 def cost_of(record: dict, wall: float, ns_record: dict, ns_wall: float) -> dict:
     """Network evaluations of the joint calibration by part, and NoiseShift alone's."""
     total = record["cost"]["network_evaluations"]
@@ -272,6 +285,7 @@ def testbed_cell(b: Bench, sp, label: str, variant: str, n: int, sampler: str, s
     models = {c.name: candidate_model(b.nodes, model, record, c) for c in CANDIDATES}
     models[INDEPENDENT] = independent_pair(b.nodes, model, record)
     models["apply"] = apply_model(b.nodes, model, record)
+    models["apply_base"] = apply_model(b.nodes, model, without_guidance(record))
     if n != M:
         models["native"] = testbed.model(sp, n, "pixel")  # trained at N: both variants agree
     t0 = time.perf_counter()
@@ -316,7 +330,10 @@ def judge_cell(fd: dict, floor: float, record: dict) -> dict:
         "best_single": best_single,
         "apply_plain": ratio(fd["apply"], fd["plain"]),
         "apply_best_single": ratio(fd["apply"], fd[best_single]),
-        "apply_minus_recommended": fd["apply"] - fd[rec],
+        "apply_minus_recommended": fd["apply_base"] - fd[rec],
+        "guidance": guidance_weight(record),
+        "guidance_ratio": ratio(fd["apply"], fd["apply_base"]),
+        "guidance_worse": fd["apply"] > fd["apply_base"] + floor,
         "both_help": best_ns < fd["plain"] - floor and best_nlc < fd["plain"] - floor,
         "apply_beats_singles": fd["apply"] < fd[best_single] - floor,
         "apply_beats_singles_raw": fd["apply"] < fd[best_single],
@@ -348,7 +365,8 @@ def cell_table(cfg: dict, cells: list[dict]) -> None:
         + [f"{c['ratio'][k]:.3f}" for k in cols]
         + [f"{c['ratio']['native']:.3f}", SHORT[c["recommendation"]], SHORT[c["winner"]]]
         + ["yes" if c["agree"] else "NO", f"{c['apply_plain']:.3f}"]
-        + [f"{c['apply_best_single']:.3f}", fmt(c["fd_floor"]), vetoes(c)]
+        + [f"{c['apply_best_single']:.3f}", f"{c['guidance']:g}"]
+        + [f"{c['guidance_ratio']:.3f}", fmt(c["fd_floor"]), vetoes(c)]
         for c in cells
     ]
     print_table(
@@ -356,12 +374,14 @@ def cell_table(cfg: dict, cells: list[dict]) -> None:
         "< 1 = better than plain)",
         ["spectrum", "case", "sampler", "steps", "FD plain", *(SHORT[k] for k in cols)]
         + ["native", "recommends", "winner", "agree", "Apply/plain", "Apply/best single"]
-        + ["FD floor", "vetoed"],
+        + ["guid w", "guid gain", "FD floor", "vetoed"],
         rows,
     )
     print(
-        "(vetoed = candidates the check's edge veto excluded (edges worse than plain's\n"
-        " beyond twice the noise);\n"
+        "(guid w = the guidance weight the check added on top of the recommendation (0:\n"
+        " none); guid gain = Apply / Apply without that weight; vetoed = candidates the\n"
+        " check's edge veto excluded (edges worse than plain's by a quarter and beyond\n"
+        " twice the noise);\n"
         " NS = NoiseShift, NLC = Noise Level Correction with the table calibrated alone,\n"
         " NS+NLC = NoiseShift with the joint table (calibrated with NoiseShift on), at\n"
         " strength .5 or 1; indep = NoiseShift 1 + NLC 1 with the table calibrated alone\n"
@@ -504,6 +524,22 @@ def judge_testbed(run: Run, cells: list[dict]) -> None:
         f"{len(agree)}/{len(cells)} cells = {len(agree) / len(cells):.0%} (target >= "
         f"{AGREE:.0%})",
     )
+    exact = [c for c in cells if c["apply_minus_recommended"] == 0]
+    run.check(
+        len(exact) == len(cells),
+        f"A0 Apply without the guidance weight gives its recommended candidate's FD to the "
+        f"last bit: {len(exact)}/{len(cells)} cells",
+    )
+    worse = [c for c in cells if c["guidance_worse"]]
+    guided = [c for c in cells if c["guidance"] > 0]
+    run.check(
+        not worse,
+        f"A7 the check's guidance never worse than Apply without it beyond the FD floor: "
+        f"{len(cells) - len(worse)}/{len(cells)} cells; guidance chosen in {len(guided)}, "
+        f"Apply/Apply without guidance there "
+        + ", ".join(f"{c['guidance_ratio']:.3f}" for c in guided)
+        + (": worse in " + ", ".join(map(cell_name, worse)) if worse else ""),
+    )
 
 
 # --------------------------------------------------------------------------- 2. reference
@@ -545,6 +581,7 @@ def reference_case(b: Bench, r: reference.Reference, n: int, cal_count: int, sam
         "plain": r.model,
         "noiseshift": b.nodes.noiseshift(r.model, ns_record),
         "apply": apply_model(b.nodes, r.model, record),
+        "apply_base": apply_model(b.nodes, r.model, without_guidance(record)),
     }
     print(f"N = {n}: sampling {samples} per model ...", flush=True)
     fd = {k: reference.fd(r, m, n, samples, o["steps"]) for k, m in models.items()}
@@ -559,8 +596,10 @@ def reference_case(b: Bench, r: reference.Reference, n: int, cal_count: int, sam
         "fd_floor": floor,
         "ratio": {k: ratio(v, fd["plain"]) for k, v in fd.items()},
         "recommendation": record["check"]["recommendation"],
+        "guidance": guidance_weight(record),
         "check": record["check"]["candidates"],
         "apply_worse_than_plain": fd["apply"] > fd["plain"] + floor,
+        "guidance_worse": fd["apply"] > fd["apply_base"] + floor,
         "cost": cost_of(record, wall, ns_record, ns_wall),
     }
     print(
@@ -579,7 +618,8 @@ def reference_table(o: dict, cases: list[dict]) -> None:
         [c["N"], c["cal_count"], c["samples"]]
         + [fmt(c["fd"][k]) for k in ("plain", "noiseshift", "apply")]
         + [fmt(c["fd"]["native"]), f"{c['ratio']['noiseshift']:.3f}"]
-        + [f"{c['ratio']['apply']:.3f}", c["recommendation"], fmt(c["fd_floor"])]
+        + [f"{c['ratio']['apply']:.3f}", c["recommendation"], f"{c['guidance']:g}"]
+        + [f"{c['ratio']['apply_base']:.3f}", fmt(c["fd_floor"])]
         for c in cases
     ]
     print_table(
@@ -587,7 +627,7 @@ def reference_table(o: dict, cases: list[dict]) -> None:
         f"{SAMPLE_SEED})",
         ["N", "cal latents", "samples", "FD plain", "FD NoiseShift", "FD Apply", "FD native"]
         + ["NS/plain"]
-        + ["Apply/plain", "recommends", "FD floor"],
+        + ["Apply/plain", "recommends", "guidance w", "Apply w/o guidance/plain", "FD floor"],
         rows,
     )
     rows = [
@@ -610,6 +650,14 @@ def reference_table(o: dict, cases: list[dict]) -> None:
 
 
 def judge_reference(run: Run, cases: list[dict], m: int) -> None:
+    worse = [c for c in cases if c["guidance_worse"]]
+    run.check(
+        not worse,
+        f"A7 reference: the check's guidance never worse than Apply without it beyond the "
+        f"floor: {len(cases) - len(worse)}/{len(cases)} (weights "
+        + ", ".join(f"N={c['N']}: {c['guidance']:g}" for c in cases)
+        + ")",
+    )
     for c in cases:
         if c["N"] != m:
             continue

@@ -11,17 +11,19 @@ class Apply(LevelPatchNode):
     DESCRIPTION = (
         "One node for better low-resolution and few-step images: applies, for the resolution "
         "you sample at, the combination the Calibrate node verified on data it held back: "
-        "plain, NoiseShift, Noise Level Correction or both, at strength 0.5 or 1. Where no "
-        "candidate beat plain by more than the check's own noise, the model is left as it "
-        "is. Calibrate with check = held-out (and correction = euler or heun to let the "
-        "correction compete). A calibration without a check applies NoiseShift. Place it "
-        "after any ModelSampling* node, between the loader and the sampler."
+        "plain, NoiseShift, Noise Level Correction or both, at strength 0.5 or 1, and on "
+        "top of that Noise Awareness Guidance at the weight the check chose (or none). "
+        "Where no candidate beat plain by more than the check's own noise, or one made "
+        "edges worse, the model is left as it is. Calibrate with check = held-out (and "
+        "correction = euler or heun to let the correction compete). A calibration without "
+        "a check applies NoiseShift. Place it after any ModelSampling* node, between the "
+        "loader and the sampler."
     )
     OUTPUT_TOOLTIPS = ("The model with the recommended combination for each sampled size.",)
 
     STRENGTH_TOOLTIP = (
-        "1 = the recommended combination at its verified strengths; other values scale "
-        "them (0 = off)."
+        "1 = the recommended combination at its verified strengths and guidance weight; "
+        "other values scale them (0 = off)."
     )
 
     @classmethod

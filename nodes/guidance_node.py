@@ -3,7 +3,9 @@ Attention Guidance in ComfyUI)."""
 
 from __future__ import annotations
 
+from ..noisecal.apply import RecommendedLevel
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
+from ..noisecal_host import level_patches
 from ..noisecal_host.guidance_patch import apply_guidance
 from .common import CATEGORY, ChecksInputs
 
@@ -24,7 +26,7 @@ class NoiseAwarenessGuidance(ChecksInputs):
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with the guidance term added after CFG (unchanged at weight 0).",)
-    FUNCTION = "apply"
+    FUNCTION = "run"
     ORDERED = (("level_end", "level_start"),)
 
     @classmethod
@@ -128,6 +130,16 @@ class NoiseAwarenessGuidance(ChecksInputs):
             level_start=level_start,
             level_end=level_end,
         )
+
+    def run(self, **inputs):
+        """`apply`, and one warning on the node when an Apply node is already on the model."""
+        notes: list[str] = []
+        if inputs.get("weight") and level_patches.installed(
+            inputs["model"], "level_fns", RecommendedLevel
+        ):
+            level_patches.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
+        result = self.apply(**inputs)
+        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}
 
     def apply(
         self, model, weight, mode, offset, pseudo_level, weight_schedule, level_start, level_end

@@ -47,8 +47,17 @@ def summary(
         chosen = check["recommendation"]
         plain = check["candidates"]["plain"]["score"]
         best = check["candidates"][chosen]["score"]
+        guidance = check.get("guidance") or {}
+        weight = guidance.get("weight", 0.0)
+        if weight:
+            guided = guidance["candidates"][f"guidance@{weight:g}"]["score"]
+            chosen_text = f"{chosen} + guidance at weight {weight:g} ({guided:.4g})"
+        elif guidance:
+            chosen_text = f"{chosen} (guidance tried, none cleared the noise)"
+        else:
+            chosen_text = chosen
         lines.append(
             f"held-out check ({check['held_out']} latents, spectral FD): plain {plain:.4g}, "
-            f"{chosen} {best:.4g}; Apply uses {chosen}"
+            f"{chosen} {best:.4g}; Apply uses {chosen_text}"
         )
     return "\n".join(lines)

@@ -33,6 +33,7 @@ import jsonschema
 
 from . import __version__
 from .correction_table import CorrectionTable
+from .guidance import WEIGHT_SCHEDULES
 from .levels import PARAMETERIZATIONS, check_descending
 from .sigma_hat_curve import SigmaHatCurve
 from .spectra import SpectrumStats
@@ -222,6 +223,32 @@ SCHEMA: dict[str, Any] = {
                     },
                 },
                 "recommendation": {"type": "string"},
+                # guidance on top of the recommendation, its weight chosen by the check
+                "guidance": {
+                    "type": ["object", "null"],
+                    "required": ["mode", "offset", "weight_schedule", "base", "weight"],
+                    "properties": {
+                        "mode": {"enum": ["offset"]},
+                        "offset": {"type": "number", "minimum": 0, "maximum": 10},
+                        "weight_schedule": {"enum": list(WEIGHT_SCHEDULES)},
+                        "base": {"type": "string"},
+                        "base_score": _number,
+                        "weight": {"type": "number", "minimum": 0, "maximum": 100},
+                        "candidates": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "required": ["weight", "score", "gain", "gain_noise"],
+                                "properties": {
+                                    "weight": {"type": "number", "minimum": 0, "maximum": 100},
+                                    "score": _number,
+                                    "gain": _number,
+                                    "gain_noise": {"type": "number", "minimum": 0},
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
         "spectrum": _optional_object,
@@ -263,20 +290,39 @@ def check_recommendation(record: dict) -> None:
         table = candidate.get("table")
         if candidate["correction"] > 0 and (table is None or not record.get(table)):
             raise ValueError(f"candidate {name!r} needs the file's {table} table")
+    guidance = check.get("guidance")
+    if guidance:
+        if guidance["base"] != check["recommendation"]:
+            raise ValueError("the guidance was chosen on top of another recommendation")
+        tried = {c["weight"] for c in guidance.get("candidates", {}).values()}
+        if guidance["weight"] != 0 and guidance["weight"] not in tried:
+            raise ValueError(f"guidance weight {guidance['weight']} is not one the check tried")
 
 
 def recommendation(record: dict) -> dict:
-    """The recommended strengths: {"noiseshift", "correction", "table"}. A file
+    """The recommended strengths: {"name", "base", "noiseshift", "correction", "table",
+    "guidance"} (base: the check's recommendation; guidance: the weight of the
+    check's guidance on top of it, 0 = none; name: both). A file
     without a check (version 1, or calibrated without one) recommends NoiseShift."""
     check = record.get("check")
     if not check:
-        return {"name": "noiseshift@1", "noiseshift": 1.0, "correction": 0.0, "table": None}
+        return {
+            "name": "noiseshift@1",
+            "base": "noiseshift@1",
+            "noiseshift": 1.0,
+            "correction": 0.0,
+            "table": None,
+            "guidance": 0.0,
+        }
     chosen = check["candidates"][check["recommendation"]]
+    guidance = float((check.get("guidance") or {}).get("weight", 0.0))
     return {
-        "name": check["recommendation"],
+        "name": check["recommendation"] + (f"+guidance@{guidance:g}" if guidance else ""),
+        "base": check["recommendation"],
         "noiseshift": float(chosen["noiseshift"]),
         "correction": float(chosen["correction"]),
         "table": chosen.get("table"),
+        "guidance": guidance,
     }
 
 

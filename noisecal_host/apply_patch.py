@@ -1,20 +1,29 @@
-"""The Apply node on a MODEL: the calibration's recommended combination of NoiseShift
-and Noise Level Correction, resolved at sampling time for the latent size.
+"""The Apply node on a MODEL: the calibration's recommended combination of NoiseShift,
+Noise Level Correction and guidance, resolved at sampling time for the latent size.
 
-Both parts are installed at once, through `conditioning_level` (NoiseShift's
-part as a level function, the correction's as a state function), so a
-recommendation of "plain" leaves every call unchanged, bit for bit.
+The level parts are installed at once, through `conditioning_level` (NoiseShift's
+part as a level function, the correction's as a state function), and the
+guidance as a post-CFG function that does nothing at a size whose
+recommendation has none, so a recommendation of "plain" leaves every call
+unchanged, bit for bit.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ..noisecal.apply import RecommendedLevel, RecommendedResolver, RecommendedState
+from ..noisecal.apply import (
+    RecommendedGuidance,
+    RecommendedLevel,
+    RecommendedResolver,
+    RecommendedState,
+)
 from ..noisecal.correction import CorrectionResolver
+from ..noisecal.guidance import GuidanceSettings
 from ..noisecal.noiseshift import ShiftResolver
 from . import conditioning_level, dropped_patch, level_patches, node_status, user_messages
 from .fingerprint import checkpoint_key
+from .guidance_patch import apply_guidance, guidance_node_installed
 from .level_patches import provided_records
 from .model_info import max_level, parameterization_of
 
@@ -34,15 +43,18 @@ def calibrated_sizes(key, calibration_store) -> list[str]:
 
 
 MIXED_WARNING = (
-    "Noise Calibration: Apply and a NoiseShift or Noise Level Correction node are both on "
-    "this model: Apply already applies what the calibration verified, and the other node "
-    "adds its method again. Use Apply alone (or the single-method nodes alone)."
+    "Noise Calibration: Apply and a NoiseShift, Noise Level Correction or Noise Awareness "
+    "Guidance node are both on this model: Apply already applies what the calibration "
+    "verified, and the other node adds its method again. Use Apply alone (or the "
+    "single-method nodes alone)."
 )
 
 
 def single_method_installed(model) -> bool:
-    return level_patches.installed(model, "level_fns", ShiftResolver) or level_patches.installed(
-        model, "state_fns", CorrectionResolver
+    return (
+        level_patches.installed(model, "level_fns", ShiftResolver)
+        or level_patches.installed(model, "state_fns", CorrectionResolver)
+        or guidance_node_installed(model)
     )
 
 
@@ -86,4 +98,7 @@ def apply_recommended(
     level = RecommendedLevel(resolver)
     patched = conditioning_level.patch_model(model, level, state_fn=RecommendedState(resolver))
     dropped_patch.watch(patched, level, WHAT, if_missing)
-    return patched
+    # the check's guidance where a record recommends it: a no-op at sizes without
+    return apply_guidance(
+        patched, GuidanceSettings(), settings_for=RecommendedGuidance(resolver), what=WHAT
+    )

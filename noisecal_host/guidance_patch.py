@@ -18,6 +18,17 @@ from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
 from . import conditioning_level, dropped_patch, family_support
 from .model_info import parameterization_of
 
+WHAT = "Noise Awareness Guidance"
+
+
+def guidance_node_installed(model) -> bool:
+    """Whether a Noise Awareness Guidance node's patch is on the model."""
+    ms = model.get_model_object("model_sampling")
+    return any(
+        isinstance(fn, conditioning_level.LevelOverride) and getattr(fn, "what", None) == WHAT
+        for fn in getattr(ms, "level_fns", ())
+    )
+
 
 def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.Tensor | None:
     """The next sigma of the schedule: from ComfyUI's sample_sigmas when the host
@@ -34,10 +45,13 @@ def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.T
     return (sigma - (previous - current)).clamp(min=0)
 
 
-def apply_guidance(model, settings: GuidanceSettings):
+def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WHAT):
+    """MODEL -> MODEL with guidance. settings_for: latent (h, w) -> settings or None
+    (no guidance at that size), for Apply; else `settings` everywhere."""
     parameterization = parameterization_of(model)
-    family_support.check(model, "Noise Awareness Guidance")
+    family_support.check(model, what)
     override = conditioning_level.LevelOverride()
+    override.what = what  # whose guidance (Apply tells a guidance node's from its own)
     state: dict = {}
 
     def to_sigma_space(level_u_fn):
@@ -48,24 +62,26 @@ def apply_guidance(model, settings: GuidanceSettings):
 
     def post_cfg(args):
         denoised = args["denoised"]
-        if settings.weight == 0:
+        x = args["input"]
+        current = settings if settings_for is None else settings_for(tuple(x.shape[-2:]))
+        if current is None or current.weight == 0:
             return denoised
-        sigma, x = args["sigma"], args["input"]
+        sigma = args["sigma"]
         u = to_u(sigma, parameterization)
         u_next = next_level(sigma, args["model_options"], state)
-        weight = settings.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
+        weight = current.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
         if not bool((weight != 0).any()):
             return denoised
         other_level = to_sigma_space(
-            lambda level_u: settings.other_level(level_u, x, parameterization)
+            lambda level_u: current.other_level(level_u, x, parameterization)
         )
         with override.active(other_level):
             (other,) = comfy.samplers.calc_cond_batch(
                 args["model"], [args["cond"]], x, sigma, args["model_options"]
             )
-        return combine(denoised, args["cond_denoised"], other, x, weight, settings.guard)
+        return combine(denoised, args["cond_denoised"], other, x, weight, current.guard)
 
     patched = conditioning_level.patch_model(model, override)
     patched.set_model_sampler_post_cfg_function(post_cfg)
-    dropped_patch.watch(patched, override, "Noise Awareness Guidance", "pass through")
+    dropped_patch.watch(patched, override, what, "pass through")
     return patched

@@ -13,7 +13,9 @@ import comfy.samplers
 import torch
 
 from ..noisecal import held_out_check
+from ..noisecal.guidance import GuidanceSettings
 from . import level_patches
+from .guidance_patch import apply_guidance
 from .model_info import zero_conditioning
 
 METHOD = "held-out-spectral-fd-edges-v2"
@@ -31,6 +33,16 @@ def _patched(model, record: dict, candidate: held_out_check.Candidate):
             patched, candidate.noiseshift, "error", None, [record], None
         )
     return patched
+
+
+def guidance_settings(weight: float) -> GuidanceSettings:
+    """The guidance the check tries (and Apply applies) at `weight`."""
+    return GuidanceSettings(
+        weight=weight,
+        mode=held_out_check.GUIDANCE_MODE,
+        offset=held_out_check.GUIDANCE_OFFSET,
+        weight_schedule=held_out_check.GUIDANCE_SCHEDULE,
+    )
 
 
 def _sample(model, noise, sigmas, sampler_name: str, positive, seed: int) -> torch.Tensor:
@@ -51,8 +63,10 @@ def run_check(
     positive=None,
     seed: int = 0,
     progress=None,
+    guidance: bool = True,
 ) -> dict:
-    """The record's `check` section: every candidate's scores and the recommendation.
+    """The record's `check` section: every candidate's scores and the recommendation,
+    then (with `guidance`) the guidance weight on top of it.
     held_out: latents (as a LATENT holds them) the calibration did not use."""
     with_tables = bool(record.get("correction")) and bool(record.get("correction_joint"))
     candidates = held_out_check.candidates(with_tables)
@@ -60,13 +74,15 @@ def run_check(
     noise = comfy.sample.prepare_noise(torch.zeros_like(held_out), seed)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     generated = {}
+    total = len(candidates) + (len(held_out_check.GUIDANCE_WEIGHTS) if guidance else 0)
     for i, candidate in enumerate(candidates):
         patched = _patched(model, record, candidate)
         generated[candidate.name] = _sample(patched, noise, sigmas, sampler, positive, seed)
         if progress is not None:
-            progress(i + 1, len(candidates))
+            progress(i + 1, total)
     scores = held_out_check.score(generated, held_out.to(torch.float32), seed=seed)
-    return {
+    recommendation = held_out_check.recommend(scores)
+    section = {
         "method": METHOD,
         "held_out": int(held_out.shape[0]),
         "sampler": sampler,
@@ -80,5 +96,39 @@ def run_check(
             }
             for c in candidates
         },
-        "recommendation": held_out_check.recommend(scores),
+        "recommendation": recommendation,
+    }
+    if guidance:
+        base = next(c for c in candidates if c.name == recommendation)
+        section["guidance"] = _guidance(
+            _patched(model, record, base),
+            recommendation,
+            generated[recommendation],
+            held_out,
+            lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
+            seed,
+            (lambda i: progress(len(candidates) + i, total)) if progress is not None else None,
+        )
+    return section
+
+
+def _guidance(base_model, base: str, base_samples, held_out, sample, seed, progress) -> dict:
+    """Guidance at each weight on top of the recommendation, scored against it."""
+    generated = {base: base_samples}
+    for i, weight in enumerate(held_out_check.GUIDANCE_WEIGHTS):
+        guided = apply_guidance(base_model, guidance_settings(weight))
+        generated[held_out_check.guidance_name(weight)] = sample(guided)
+        if progress is not None:
+            progress(i + 1)
+    scores = held_out_check.score(generated, held_out.to(torch.float32), seed, baseline=base)
+    chosen = held_out_check.recommend(scores, baseline=base)
+    weights = {held_out_check.guidance_name(w): w for w in held_out_check.GUIDANCE_WEIGHTS}
+    return {
+        "mode": held_out_check.GUIDANCE_MODE,
+        "offset": held_out_check.GUIDANCE_OFFSET,
+        "weight_schedule": held_out_check.GUIDANCE_SCHEDULE,
+        "base": base,
+        "base_score": scores[base]["score"],
+        "candidates": {name: {"weight": w, **scores[name]} for name, w in weights.items()},
+        "weight": weights.get(chosen, 0.0),
     }

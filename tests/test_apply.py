@@ -61,9 +61,11 @@ def sample(pack_module, world, model, seed=3):
     return sampling.ksample(model, latent, world["cond"](2), steps=4, seed=seed)
 
 
-def with_recommendation(record, name):
+def with_recommendation(record, name, guidance=0.0):
     changed = copy.deepcopy(record)
     changed["check"]["recommendation"] = name
+    changed["check"]["guidance"]["base"] = name
+    changed["check"]["guidance"]["weight"] = guidance
     return changed
 
 
@@ -87,8 +89,19 @@ def test_the_check_scores_every_candidate_and_recommends_one(pack_module, world)
     assert set(check["candidates"]) == names
     assert check["held_out"] == 4 and check["calibrated_on"] == 12
     assert check["recommendation"] in names and record["correction_joint"]["r"]
-    # 7 candidates x 4 held-out latents x 4 Euler steps
-    assert check["network_evaluations"] == 7 * 4 * 4
+    # 7 candidates x 4 held-out latents x 4 Euler steps, then 4 guidance weights on the
+    # recommendation: one evaluation a step and one more where the weight is not 0
+    guided = check["network_evaluations"] - 7 * 4 * 4
+    assert 4 * 4 * 4 < guided <= 4 * 4 * 4 * 2
+    guidance = check["guidance"]
+    assert guidance["base"] == check["recommendation"]
+    assert set(guidance["candidates"]) == {
+        "guidance@0.5",
+        "guidance@1",
+        "guidance@2",
+        "guidance@4",
+    }
+    assert guidance["weight"] in (0.0, 0.5, 1.0, 2.0, 4.0)
     assert record["cost"]["network_evaluations"] > check["network_evaluations"]
     assert f"Apply uses {check['recommendation']}" in world["summary"]
 
@@ -112,6 +125,37 @@ def test_apply_gives_what_the_recommended_nodes_give(pack_module, world, name):
     assert torch.equal(got, sample(pack_module, world, expected))
     if chosen["noiseshift"]:  # (a 4-step table may keep r = 0: then NLC alone is plain)
         assert not torch.equal(got, sample(pack_module, world, world["model"]))
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_recommended_guidance_is_the_guidance_node_at_the_chosen_weight(
+    pack, pack_module, world, strength
+):
+    record = with_recommendation(world["record"], "noiseshift@1", guidance=2.0)
+    store = pack_module("noisecal.store")
+    assert store.validate(record)["check"]["guidance"]["weight"] == 2.0
+    nodes = world["nodes"]
+    (expected,) = nodes["NoiseShift"].apply(world["model"], strength, "error", calibration=[record])
+    guidance = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]()
+    (expected,) = guidance.apply(
+        expected, 2.0 * strength, "offset", 2.0, 1.0, "per step size", 1.0, 0.0
+    )
+    (applied,) = nodes["Apply"].apply(world["model"], strength, "error", calibration=[record])
+    got = sample(pack_module, world, applied)
+    assert torch.equal(got, sample(pack_module, world, expected))
+    without = apply(world, with_recommendation(world["record"], "noiseshift@1"))
+    assert not torch.equal(got, sample(pack_module, world, without))
+
+
+def test_a_guidance_weight_the_check_did_not_try_is_refused(pack_module, world):
+    store = pack_module("noisecal.store")
+    record = with_recommendation(world["record"], "plain", guidance=3.0)
+    with pytest.raises(store.CalibrationError, match="not one the check tried"):
+        store.validate(record)
+    record = with_recommendation(world["record"], "plain", guidance=2.0)
+    record["check"]["guidance"]["base"] = "nlc@1"
+    with pytest.raises(store.CalibrationError, match="another recommendation"):
+        store.validate(record)
 
 
 def test_plain_is_the_unpatched_model_bit_for_bit(pack_module, world):
@@ -185,6 +229,18 @@ def test_recommendation_needs_a_gain_beyond_the_noise(pack_module):
     assert check.recommend(results) == "plain"
 
 
+def test_guidance_is_chosen_against_the_recommendation_not_plain(pack_module):
+    check = pack_module("noisecal.held_out_check")
+    results = {
+        "nlc@1": {"score": 0.5, "gain": 0.0, "gain_noise": 0.0},
+        "guidance@1": {"score": 0.45, "gain": 0.05, "gain_noise": 0.01},
+        "guidance@2": {"score": 0.3, "gain": 0.2, "gain_noise": 0.15},  # within its noise
+    }
+    assert check.recommend(results, baseline="nlc@1") == "guidance@1"
+    results["guidance@1"]["gain_noise"] = 0.03
+    assert check.recommend(results, baseline="nlc@1") == "nlc@1"
+
+
 def test_the_score_prefers_data_like_the_held_out_set(pack_module):
     check = pack_module("noisecal.held_out_check")
     tb = pack_module("noisecal.testing.testbed")
@@ -230,6 +286,32 @@ def test_apply_with_a_single_method_node_is_one_visible_warning(pack_module, wor
         model=applied, strength=1.0, if_missing="error", label="", calibration=[record]
     )
     assert "Apply node is already on this model" in out["ui"]["text"][0]
+
+
+def test_apply_with_a_guidance_node_is_one_visible_warning(pack, world):
+    record, nodes = world["record"], world["nodes"]
+    guidance = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]()
+    settings = dict(
+        weight=1.0,
+        mode="offset",
+        offset=2.0,
+        pseudo_level=1.0,
+        weight_schedule="per step size",
+        level_start=1.0,
+        level_end=0.0,
+    )
+    (guided,) = guidance.run(model=world["model"], **settings)["result"]
+    out = nodes["Apply"].run(
+        model=guided, strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert "both on this model" in out["ui"]["text"][0]
+    out = guidance.run(model=apply(world, record), **settings)
+    assert "Apply node is already on this model" in out["ui"]["text"][0]
+    # a second Apply's own guidance is not a guidance node's
+    out = nodes["Apply"].run(
+        model=apply(world, record), strength=1.0, if_missing="error", label="", calibration=[record]
+    )
+    assert "both on this model" not in "".join(out["ui"]["text"])
 
 
 def test_strength_scales_the_recommendation(pack_module, world):
