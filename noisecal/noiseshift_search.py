@@ -61,13 +61,23 @@ Modes:
   warm start are evaluated; the secant through two points gives the
   residuals' derivative in u and the zero of the objective's gradient the
   next candidate (the first step scaled by how far the previous step's first
-  step fell short); it stops when the next step is below ``tolerance``
-  (0.005, about what 16 latents resolve), with one check a stencil step away
-  where the secant was wide. At most ``max_points`` (6) candidates a step. A
-  small shift (at most two stencil steps) is kept only where its gain over
-  the identity clears ``z`` (2) standard errors of the paired per-latent
-  gain, so few latents do not turn noise into a shift. About 3 evaluations
-  per latent and step; meant for 12-16 latents (bench/calibration_cost.py).
+  step fell short). It stops when the next step is below ``tolerance``
+  (0.003) or when the model's predicted gain of that step, per latent, does
+  not clear ``step_z`` (1) standard errors (the latents cannot resolve it),
+  with one check a stencil step away where the secant was wide; at most
+  ``max_points`` (6) candidates a step. A small shift (at most two stencil
+  steps) is kept only where its gain over the identity clears ``z`` (2)
+  standard errors of the paired per-latent gain, so few latents do not turn
+  noise into a shift at the training resolution; where the curve has a
+  significant larger shift somewhere (``restore_small``: off the training
+  resolution) the dropped small shifts are put back, monotonicity
+  permitting. Where the shift drops by more than ``jump_probe`` (0.05) from
+  one step to the next, the previous step is probed at the next step's level
+  (a second basin, where the curve joins a plateau a step earlier) and
+  revised when that clears ``z`` standard errors. With ``warm_start`` (the
+  curve of another resolution) each step starts from that curve instead of
+  the extrapolated trend. About 3 evaluations per latent and step; meant for
+  12-16 latents (bench/calibration_cost.py).
 
 All candidates of a round go through ``denoise`` as one batch
 (candidates x samples rows), split into chunks of at most ``max_batch`` rows;
@@ -85,7 +95,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .levels import FAMILIES, check_descending, check_parameterization, sigma_to_u, u_to_sigma
-from .sigma_hat_curve import as_sigma_list
+from .sigma_hat_curve import SigmaHatCurve, as_sigma_list
 
 __all__ = [
     "SearchResult",
@@ -114,10 +124,19 @@ FAST_PARAMS = {
     "max_rounds": 40,
 }
 
-# The lean mode stops where the next step is below what 16 latents resolve:
-# the minimum of a 16-latent objective moves by about 0.01 in u between
-# latent sets.
-LEAN_PARAMS = {**FAST_PARAMS, "tolerance": 0.005, "ftol": 1e-4, "z": 2.0, "max_points": 6}
+# The lean mode (see the module docstring); bench/calibration_cost.py and
+# docs/results-calibration-cost.md measured these settings on 12 latents.
+LEAN_PARAMS = {
+    **FAST_PARAMS,
+    "tolerance": 0.003,
+    "ftol": 1e-4,
+    "z": 2.0,
+    "max_points": 6,
+    "prior_offset": 1.0,
+    "jump_probe": 0.05,
+    "restore_small": 1.0,
+    "step_z": 1.0,
+}
 
 _TIE_RTOL = 1e-9  # errors this close count as equal (flat objective)
 _KEY_DIGITS = 10  # u values equal to this many decimals are the same candidate
@@ -455,17 +474,78 @@ def _search_lean(
             first = (base, step)
             step *= gain
         nxt = pts.clip(base + step)
-        if abs(nxt - base) <= tol and abs(last - prev) > 3 * d:
+        # converged: the step is below the tolerance, or the latents cannot
+        # tell its gain from noise
+        done = abs(nxt - base) <= tol or (
+            p["step_z"] > 0 and not _step_pays(pts.residuals[_key(base)], jac, nxt - base, p)
+        )
+        if done and abs(last - prev) > 3 * d:
             # A wide secant understates the slope near base: check one point
             # a stencil step away before calling it converged.
             nxt = pts.clip(base + math.copysign(d, step))
-        elif abs(nxt - base) <= tol:
+        elif done:
             break
         if pts.known(nxt):
             break
         pts.evaluate([nxt])
         prev, last = base, nxt
     return first
+
+
+def _probe_back(last, u_next: float, shift_next: float, p: dict) -> float | None:
+    """Where the shift drops by more than ``jump_probe`` from one step to the
+    next, the previous step may have a second basin at the level the next step
+    chose (the curve joins a plateau one step earlier): probe it there, and a
+    stencil step above, one Gauss-Newton step from the better, all at or above
+    ``u_next`` so the curve stays monotone. Returns the previous step's new u
+    where it beats the old choice by ``z`` standard errors, else None."""
+    pts, u_prev, u_hat_prev = last
+    if (u_hat_prev - u_prev) - shift_next <= p["jump_probe"]:
+        return None
+    d = p["initial_step"]
+    lo, hi = max(u_next, pts.lo), pts.hi
+    if hi - lo <= d:
+        return None
+    a, b = lo, min(lo + d, hi)
+    pts.evaluate([a, b])
+    jac = (pts.residuals[_key(b)] - pts.residuals[_key(a)]) / (b - a)
+    jj = float((jac * jac).sum())
+    base = a if pts.error_at(a) < pts.error_at(b) else b
+    if jj > 0:
+        nxt = min(max(base - float((pts.residuals[_key(base)] * jac).sum()) / jj, lo), hi)
+        pts.evaluate([nxt])
+        if pts.error_at(nxt) < pts.error_at(base):
+            base = nxt
+    if not _significant(pts, u_hat_prev, base, p["z"]) or base == u_hat_prev:
+        return None
+    return base
+
+
+def _restore_small(dropped, levels, out_hat, err_after, parameterization) -> None:
+    """On a curve that is shifted somewhere (off the training resolution), the
+    small shifts the per-step rule dropped are put back where the curve stays
+    monotone: the rule guards the training resolution against noise, and there
+    no step clears it."""
+    n = len(out_hat)
+    for i in sorted(dropped):
+        pts, u_best = dropped[i]
+        sig = pts.sigma_of(u_best)
+        upper = out_hat[i - 1] if i > 0 else math.inf
+        lower = out_hat[i + 1] if i + 1 < n else 0.0
+        if lower <= sig <= upper:
+            out_hat[i] = sig
+            err_after[i] = pts.f[_key(u_best)]
+
+
+def _step_pays(r: torch.Tensor, jac: torch.Tensor, delta: float, p: dict) -> bool:
+    """Whether the Gauss-Newton model's gain of the step ``delta``, per latent
+    (``-2 delta <r, J> - delta^2 <J, J>`` over the latent's values), clears
+    ``step_z`` standard errors: a step the latents cannot tell from noise is
+    not taken."""
+    per = -(2 * delta * (r * jac) + delta**2 * jac * jac).mean(dim=1)
+    if per.numel() < 2:
+        return True
+    return float(per.mean()) > p["step_z"] * float(per.std()) / math.sqrt(per.numel())
 
 
 def _significant(pts: _Points, u_i: float, u_hat: float, z: float) -> bool:
@@ -479,6 +559,11 @@ def _significant(pts: _Points, u_i: float, u_hat: float, z: float) -> bool:
         return True
     se = float(gain.std()) / math.sqrt(gain.numel())
     return float(gain.mean()) > z * se
+
+
+def _prior_shift(prior, sigma: float, parameterization: str) -> float:
+    """The other resolution's shift at ``sigma``, in u."""
+    return sigma_to_u(prior(sigma), parameterization) - sigma_to_u(sigma, parameterization)
 
 
 def _predict_shift(shifts: list[float], p: dict) -> float:
@@ -528,7 +613,15 @@ def _settings(mode: str, overrides: Mapping[str, float] | None) -> dict:
         if name not in settings:
             raise ValueError(f"unknown {mode} search parameter {name!r}; known: {sorted(settings)}")
         value = float(value)
-        zero_ok = name in ("ftol", "trend", "z")
+        zero_ok = name in (
+            "ftol",
+            "trend",
+            "z",
+            "prior_offset",
+            "jump_probe",
+            "restore_small",
+            "step_z",
+        )
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
             raise ValueError(f"search parameter {name} must be a positive number, got {value}")
         settings[name] = int(value) if name in ("max_rounds", "max_points") else value
@@ -559,6 +652,7 @@ def calibrate_noiseshift(
     progress: Callable[[int, int], None] | None = None,
     sigma_max: float | None = None,
     search_params: Mapping[str, float] | None = None,
+    warm_start: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> SearchResult:
     """Search sigma_hat for every step of ``sigmas`` (see the module docstring).
 
@@ -569,6 +663,11 @@ def calibrate_noiseshift(
     ``sigma_max`` is the first step's upper limit (default: 1 for flow,
     ``sigmas[0]`` for ve). ``search_params`` overrides entries of
     :data:`GRID_PARAMS` or :data:`FAST_PARAMS` (e.g. a wider coarse window).
+    ``warm_start``: (sigmas, sigma_hat) of a calibration of the same network
+    at another resolution (lean mode only; other modes ignore it). Each step
+    then starts from that curve's shift at the step's sigma (interpolated in
+    sigma), moved by how far this search's previous minimum lay from that
+    curve there, instead of the previous shifts extrapolated.
     """
     t_start = time.perf_counter()
     check_parameterization(parameterization, FAMILIES)
@@ -596,6 +695,9 @@ def calibrate_noiseshift(
         raise ValueError(f"flow sigma_max must be <= 1, got {sigma_max}")
 
     settings = _settings(mode, search_params)
+    prior = None
+    if warm_start is not None and mode == "lean":
+        prior = SigmaHatCurve(*warm_start, max_level=sigma_max)
     params = {
         "mode": mode,
         "parameterization": parameterization,
@@ -616,6 +718,9 @@ def calibrate_noiseshift(
     upper_sigma = sigma_max
     shifts: list[float] = []  # u_best - u per step, the warm start
     gain = 1.0  # the lean mode's first-step scale, learned step to step
+    last = None  # the lean mode's previous step: (points, u_i, u_hat)
+    dropped: dict[int, tuple] = {}  # lean: steps whose small shift was not significant
+    shifted = False  # lean: a significant shift beyond two stencil steps somewhere
 
     with torch.no_grad():
         for i in range(n_steps):
@@ -631,7 +736,13 @@ def calibrate_noiseshift(
             if mode == "grid":
                 _search_grid(pts, u_i, settings)
             elif mode == "lean":
-                warm = u_i + _predict_shift(shifts, settings)
+                if prior is None:
+                    warm = u_i + _predict_shift(shifts, settings)
+                else:
+                    warm = u_i + _prior_shift(prior, s, parameterization)
+                    if shifts:  # the offset from the other curve at the previous step
+                        prev = _prior_shift(prior, levels[i - 1], parameterization)
+                        warm += settings["prior_offset"] * (shifts[-1] - prev)
                 first = _search_lean(pts, u_i, warm, settings, gain)
             else:
                 _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)
@@ -641,6 +752,9 @@ def calibrate_noiseshift(
                 small = abs(u_hat - u_i) <= 2 * settings["initial_step"]
                 if small and not _significant(pts, u_i, u_hat, settings["z"]):
                     u_hat = u_i
+                    dropped[i] = (pts, u_best)
+                elif not small and _significant(pts, u_i, u_hat, settings["z"]):
+                    shifted = True
                 if first is not None and abs(first[1]) > settings["tolerance"]:
                     base, step = first
                     gain = min(max((u_best - base) / step, 0.25), 2.0)
@@ -651,8 +765,20 @@ def calibrate_noiseshift(
             err_after.append(pts.f[_key(u_hat)])
             shifts.append(u_best - u_i)  # the trend follows the objective's minimum
             upper_sigma = sig_hat
+            if mode == "lean" and last is not None and settings["jump_probe"] > 0:
+                before = last[0].objective.rows
+                revised = _probe_back(last, u_hat, u_hat - u_i, settings)
+                nfe += last[0].objective.rows - before
+                if revised is not None:
+                    out_hat[i - 1] = last[0].sigma_of(revised)
+                    err_after[i - 1] = last[0].f[_key(revised)]
+                    shifts[i - 1] = revised - last[1]
+            last = (pts, u_i, u_hat) if mode == "lean" else None
             if progress is not None:
                 progress(i + 1, n_steps)
+
+        if shifted and settings["restore_small"] > 0:
+            _restore_small(dropped, levels, out_hat, err_after, parameterization)
 
     return SearchResult(
         sigmas=levels[:-1],

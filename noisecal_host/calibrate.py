@@ -118,11 +118,16 @@ def run_search(
     max_batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
     correction: str | None = None,
+    search_params: dict | None = None,
+    warm_start: tuple[list[float], list[float]] | None = None,
 ) -> tuple[SearchResult, CorrectionResult | None]:
     """latents: clean latents as a LATENT holds them (before process_latent_in).
 
     correction: None, or the sampler ("euler", "heun") to calibrate the Noise
     Level Correction table for, after the NoiseShift search.
+    search_params: overrides of the search mode's settings.
+    warm_start: (sigmas, sigma_hat) of this network's calibration at another
+    resolution, where the lean search starts each step (`warm_start_curve`).
     """
     _check_correction(correction)
     param = parameterization_of(model)
@@ -142,6 +147,8 @@ def run_search(
             max_batch=max_batch,
             progress=phase(0),
             sigma_max=max_level(model) if param != "flow" else None,
+            search_params=search_params,
+            warm_start=warm_start,
         )
         if correction:
             result["correction"] = _correction(

@@ -210,7 +210,11 @@ def test_lean_keeps_identity_where_the_gain_is_noise():
 def test_lean_respects_its_point_budget(x0):
     model = GaussianModel("flow", 4.0)
     res = calibrate_noiseshift(
-        model, x0[:32], flow_sigmas(), mode="lean", search_params={"max_points": 3}
+        model,
+        x0[:32],
+        flow_sigmas(),
+        mode="lean",
+        search_params={"max_points": 3, "jump_probe": 0},
     )
     # Step 0 has no curvature prior and runs the fast search; later steps <= 3 points.
     first = calibrate_noiseshift(
