@@ -25,10 +25,14 @@ says whether the choice helps and which weight would have been best.
 Cells: the exact-denoiser testbed (f0 = 3, alpha = 2.5, M = 32) at N = 32 and
 at N = 16 with the "image" and "pixel" mismatch, and the trained reference
 network (``models/reference/sd3_gaussian_field_m32.safetensors``) at N = 32 and
-16; Euler 8 and 20 steps, "simple".
+16; the dead-leaves network trained at M = 32 (``sd3_dead_leaves_m32``) at N =
+32 and 16, where the metric is the patch sliced Wasserstein distance of the
+images to a true set (``noisecal/testing/swd.py``; floor: two true sets), not
+the spectrum the check scores (its "FD" columns hold SWD); Euler 8 and 20
+steps, "simple".
 
-Targets: G1 the chosen weight is never worse than guidance off beyond the FD
-floor; G2 (reported) the cells where it helps by more than the floor, and
+Targets: G1 the chosen weight is never worse than guidance off beyond the
+metric's floor; G2 (reported) the cells where it helps by more than the floor, and
 where the check's choice is within the floor of the best weight.
 """
 
@@ -47,16 +51,22 @@ from bench.lib import reference, testbed
 from bench.lib.calibration import Nodes, default_max_batch, private_store
 from bench.lib.host import node_class
 from bench.lib.report import fmt, print_section, print_table, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
-from bench.lib.seeds import CAL_DATA_SEED, SEARCH_SEED
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
+from noise_calibration.noisecal.testing import dead_leaves as dl
+from noise_calibration.noisecal.testing import swd
 from noise_calibration.noisecal_host import calibrate
+from noise_calibration.noisecal_host.model_info import zero_conditioning
+from noise_calibration.noisecal_host.testing import sampling
 
 WEIGHTS = held_out_check.GUIDANCE_WEIGHTS
 OFFSET = held_out_check.GUIDANCE_OFFSET
 SEARCH_MODE = node_class("Calibrate").INPUT_TYPES()["required"]["search_mode"][1]["default"]
+DEAD_LEAVES = ROOT / "models" / "reference" / "sd3_dead_leaves_m32.safetensors"
+TRUE_SEED, FLOOR_SEED = 7001, 7002  # as bench/dead_leaves.py
 CASES = [("N=32", "image", M), ("N=16 image", "image", M // 2), ("N=16 pixel", "pixel", M // 2)]
 
 FULL = {
@@ -65,6 +75,7 @@ FULL = {
     "cal_count": 32,
     "samples": 256,
     "reference": {"cases": [(M, 24, 64), (M // 2, 32, 128)]},
+    "dead_leaves": {"cal_count": 32, "cases": [(M, 64), (M // 2, 128)]},
 }
 QUICK = {
     "steps": (8,),
@@ -72,6 +83,7 @@ QUICK = {
     "cal_count": 32,
     "samples": 64,
     "reference": {"cases": [(M // 2, 16, 32)]},
+    "dead_leaves": {"cal_count": 16, "cases": [(M // 2, 32)]},
 }
 
 
@@ -196,6 +208,52 @@ def section_reference(b) -> None:
     b["cells"] += cells
 
 
+def section_dead_leaves(b) -> None:
+    """The dead-leaves network trained at M = 32: the verdict by patch SWD (not the
+    spectrum the check scores), with edges and FD beside it."""
+    import comfy.sd
+
+    run, cfg = b["run"], b["run"].cfg
+    o = cfg["dead_leaves"]
+    print_section(
+        f"3. Dead-leaves network (sd3_dead_leaves_m32; {o['cal_count']} calibration latents; "
+        "patch SWD decides, floor: two true sets)"
+    )
+    model = comfy.sd.load_diffusion_model(str(DEAD_LEAVES))
+    positive = zero_conditioning(model)
+    cells = []
+    for n, samples in o["cases"]:
+        ref = dl.render(dl.DeadLeaves(), samples, 2 * n, TRUE_SEED)
+        floor = swd.patch_swd(dl.render(dl.DeadLeaves(), samples, 2 * n, FLOOR_SEED), ref)
+        cal = model.model.process_latent_out(dl.sample_latents(o["cal_count"], n, CAL_DATA_SEED))
+        for steps in cfg["steps"]:
+            record = calibrate_cell(
+                model, cal, testbed.sigmas(model, steps, CAL_SCHEDULER), positive
+            )
+            scores = {}
+
+            def swd_of(m, n=n, samples=samples, steps=steps, ref=ref, scores=scores):
+                lat = sampling.empty_latent(m, n, n, samples)
+                out = sampling.ksample(
+                    m, lat, positive, seed=SAMPLE_SEED, steps=steps, scheduler=CAL_SCHEDULER
+                )
+                images = dl.to_image(m.model.process_latent_in(out).float())
+                value = swd.patch_swd(images, ref)["average"]
+                scores[len(scores)] = {
+                    "swd": value,
+                    "edge": swd.edge_distance(images, ref)["average"],
+                }
+                return value
+
+            cell = measure_cell(b["nodes"], model, record, swd_of, floor["average"])
+            cell.update(model="dead-leaves (SWD)", case=f"N={n}", N=n, steps=steps)
+            cell["edges"] = [v["edge"] for v in scores.values()]
+            print_cell(cell)
+            cells.append(cell)
+    run.data["dead_leaves"] = cells
+    b["cells"] += cells
+
+
 def print_cell(c: dict) -> None:
     print(
         f"  [{c['model']} {c['case']} euler {c['steps']}] base {c['base']}, FD off "
@@ -206,7 +264,7 @@ def print_cell(c: dict) -> None:
 
 
 def tables(b) -> None:
-    print_section("3. All cells")
+    print_section("4. All cells")
     cells = b["cells"]
     rows = []
     for c in cells:
@@ -291,6 +349,7 @@ def main(argv=None) -> int:
             (
                 ("testbed", lambda: section_testbed(b)),
                 ("reference", lambda: section_reference(b)),
+                ("dead_leaves", lambda: section_dead_leaves(b)),
                 ("tables", lambda: tables(b)),
             )
         )
