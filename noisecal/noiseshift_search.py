@@ -133,6 +133,7 @@ LEAN_PARAMS = {
     "z": 2.0,
     "max_points": 6,
     "prior_offset": 1.0,
+    "prior_scale": 1.0,
     "jump_probe": 0.05,
     "restore_small": 1.0,
     "step_z": 1.0,
@@ -718,6 +719,7 @@ def calibrate_noiseshift(
     upper_sigma = sigma_max
     shifts: list[float] = []  # u_best - u per step, the warm start
     gain = 1.0  # the lean mode's first-step scale, learned step to step
+    prior_shifts: list[float] = []  # warm_start's shift at each step so far
     last = None  # the lean mode's previous step: (points, u_i, u_hat)
     dropped: dict[int, tuple] = {}  # lean: steps whose small shift was not significant
     shifted = False  # lean: a significant shift beyond two stencil steps somewhere
@@ -739,10 +741,20 @@ def calibrate_noiseshift(
                 if prior is None:
                     warm = u_i + _predict_shift(shifts, settings)
                 else:
-                    warm = u_i + _prior_shift(prior, s, parameterization)
-                    if shifts:  # the offset from the other curve at the previous step
-                        prev = _prior_shift(prior, levels[i - 1], parameterization)
-                        warm += settings["prior_offset"] * (shifts[-1] - prev)
+                    here = _prior_shift(prior, s, parameterization)
+                    prior_shifts.append(here)
+                    if not shifts:
+                        warm = u_i + here
+                    elif settings["prior_scale"] > 0:
+                        # this search's last minimum, moved by the other curve's change
+                        # scaled by how much larger this curve's shifts have been so far
+                        own = sum(abs(x) for x in shifts)
+                        other = sum(abs(x) for x in prior_shifts[:-1])
+                        scale = min(max(own / other, 0.25), 4.0) if other > 0 else 1.0
+                        warm = u_i + shifts[-1] + scale * (here - prior_shifts[-2])
+                    else:  # the offset from the other curve at the previous step
+                        prev = prior_shifts[-2]
+                        warm = u_i + here + settings["prior_offset"] * (shifts[-1] - prev)
                 first = _search_lean(pts, u_i, warm, settings, gain)
             else:
                 _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)

@@ -16,6 +16,8 @@ sampling.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -38,6 +40,8 @@ from .fingerprint import checkpoint_key
 from .held_out_run import run_check
 from .model_info import max_level, parameterization_of, zero_conditioning
 from .network_calls import network_calls
+
+log = logging.getLogger("noise_calibration")
 
 
 def _inside_sampler(model, latents, sigmas, positive, seed, max_batch, work, level_fn=None):
@@ -159,6 +163,41 @@ def run_search(
     return result["search"], result.get("correction")
 
 
+def warm_start_curve(calibration_store, key, latent_size, parameterization):
+    """The calibration of checkpoint `key` at the latent size nearest to `latent_size`
+    (in log token count; a tie goes to the smaller size), other than that size
+    itself, made for the same parameterization: ((sigmas, sigma_hat), where), or
+    None. `where` names it for the record. A file that does not load is skipped
+    (logged): a warm start is an optimization, never a reason to fail."""
+    if calibration_store is None:
+        return None
+    own = (int(latent_size[0]), int(latent_size[1]))
+    tokens = math.log(own[0] * own[1])
+    sizes = sorted(
+        (size for size in calibration_store.files_for(key) if size != own),
+        key=lambda size: (abs(math.log(size[0] * size[1]) - tokens), size[0] * size[1]),
+    )
+    files = calibration_store.files_for(key)
+    for size in sizes:
+        try:
+            record = store.load(files[size])
+            if store.record_key(record).identity != key.identity:
+                raise store.CalibrationError("it belongs to another checkpoint")
+        except store.CalibrationError as exc:
+            log.warning("no warm start from %s: %s", files[size], exc)
+            continue
+        if record["parameterization"] != parameterization:
+            continue
+        where = {
+            "latent_height": size[0],
+            "latent_width": size[1],
+            "method": record["method"]["name"],
+            "file": files[size].name,
+        }
+        return (record["sigmas"], record["sigma_hat"]), where
+    return None
+
+
 def _correction(model, denoise_at, x0, sigmas, family, seed, max_batch, progress, sampler):
     return calibrate_correction(
         denoise_at,
@@ -270,6 +309,7 @@ def calibrate(
     correction=None,
     generation: dict | None = None,
     check: bool = False,
+    warm_start: bool = False,
 ) -> tuple[dict, str | None]:
     """Search, build the record and (if a store is given) write it atomically.
 
@@ -278,6 +318,11 @@ def calibrate(
     `correction` also calibrate the table with NoiseShift applied; then run the
     candidates on the held-back latents and store their scores and the
     recommendation. Returns (record, path). Nothing is written unless it all completed.
+    warm_start: with the lean search, start each step from this checkpoint's
+    calibration at the nearest other resolution in `calibration_store`, when
+    there is one (`warm_start_curve`); the record says which in
+    method.params.warm_start (null: none). Off by default: on the benchmark
+    it did not pay (docs/results-calibration-cost.md).
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
     check_inputs(model, latents, sigmas)
@@ -286,9 +331,23 @@ def calibrate(
     calibrated_on, held = held_out_check.split(latents.shape[0]) if check else (len(latents), 0)
     fit, held_out = latents[:calibrated_on], latents[calibrated_on:]
     options = dict(positive=positive, seed=seed, max_batch=max_batch, progress=progress)
+    found = None
+    if warm_start and mode == "lean":
+        found = warm_start_curve(
+            calibration_store, key, latents.shape[-2:], parameterization_of(model)
+        )
     searched, corrected = run_search(
-        model, fit, sigmas, mode=mode, correction=correction, **options
+        model,
+        fit,
+        sigmas,
+        mode=mode,
+        correction=correction,
+        warm_start=found[0] if found else None,
+        **options,
     )
+    params = {**searched.params, "max_batch": max_batch}
+    if mode == "lean":
+        params["warm_start"] = found[1] if found else None
     joint = None
     if correction and held:
         joint = run_joint_correction(model, fit, sigmas, searched, correction, **options)
@@ -301,7 +360,7 @@ def calibrate(
         latent_size=tuple(latents.shape[-2:]),
         parameterization=parameterization_of(model),
         method=f"noiseshift-{mode}",
-        method_params={**searched.params, "max_batch": max_batch},
+        method_params=params,
         sigmas=searched.sigmas,
         sigma_hat=searched.sigma_hat,
         calibration_set={

@@ -337,3 +337,53 @@ def test_warnings_a_user_must_see_are_shown_on_the_node(
         model=tiny_sd3.patcher, strength=1.0, if_missing="error", label="", calibration=[record]
     )
     assert clean["ui"]["text"] == []
+
+
+def test_lean_calibration_warm_starts_from_another_resolution(pack_module, tmp_path):
+    """With warm_start the lean search starts from the checkpoint's calibration at
+    the nearest other resolution in the store, and the record names it; where that
+    curve is right (here: this resolution's own curve, filed under another size)
+    it spends fewer evaluations for the same error."""
+    calibrate = pack_module("noisecal_host.calibrate")
+    calibration_run = pack_module("noisecal_host.calibration_run")
+    store = pack_module("noisecal.store")
+    testbed = pack_module("noisecal_host.testing.testbed_model")
+    bed = pack_module("noisecal.testing.testbed")
+    spectrum = bed.FieldSpectrum()
+    model = testbed.make_testbed_model(spectrum, 16, "image")
+    latents = bed.sample_field(spectrum, 8, 16, torch.Generator().manual_seed(11))
+    sigmas = calibration_run.schedule_sigmas(model, "simple", 12)
+    files = store.CalibrationStore([tmp_path], tmp_path)
+
+    def run(warm_start, into=files):
+        record, _ = calibrate.calibrate(
+            model,
+            latents,
+            sigmas,
+            image_size=(64, 64),
+            source="test",
+            mode="lean",
+            calibration_store=into,
+            warm_start=warm_start,
+        )
+        return record
+
+    cold = run(True)  # nothing at another size yet
+    assert cold["method"]["params"]["warm_start"] is None
+    other = json.loads(json.dumps(cold))
+    other["resolution"].update(latent_height=6, latent_width=6, image_height=48, image_width=48)
+    files.save(other)
+    warm = run(True)
+    started = warm["method"]["params"]["warm_start"]
+    assert started["latent_height"] == 6 and started["latent_width"] == 6
+    assert started["method"] == "noiseshift-lean" and started["file"].endswith("__6x6.json")
+    assert warm["cost"]["network_evaluations"] < cold["cost"]["network_evaluations"]
+    assert sum(warm["metrics"]["error_after"]) <= 1.01 * sum(cold["metrics"]["error_after"])
+    store.validate(warm)
+    # off by default: the same search as cold
+    plain = run(False)
+    assert plain["method"]["params"]["warm_start"] is None
+    assert plain["sigma_hat"] == cold["sigma_hat"]
+    # a file that does not load is skipped, not an error
+    next(tmp_path.glob("*__6x6.json")).write_text("{not json")
+    assert run(True)["method"]["params"]["warm_start"] is None

@@ -404,3 +404,124 @@ def test_low_precision_latents():
     assert set(seen) == {(torch.bfloat16, torch.float32, torch.float32)}
     assert all(math.isfinite(e) for e in res.error_after)
     assert all(a <= b for a, b in zip(res.error_after, res.error_before, strict=True))
+
+
+# Reuse across resolutions, the jump probe and the restored small shifts (lean).
+
+
+class Recording(GaussianModel):
+    """GaussianModel that records the conditioning levels of every call, by true sigma."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.calls: list[tuple[float, list[float]]] = []
+
+    def __call__(self, x, sigma, sigma_cond):
+        self.calls.append((float(sigma[0]), sorted(set(sigma_cond.tolist()))))
+        return super().__call__(x, sigma, sigma_cond)
+
+
+@pytest.mark.parametrize("k", [4.0, 0.25])
+def test_lean_warm_start_starts_from_the_other_curve_and_saves_evaluations(x0, k):
+    """A warm start from a curve that is right (here this model's own cold curve,
+    as if calibrated at a neighbouring resolution) puts the first candidate of a
+    step on it and spends fewer evaluations for the same error."""
+    sigmas = flow_sigmas()
+    cold = calibrate_noiseshift(GaussianModel("flow", k), x0, sigmas, mode="lean", max_batch=4096)
+    model = Recording("flow", k)
+    warm = calibrate_noiseshift(
+        model, x0, sigmas, mode="lean", max_batch=4096, warm_start=(cold.sigmas, cold.sigma_hat)
+    )
+    # step 1's first batch holds u_1 and the other curve's level there
+    first = next(conds for s, conds in model.calls if s == pytest.approx(cold.sigmas[1]))
+    assert any(c == pytest.approx(cold.sigma_hat[1], abs=1e-6) for c in first), (first, cold)
+    assert warm.nfe < cold.nfe, (warm.nfe, cold.nfe)
+    assert warm.total_error_after <= 1.01 * cold.total_error_after
+    _check_invariants(warm, "flow", 1.0)
+    # a wrong curve (the opposite shift) costs more, and the search still lands near the minimum
+    wrong = [2 * s - h for s, h in zip(cold.sigmas, cold.sigma_hat, strict=True)]
+    wrong = [min(max(w, 0.0), 1.0) for w in wrong]
+    wrong = [min(wrong[: i + 1]) for i in range(len(wrong))]  # monotone
+    off = calibrate_noiseshift(
+        GaussianModel("flow", k), x0, sigmas, mode="lean", warm_start=(cold.sigmas, wrong)
+    )
+    assert off.nfe > warm.nfe
+    assert off.total_error_after <= 1.02 * cold.total_error_after
+    # the other modes ignore it
+    fast = run(x0, "flow", k, "fast")
+    fast_warm = calibrate_noiseshift(
+        GaussianModel("flow", k),
+        x0,
+        sigmas,
+        mode="fast",
+        max_batch=4096,
+        warm_start=(cold.sigmas, cold.sigma_hat),
+    )
+    assert fast_warm.sigma_hat == fast.sigma_hat and fast_warm.nfe == fast.nfe
+
+
+JUMP_STEP = 8  # flow_sigmas()[8] = 0.818
+JUMP = 0.15
+
+
+class TwoBasins(GaussianModel):
+    """Matched above step JUMP_STEP; below it the network wants its level lowered
+    by JUMP. At JUMP_STEP itself the objective has two basins: near the identity
+    (slightly off: its optimum lies above the monotone limit) and, deeper, at
+    sigma - JUMP, where the next steps' curve lies."""
+
+    def __init__(self):
+        super().__init__("flow", 1.0)
+        self.near = GaussianModel("flow", 1.5)  # its best is worse than the matched one's
+        self.s_jump = float(flow_sigmas()[JUMP_STEP])
+
+    def __call__(self, x, sigma, sigma_cond):
+        s = float(sigma[0])
+        if s < self.s_jump - 1e-6:
+            return super().__call__(x, sigma, (sigma_cond + JUMP).clamp(max=1.0))
+        if s > self.s_jump + 1e-6:
+            return super().__call__(x, sigma, sigma_cond)
+        far = (sigma_cond < s - JUMP / 2).reshape(-1, *(1,) * (x.dim() - 1))
+        deep = super().__call__(x, sigma, (sigma_cond + JUMP).clamp(max=1.0))
+        return torch.where(far, deep, self.near(x, sigma, sigma_cond))
+
+
+def test_lean_jump_probe_finds_the_basin_the_next_step_lies_in(x0):
+    sigmas = flow_sigmas()
+    s_j = float(sigmas[JUMP_STEP])
+
+    def at_jump(**params):
+        res = calibrate_noiseshift(TwoBasins(), x0, sigmas, mode="lean", search_params=params)
+        _check_invariants(res, "flow", 1.0)
+        return res, res.sigma_hat[JUMP_STEP] - s_j
+
+    off, shift_off = at_jump(jump_probe=0)
+    on, shift_on = at_jump()
+    assert abs(shift_off) < 0.03  # the local search keeps to the near basin
+    assert shift_on == pytest.approx(-JUMP, abs=0.01)
+    assert on.error_after[JUMP_STEP] < off.error_after[JUMP_STEP]
+    assert on.error_after[JUMP_STEP + 1 :] == pytest.approx(
+        off.error_after[JUMP_STEP + 1 :], rel=1e-3
+    )
+    assert off.nfe < on.nfe <= off.nfe + 3 * x0.shape[0] * 3  # a few probes, not a search
+
+
+def test_lean_restores_small_shifts_on_a_shifted_curve():
+    """With 8 latents the rule drops the noise shifts of the matched steps above
+    JUMP_STEP; once the curve is significantly shifted below it, they come back
+    (restore_small), monotone."""
+    small = _x0(seed=5)[:8]
+
+    def small_shifts(restore):
+        res = calibrate_noiseshift(
+            TwoBasins(),
+            small,
+            flow_sigmas(),
+            mode="lean",
+            search_params={"restore_small": restore},
+        )
+        _check_invariants(res, "flow", 1.0)
+        return [d for d in shifts_u(res, "flow")[:JUMP_STEP] if 0 < abs(d) <= 0.02]
+
+    assert small_shifts(0) == []
+    assert len(small_shifts(1)) >= 1
