@@ -29,7 +29,12 @@ Sections:
    (training error, reported).
 4. Search quality: the fast search's total one-step error against the
    grid's on the same latents (within 1%).
-5. Memory: peak resident memory of an old-default calibration of the
+5. Reuse across resolutions: the new default started from the curve of the
+   same model at another resolution (``calibrate.calibrate`` with
+   ``warm_start``, the nearest file in the store), against the same search
+   cold: NFE and gap closed, testbed N = 16 from 8 and 8 from 16, the
+   reference network at N = 16 from N = 32 (what the demo calibrates first).
+6. Memory: peak resident memory of an old-default calibration of the
    reference network at N = M (up to 192 rows per round) against
    ``max_batch`` (a fresh process per value), and the estimate for an
    SD3.5-medium-sized network (printed with its formula).
@@ -100,6 +105,7 @@ class Case:
 
     def __init__(self, name, model, latents, sigmas, fd, native_fd, positive=None, other=None):
         self.name, self.model, self.latents, self.sigmas = name, model, latents, sigmas
+        self.partner = None  # (name, model, latents) of the other resolution for reuse
         self.other = other  # data seed -> another calibration set of 64
         self.fd, self.positive = fd, positive
         self.fd_plain = fd(model)
@@ -120,6 +126,27 @@ class Case:
         )
         wall = time.perf_counter() - t0
         return res, make_record(self.model, x0, res, wall, method=f"noiseshift-{mode}"), wall
+
+    def calibrate_stored(self, folder, count: int, warm_start: bool, latents=None):
+        """calibrate.calibrate (the Calibrate node's path) into the store in `folder`:
+        the record; with warm_start the lean search starts from the store's nearest
+        other resolution."""
+        latents = self.latents[:count] if latents is None else latents[:count]
+        h, w = latents.shape[-2:]
+        record, _ = calibrate.calibrate(
+            self.model,
+            latents,
+            self.sigmas,
+            image_size=(8 * w, 8 * h),
+            source="bench",
+            positive=self.positive,
+            mode=NEW[0],
+            seed=SEARCH_SEED,
+            max_batch=64,
+            calibration_store=private_store(Path(folder)),
+            warm_start=warm_start,
+        )
+        return record
 
     def gap(self, nodes: Nodes, record) -> float | None:
         return testbed.gap(
@@ -144,6 +171,11 @@ def testbed_cases(cfg) -> list[Case]:
                         other=lambda seed, sp=sp, n=n: field_set(sp, n, seed),
                     )
                 )
+    # reuse: each resolution from the other one of its spectrum and variant
+    for case in cases:
+        others = [c for c in cases if c.model is case.model and c is not case]
+        if others:
+            case.partner = (others[0].name, others[0].latents)
     return cases
 
 
@@ -151,7 +183,7 @@ def reference_case(cfg, ref, n: int) -> Case:
     latents = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, n, 64))
     count = cfg["ref_samples"]
     native = None if n == M else reference.native_fd(ref, n, count)
-    return Case(
+    case = Case(
         f"reference N={n}",
         ref.model,
         latents,
@@ -161,6 +193,9 @@ def reference_case(cfg, ref, n: int) -> Case:
         positive=ref.positive,
         other=lambda seed: ref.model.model.process_latent_out(field_set(ref.ref.spectrum, n, seed)),
     )
+    at_m = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, M, 64))
+    case.partner = (f"reference N={M}", at_m)
+    return case
 
 
 def field_set(sp, n: int, seed: int):
@@ -323,7 +358,47 @@ def section_search(run: Run) -> None:
     )
 
 
-# --------------------------------------------------------------------------- 5. memory
+# --------------------------------------------------------------------------- 5. reuse
+
+
+def section_reuse(run: Run, cases: list[Case], nodes: Nodes) -> None:
+    print_section("5. Reuse across resolutions: the new default warm-started from another one")
+    mode, k = NEW
+    rows, data = [], []
+    for case in cases:
+        if case.partner is None:
+            continue
+        partner_name, partner_latents = case.partner
+        with tempfile.TemporaryDirectory() as folder:
+            source = case.calibrate_stored(folder, k, False, latents=partner_latents)
+            cold = case.calibrate_stored(tempfile.mkdtemp(dir=folder), k, False)
+            warm = case.calibrate_stored(folder, k, True)
+        started = warm["method"]["params"]["warm_start"]
+        assert started is not None and cold["method"]["params"]["warm_start"] is None
+        d = {"case": case.name, "from": partner_name, "warm_start": started}
+        for label, record in (("cold", cold), ("warm", warm)):
+            d[label] = {
+                "nfe": record["cost"]["network_evaluations"],
+                "gap": case.gap(nodes, record),
+                "sigma_hat": record["sigma_hat"],
+            }
+        d["source_nfe"] = source["cost"]["network_evaluations"]
+        data.append(d)
+        c, w = d["cold"], d["warm"]
+        rows.append(
+            [case.name, partner_name, c["nfe"], w["nfe"], f"{w['nfe'] / c['nfe'] - 1:+.1%}"]
+            + [pct(c["gap"]), pct(w["gap"]), points(w["gap"], c["gap"])]
+        )
+    print_table(
+        f"Table 6: {NEW} cold and warm-started from the curve at another resolution",
+        ["case", "from", "NFE cold", "NFE warm", "NFE change", "gap cold", "gap warm"]
+        + ["warm - cold"],
+        rows,
+    )
+    run.data["reuse"] = data
+
+
+# --------------------------------------------------------------------------- 6. memory
 
 
 def memory_probe(max_batch: int) -> None:
@@ -360,7 +435,7 @@ def activation_estimate(side_px: int, rows: int) -> float:
 
 
 def section_memory(run: Run) -> None:
-    print_section("5. Memory against max_batch")
+    print_section("6. Memory against max_batch")
     rows, data = [], []
     for mb in run.cfg["memory_batches"]:
         out = (
@@ -423,6 +498,7 @@ def main(argv=None) -> int:
                 ("defaults", lambda: section_defaults(run, cases, nodes, grid_cases)),
                 ("identity", lambda: section_identity(run, cfg, ref)),
                 ("search", lambda: section_search(run)),
+                ("reuse", lambda: section_reuse(run, cases, nodes)),
                 ("memory", lambda: section_memory(run)),
             ]
         )
