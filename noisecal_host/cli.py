@@ -531,6 +531,7 @@ def _calibrate(args) -> int:
         calibration_store=CalibrationStore([out], out),
         progress=progress,
         correction=None if args.correction == "off" else args.correction,
+        warm_start=args.warm_start,
     )
     print(file=sys.stderr)
     plot_path = Path(path).with_suffix(".png")
@@ -639,6 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["off", "euler", "heun"],
         default="off",
         help="also calibrate the Noise Level Correction table for this sampler family",
+    )
+    cal.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="lean search: start from this model's calibration at the nearest other "
+        "resolution in the output folder (measured not to pay on the benchmark)",
     )
     cal.add_argument(
         "--out-dir",
