@@ -6,11 +6,14 @@ from __future__ import annotations
 from ..noisecal.apply import RecommendedLevel
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
 from ..noisecal_host import level_patches
+from ..noisecal_host.apply_patch import calibrated_guidance
 from ..noisecal_host.guidance_patch import apply_guidance
-from .common import CATEGORY, ChecksInputs
+from .common import CATEGORY, LABEL_INPUT, ChecksInputs, UsesCalibrationStore
+
+WEIGHT_SOURCES = ("manual", "calibrated")
 
 
-class NoiseAwarenessGuidance(ChecksInputs):
+class NoiseAwarenessGuidance(ChecksInputs, UsesCalibrationStore):
     TITLE = "Noise Awareness Guidance"
     DESCRIPTION = (
         "Noise Awareness Guidance (after arXiv 2510.12497), training-free: besides the "
@@ -107,7 +110,21 @@ class NoiseAwarenessGuidance(ChecksInputs):
                         "tooltip": "Guidance only at or above this noise level (0 = to the end).",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "weight_source": (
+                    list(WEIGHT_SOURCES),
+                    {
+                        "default": "manual",
+                        "tooltip": "manual: the settings above. calibrated: the weight the "
+                        "Calibrate node's held-out check chose for this checkpoint and the "
+                        "sampled size (0 where no weight cleared its noise), times `weight` "
+                        "(1 = as chosen), with the mode, offset and schedule it was chosen "
+                        "with; the widgets from mode on are then not used.",
+                    },
+                ),
+                "label": LABEL_INPUT,
+            },
         }
 
     @classmethod
@@ -120,6 +137,7 @@ class NoiseAwarenessGuidance(ChecksInputs):
         weight_schedule=None,
         level_start=None,
         level_end=None,
+        weight_source=None,
     ):
         return cls.validate(
             weight=weight,
@@ -129,20 +147,33 @@ class NoiseAwarenessGuidance(ChecksInputs):
             weight_schedule=weight_schedule,
             level_start=level_start,
             level_end=level_end,
+            weight_source=weight_source,
         )
 
     def run(self, **inputs):
-        """`apply`, and one warning on the node when an Apply node is already on the model."""
+        """`apply`, with its warnings shown on the node (one when an Apply node is
+        already on the model)."""
         notes: list[str] = []
         if inputs.get("weight") and level_patches.installed(
             inputs["model"], "level_fns", RecommendedLevel
         ):
             level_patches.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
-        result = self.apply(**inputs)
+        result = self.apply(**inputs, notes=notes)
         return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}
 
     def apply(
-        self, model, weight, mode, offset, pseudo_level, weight_schedule, level_start, level_end
+        self,
+        model,
+        weight,
+        mode,
+        offset,
+        pseudo_level,
+        weight_schedule,
+        level_start,
+        level_end,
+        weight_source="manual",
+        label="",
+        notes=None,
     ):
         widgets = {
             "weight": weight,
@@ -153,8 +184,9 @@ class NoiseAwarenessGuidance(ChecksInputs):
             "level_start": level_start,
             "level_end": level_end,
         }
-        self.check(**widgets)
-        settings = GuidanceSettings(**widgets)
+        self.check(**widgets, weight_source=weight_source, label=label)
         if weight == 0:
             return (model,)
-        return (apply_guidance(model, settings),)
+        if weight_source == "calibrated":
+            return (calibrated_guidance(model, weight, label, self.store(), notes),)
+        return (apply_guidance(model, GuidanceSettings(**widgets)),)

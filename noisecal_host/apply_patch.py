@@ -102,3 +102,25 @@ def apply_recommended(
     return apply_guidance(
         patched, GuidanceSettings(), settings_for=RecommendedGuidance(resolver), what=WHAT
     )
+
+
+def calibrated_guidance(model, scale: float, label: str, calibration_store, notes=None):
+    """MODEL -> MODEL with, per sampled size, the guidance weight the calibration's
+    check chose (times `scale`), for the guidance node's `weight_source` =
+    calibrated. No calibration: the model unchanged, with a warning."""
+    what = "Noise Awareness Guidance (calibrated weight)"
+    key = checkpoint_key(model, label)
+    if not calibrated_sizes(key, calibration_store):
+        level_patches.note(notes, f"{what}: {key.describe()} has no calibration; guidance off")
+        return model
+    resolver = RecommendedResolver(
+        key,
+        [],
+        calibration_store,
+        strength=scale,
+        on_missing="pass through",
+        max_level=max_level(model),
+        warn=user_messages.warner(log, what),
+        parameterization=parameterization_of(model),
+    )
+    return apply_guidance(model, GuidanceSettings(), settings_for=RecommendedGuidance(resolver))

@@ -392,3 +392,32 @@ def test_apply_on_tiny_models_is_the_recorded_combination(pack, pack_module, tin
         assert all(torch.equal(a, b) for a, b in zip(got_calls[key], want_calls[key], strict=True))
     if name == "plain":
         assert torch.equal(got, run(pack_module, patcher, tiny_model))
+
+
+def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world, tmp_path):
+    store = pack_module("noisecal_host.folders").user_store(tmp_path)
+    store.save(with_recommendation(world["record"], "plain", guidance=2.0))
+    cls = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]
+    manual = dict(mode="offset", offset=2.0, pseudo_level=1.0, weight_schedule="per step size")
+    manual.update(level_start=1.0, level_end=0.0)
+    for scale in (1.0, 0.5):
+        (calibrated,) = cls(calibration_store=store).apply(
+            world["model"],
+            scale,
+            "offset",
+            0.3,
+            1.0,
+            "constant",
+            1.0,
+            0.0,
+            weight_source="calibrated",
+        )
+        (expected,) = cls().apply(world["model"], 2.0 * scale, **manual)
+        got = sample(pack_module, world, calibrated)
+        assert torch.equal(got, sample(pack_module, world, expected))
+    assert not torch.equal(got, sample(pack_module, world, world["model"]))
+    empty = pack_module("noisecal_host.folders").user_store(tmp_path / "empty")
+    out = cls(calibration_store=empty).run(
+        model=world["model"], weight=1.0, weight_source="calibrated", **manual
+    )
+    assert out["result"][0] is world["model"] and "has no calibration" in out["ui"]["text"][0]

@@ -103,6 +103,8 @@ PINNED_WIDGETS = {
         "weight_schedule",
         "level_start",
         "level_end",
+        "weight_source",
+        "label",
     ],
     "NoiseCalibrationSpectralScheduler": [
         "steps",
@@ -142,6 +144,7 @@ APPENDED_WIDGETS = {
         "native_height",
         "check",
     ],
+    "NoiseCalibrationNoiseAwarenessGuidance": ["weight_source", "label"],
 }
 
 
