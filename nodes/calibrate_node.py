@@ -277,7 +277,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "tooltip": "held-out: hold back a quarter of the latents, sample them "
                         "with plain, NoiseShift and (with correction) NLC and both, and record "
                         "which one the Apply node should use (plain unless a gain clears the "
-                        "check's noise). off: calibrate on all latents, no recommendation.",
+                        "check's noise and edges do not get worse), then the Noise Awareness "
+                        "Guidance weight on top of it (0 unless one clears the noise). off: "
+                        "calibrate on all latents, no recommendation.",
                     },
                 ),
             },
