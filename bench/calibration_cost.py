@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/calibration_cost.py            # full: about 10 minutes on 2 cores
-    .venv/bin/python bench/calibration_cost.py --quick    # smoke run: about 2 minutes
+    .venv/bin/python bench/calibration_cost.py            # full: about 40 minutes on 2 busy cores
+    .venv/bin/python bench/calibration_cost.py --quick    # smoke run: about 10 minutes
 
 Cases: the exact-denoiser testbed (M = 32, both mismatch variants, the two
 spectra of bench/noiseshift.py, N = 16 and 8) and the trained reference
