@@ -30,7 +30,13 @@ def _patched(model, record: dict, candidate: held_out_check.Candidate):
         )
     if candidate.noiseshift > 0:
         patched = level_patches.apply_noiseshift(
-            patched, candidate.noiseshift, "error", None, [record], None
+            patched,
+            candidate.noiseshift,
+            "error",
+            None,
+            [record],
+            None,
+            joint=candidate.table == "correction_joint",
         )
     return patched
 

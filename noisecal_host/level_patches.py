@@ -136,12 +136,13 @@ def _apply(
     inline_calibration: str,
     calibration_store,
     notes=None,
+    joint: bool = False,
     **resolver_options: Any,
 ):
     if strength == 0:
         return model
     parameterization = parameterization_of(model)  # clear error for unsupported types
-    if installed(model, *patch.other):
+    if installed(model, *patch.other) and not joint:
         note(notes, PAIR_WARNING)
     if installed(model, "level_fns", RecommendedLevel):
         note(notes, f"{patch.what}: {APPLY_WARNING}")
@@ -180,10 +181,13 @@ def apply_noiseshift(
     calibration_store,
     inline_calibration: str = "",
     notes: list | None = None,
+    joint: bool = False,
 ):
     """MODEL -> MODEL telling the network the calibrated noise level (strength 0:
     the model itself). records: calibration records to use before the store's;
-    notes: a list that receives the warnings the user must see."""
+    notes: a list that receives the warnings the user must see; joint: the model
+    carries the table calibrated with NoiseShift on (no pair warning: the pair
+    is meant)."""
     return _apply(
         _NOISESHIFT,
         model,
@@ -194,6 +198,7 @@ def apply_noiseshift(
         inline_calibration,
         calibration_store,
         notes,
+        joint=joint,
     )
 
 

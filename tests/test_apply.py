@@ -421,3 +421,12 @@ def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world,
         model=world["model"], weight=1.0, weight_source="calibrated", **manual
     )
     assert out["result"][0] is world["model"] and "has no calibration" in out["ui"]["text"][0]
+
+
+def test_the_check_sampling_the_joint_pair_raises_no_pair_warning(pack_module, world, caplog):
+    run = pack_module("noisecal_host.held_out_run")
+    check = pack_module("noisecal.held_out_check")
+    joint = next(c for c in check.candidates(True) if c.name == "noiseshift+nlc@1")
+    with caplog.at_level("WARNING", logger="noise_calibration"):
+        run._patched(world["model"], world["record"], joint)
+    assert not any("use one of them" in r.getMessage() for r in caplog.records)
