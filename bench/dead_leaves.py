@@ -49,8 +49,6 @@ the native network beats plain by more than the floor.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
 import tempfile
 import time
@@ -189,22 +187,6 @@ def calibrate_noiseshift(nodes, model, positive, truth: TrueSets, cfg) -> tuple[
     return records[0], time.perf_counter() - t0
 
 
-class _DropPairWarning(logging.Filter):
-    def filter(self, record):
-        return "are both on this model" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def quiet_pair_warning():
-    """The check samples NoiseShift + the joint table on purpose: no pair warning for it."""
-    log, drop = logging.getLogger("noise_calibration"), _DropPairWarning()
-    log.addFilter(drop)
-    try:
-        yield
-    finally:
-        log.removeFilter(drop)
-
-
 class Bench:
     def __init__(self, run: Run, nodes: Nodes):
         self.run, self.nodes = run, nodes
@@ -226,20 +208,19 @@ def calibrate_apply(model, positive, truth: TrueSets, sampler, steps, cfg):
     latents = model.model.process_latent_out(truth.cal[: o["cal_count"]])
     sigmas = testbed.sigmas(model, steps, SCHEDULER)
     t0 = time.perf_counter()
-    with quiet_pair_warning():
-        record, _ = calibrate.calibrate(
-            model,
-            latents,
-            sigmas,
-            image_size=(8 * truth.n, 8 * truth.n),
-            source="dead leaves",
-            positive=positive,
-            mode=o["mode"],
-            correction=sampler,
-            check=True,
-            seed=SEARCH_SEED,
-            max_batch=cfg["max_batch"],
-        )
+    record, _ = calibrate.calibrate(
+        model,
+        latents,
+        sigmas,
+        image_size=(8 * truth.n, 8 * truth.n),
+        source="dead leaves",
+        positive=positive,
+        mode=o["mode"],
+        correction=sampler,
+        check=True,
+        seed=SEARCH_SEED,
+        max_batch=cfg["max_batch"],
+    )
     return record, time.perf_counter() - t0
 
 

@@ -11,7 +11,6 @@ python -m noisecal_host calibrate   calibrate a diffusion-model file (or the tes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -217,21 +216,6 @@ def sample_grid(rows: dict, title: str):
     return np.asarray(picture)
 
 
-class _DropPairWarning(logging.Filter):
-    def filter(self, record):
-        return "are both on this model" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_pair_warning():
-    log, drop = logging.getLogger("noise_calibration"), _DropPairWarning()
-    log.addFilter(drop)
-    try:
-        yield
-    finally:
-        log.removeFilter(drop)
-
-
 def _demo_dead_leaves(args) -> int:
     """The dead-leaves network at N = M/2: Calibrate with the held-out check, then plain,
     NoiseShift and Apply against the native network and true scenes; a table and a picture."""
@@ -284,22 +268,20 @@ def _demo_dead_leaves(args) -> int:
         }
 
     started = time.perf_counter()
-    # what the Calibrate node runs (correction euler, check held-out), on the demo's store;
-    # the check samples NoiseShift + the joint table on purpose: no pair warning for that
-    with _without_pair_warning():
-        record, path = calibration_run.calibrate_latents(
-            model,
-            model.model.process_latent_out(cal),
-            calibration_run.schedule_sigmas(model, "simple", args.steps),
-            source="LATENT input",
-            positive=zero_conditioning(model),
-            mode=args.mode,
-            seed=args.seed,
-            max_batch=max_batch,
-            calibration_store=calibration_store,
-            correction="euler",
-            check=True,
-        )
+    # what the Calibrate node runs (correction euler, check held-out), on the demo's store
+    record, path = calibration_run.calibrate_latents(
+        model,
+        model.model.process_latent_out(cal),
+        calibration_run.schedule_sigmas(model, "simple", args.steps),
+        source="LATENT input",
+        positive=zero_conditioning(model),
+        mode=args.mode,
+        seed=args.seed,
+        max_batch=max_batch,
+        calibration_store=calibration_store,
+        correction="euler",
+        check=True,
+    )
     seconds = time.perf_counter() - started
     save_png(calibration_plot(record), out_dir / f"calibration_dead_leaves_N{n}.png")
     recommendation = record.get("check", {}).get("recommendation", "noiseshift (no check)")
