@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .held_out_check import guidance_name
+
 
 def one_step_error_change(record: dict) -> str | None:
     """'one-step error 0.123 -> 0.045 (-63%)' from the record's own check, summed over steps."""
@@ -50,7 +52,7 @@ def summary(
         guidance = check.get("guidance") or {}
         weight = guidance.get("weight", 0.0)
         if weight:
-            guided = guidance["candidates"][f"guidance@{weight:g}"]["score"]
+            guided = guidance["candidates"][guidance_name(weight)]["score"]
             chosen_text = f"{chosen} + guidance at weight {weight:g} ({guided:.4g})"
         elif guidance:
             chosen_text = f"{chosen} (guidance tried, none cleared the noise)"

@@ -34,6 +34,7 @@ import jsonschema
 from . import __version__
 from .correction_table import CorrectionTable
 from .guidance import WEIGHT_SCHEDULES
+from .held_out_check import guidance_name
 from .levels import PARAMETERIZATIONS, check_descending
 from .sigma_hat_curve import SigmaHatCurve
 from .spectra import SpectrumStats
@@ -317,7 +318,7 @@ def recommendation(record: dict) -> dict:
     chosen = check["candidates"][check["recommendation"]]
     guidance = float((check.get("guidance") or {}).get("weight", 0.0))
     return {
-        "name": check["recommendation"] + (f"+guidance@{guidance:g}" if guidance else ""),
+        "name": check["recommendation"] + (f"+{guidance_name(guidance)}" if guidance else ""),
         "base": check["recommendation"],
         "noiseshift": float(chosen["noiseshift"]),
         "correction": float(chosen["correction"]),

@@ -69,10 +69,9 @@ def run_check(
     positive=None,
     seed: int = 0,
     progress=None,
-    guidance: bool = True,
 ) -> dict:
     """The record's `check` section: every candidate's scores and the recommendation,
-    then (with `guidance`) the guidance weight on top of it.
+    then the guidance weight on top of it.
     held_out: latents (as a LATENT holds them) the calibration did not use."""
     with_tables = bool(record.get("correction")) and bool(record.get("correction_joint"))
     candidates = held_out_check.candidates(with_tables)
@@ -80,7 +79,7 @@ def run_check(
     noise = comfy.sample.prepare_noise(torch.zeros_like(held_out), seed)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     generated = {}
-    total = len(candidates) + (len(held_out_check.GUIDANCE_WEIGHTS) if guidance else 0)
+    total = len(candidates) + len(held_out_check.GUIDANCE_WEIGHTS)
     for i, candidate in enumerate(candidates):
         patched = _patched(model, record, candidate)
         generated[candidate.name] = _sample(patched, noise, sigmas, sampler, positive, seed)
@@ -104,17 +103,16 @@ def run_check(
         },
         "recommendation": recommendation,
     }
-    if guidance:
-        base = next(c for c in candidates if c.name == recommendation)
-        section["guidance"] = _guidance(
-            _patched(model, record, base),
-            recommendation,
-            generated[recommendation],
-            held_out,
-            lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
-            seed,
-            (lambda i: progress(len(candidates) + i, total)) if progress is not None else None,
-        )
+    base = next(c for c in candidates if c.name == recommendation)
+    section["guidance"] = _guidance(
+        _patched(model, record, base),
+        recommendation,
+        generated[recommendation],
+        held_out,
+        lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
+        seed,
+        (lambda i: progress(len(candidates) + i, total)) if progress is not None else None,
+    )
     return section
 
 
