@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from ..noisecal.apply import RecommendedLevel
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
-from ..noisecal_host import level_patches
+from ..noisecal_host import folders, level_patches
 from ..noisecal_host.apply_patch import calibrated_guidance
 from ..noisecal_host.guidance_patch import apply_guidance
-from .common import CATEGORY, LABEL_INPUT, ChecksInputs, UsesCalibrationStore
+from .common import LABEL_INPUT, CalibratedModelNode
 
 WEIGHT_SOURCES = ("manual", "calibrated")
 
 
-class NoiseAwarenessGuidance(ChecksInputs, UsesCalibrationStore):
+class NoiseAwarenessGuidance(CalibratedModelNode):
     TITLE = "Noise Awareness Guidance"
     DESCRIPTION = (
         "Noise Awareness Guidance (after arXiv 2510.12497), training-free: besides the "
@@ -26,10 +26,7 @@ class NoiseAwarenessGuidance(ChecksInputs, UsesCalibrationStore):
         "few steps, and can hurt a model run far below its training resolution without "
         "NoiseShift: see the README. weight 0 (the default) is off."
     )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with the guidance term added after CFG (unchanged at weight 0).",)
-    FUNCTION = "run"
     ORDERED = (("level_end", "level_start"),)
 
     @classmethod
@@ -150,16 +147,10 @@ class NoiseAwarenessGuidance(ChecksInputs, UsesCalibrationStore):
             weight_source=weight_source,
         )
 
-    def run(self, **inputs):
-        """`apply`, with its warnings shown on the node (one when an Apply node is
-        already on the model)."""
-        notes: list[str] = []
-        if inputs.get("weight") and level_patches.installed(
-            inputs["model"], "level_fns", RecommendedLevel
-        ):
-            level_patches.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
-        result = self.apply(**inputs, notes=notes)
-        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}
+    @classmethod
+    def IS_CHANGED(cls, weight_source="manual", **kwargs):
+        # only a calibrated weight depends on the calibration files
+        return folders.user_store().fingerprint_files() if weight_source == "calibrated" else ""
 
     def apply(
         self,
@@ -187,6 +178,8 @@ class NoiseAwarenessGuidance(ChecksInputs, UsesCalibrationStore):
         self.check(**widgets, weight_source=weight_source, label=label)
         if weight == 0:
             return (model,)
+        if level_patches.installed(model, "level_fns", RecommendedLevel):
+            level_patches.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
         if weight_source == "calibrated":
             return (calibrated_guidance(model, weight, label, self.store(), notes),)
         return (apply_guidance(model, GuidanceSettings(**widgets)),)

@@ -430,3 +430,11 @@ def test_the_check_sampling_the_joint_pair_raises_no_pair_warning(pack_module, w
     with caplog.at_level("WARNING", logger="noise_calibration"):
         run._patched(world["model"], world["record"], joint)
     assert not any("use one of them" in r.getMessage() for r in caplog.records)
+
+
+def test_only_a_calibrated_guidance_weight_reruns_when_calibrations_change(pack):
+    cls = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]
+    assert cls.IS_CHANGED(weight_source="manual") == ""
+    assert cls.IS_CHANGED(weight_source="calibrated") == (
+        pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"].IS_CHANGED()
+    )
