@@ -71,19 +71,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 from bench.lib import reference, testbed
-from bench.lib.calibration import Nodes, default_max_batch, private_store
-from bench.lib.host import node_class
+from bench.lib.calibration import Nodes, calibrate_as_node, private_store
 from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
-from noise_calibration.noisecal_host import calibrate
 
 CANDIDATES = held_out_check.candidates(with_tables=True)  # what the check compares
-# the Calibrate node's default search, for the joint run and NoiseShift alone
-SEARCH_MODE = node_class("Calibrate").INPUT_TYPES()["required"]["search_mode"][1]["default"]
 NAMES = [c.name for c in CANDIDATES]
 NOISESHIFT = ("noiseshift@0.5", "noiseshift@1")
 NLC = ("nlc@0.5", "nlc@1")
@@ -157,40 +153,23 @@ def cell_name(c: dict) -> str:
 def calibrate_joint(model, latents, sigmas, sampler: str, *, positive=None, max_batch=None):
     """calibrate() with the correction for `sampler` and the held-out check:
     (record, wall seconds)."""
-    n = latents.shape[-1]
-    t0 = time.perf_counter()
-    record, _ = calibrate.calibrate(
+    return calibrate_as_node(
         model,
         latents,
         sigmas,
-        image_size=(8 * n, 8 * n),
         source="testbed",
         positive=positive,
-        mode=SEARCH_MODE,
+        max_batch=max_batch,
         correction=sampler,
         check=True,
-        seed=SEARCH_SEED,
-        max_batch=max_batch or default_max_batch(latents),
     )
-    return record, time.perf_counter() - t0
 
 
 def calibrate_noiseshift(model, latents, sigmas, *, positive=None, max_batch=None):
     """calibrate() as NoiseShift alone (no table, no check, every latent): (record, s)."""
-    n = latents.shape[-1]
-    t0 = time.perf_counter()
-    record, _ = calibrate.calibrate(
-        model,
-        latents,
-        sigmas,
-        image_size=(8 * n, 8 * n),
-        source="testbed",
-        positive=positive,
-        mode=SEARCH_MODE,
-        seed=SEARCH_SEED,
-        max_batch=max_batch or default_max_batch(latents),
+    return calibrate_as_node(
+        model, latents, sigmas, source="testbed", positive=positive, max_batch=max_batch
     )
-    return record, time.perf_counter() - t0
 
 
 def candidate_model(nodes: Nodes, model, record: dict, cand):

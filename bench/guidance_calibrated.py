@@ -48,8 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 
 from bench.lib import reference, testbed
-from bench.lib.calibration import Nodes, default_max_batch, private_store
-from bench.lib.host import node_class
+from bench.lib.calibration import Nodes, calibrate_as_node, node_search_mode, private_store
 from bench.lib.report import fmt, print_section, print_table, spectrum_name
 from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
@@ -58,13 +57,11 @@ from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
 from noise_calibration.noisecal.testing import dead_leaves as dl
 from noise_calibration.noisecal.testing import swd
-from noise_calibration.noisecal_host import calibrate
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 from noise_calibration.noisecal_host.testing import sampling
 
 WEIGHTS = held_out_check.GUIDANCE_WEIGHTS
 OFFSET = held_out_check.GUIDANCE_OFFSET
-SEARCH_MODE = node_class("Calibrate").INPUT_TYPES()["required"]["search_mode"][1]["default"]
 DEAD_LEAVES = ROOT / "models" / "reference" / "sd3_dead_leaves_m32.safetensors"
 TRUE_SEED, FLOOR_SEED = 7001, 7002  # as bench/dead_leaves.py
 CASES = [("N=32", "image", M), ("N=16 image", "image", M // 2), ("N=16 pixel", "pixel", M // 2)]
@@ -96,20 +93,9 @@ def with_weight(record: dict, weight: float) -> dict:
 
 def calibrate_cell(model, latents, sigmas, positive=None) -> dict:
     """The Calibrate node's defaults with the check, no table."""
-    n = latents.shape[-1]
-    record, _ = calibrate.calibrate(
-        model,
-        latents,
-        sigmas,
-        image_size=(8 * n, 8 * n),
-        source="bench",
-        positive=positive,
-        mode=SEARCH_MODE,
-        check=True,
-        seed=SEARCH_SEED,
-        max_batch=default_max_batch(latents),
-    )
-    return record
+    return calibrate_as_node(model, latents, sigmas, source="bench", positive=positive, check=True)[
+        0
+    ]
 
 
 def applied(nodes: Nodes, model, record: dict):
@@ -342,7 +328,7 @@ def plots(run: Run) -> list[Path]:
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv, quick_help="smoke run, about 3 minutes")
     run = Run.start(args, FULL, QUICK)
-    describe_run(args.quick, f"; search {SEARCH_MODE}")
+    describe_run(args.quick, f"; search {node_search_mode()}")
     with tempfile.TemporaryDirectory(prefix="guidance-calibrated-") as folder:
         b = {"run": run, "nodes": Nodes(private_store(folder)), "cells": []}
         timings = run_sections(

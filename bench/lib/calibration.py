@@ -1,5 +1,6 @@
-"""Calibration as the Calibrate node runs it (``run_search``), its schema-1
-record, a private calibration store and the patch nodes that use them."""
+"""Calibration as the Calibrate node runs it (``run_search``, or the whole
+``calibrate`` with the node's default search: ``calibrate_as_node``), its
+schema-1 record, a private calibration store and the patch nodes that use them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,34 @@ def private_store(folder) -> store_mod.CalibrationStore:
 
 def default_max_batch(latents) -> int:
     return max(1, CAL_ROWS_PIXELS // (latents.shape[-1] * latents.shape[-2]))
+
+
+def node_search_mode() -> str:
+    """The Calibrate node's default search_mode."""
+    return node_class("Calibrate").INPUT_TYPES()["required"]["search_mode"][1]["default"]
+
+
+def calibrate_as_node(
+    model, latents, sigmas, *, source: str, positive=None, max_batch=None, **options
+):
+    """``noisecal_host.calibrate.calibrate`` with the Calibrate node's default search,
+    the search seed and batches sized to the latents; options: correction, check.
+    Returns (record, wall seconds)."""
+    n = latents.shape[-1]
+    t0 = time.perf_counter()
+    record, _ = calibrate.calibrate(
+        model,
+        latents,
+        sigmas,
+        image_size=(8 * n, 8 * n),
+        source=source,
+        positive=positive,
+        mode=node_search_mode(),
+        seed=SEARCH_SEED,
+        max_batch=max_batch or default_max_batch(latents),
+        **options,
+    )
+    return record, time.perf_counter() - t0
 
 
 def make_record(model, latents, res, wall, **fields) -> dict:
