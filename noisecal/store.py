@@ -471,6 +471,17 @@ def load(path: str | os.PathLike) -> dict:
     return loads(text, str(path))
 
 
+def load_for(path: str | os.PathLike, key: CheckpointKey) -> dict:
+    """load(path), refused when the file belongs to another checkpoint than `key`."""
+    record = load(path)
+    if record_key(record).identity != key.identity:
+        raise CalibrationError(
+            f"{path}: belongs to {record_key(record).describe()}, "
+            f"not {key.describe()} (renamed file?)"
+        )
+    return record
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number a calibration can hold")
 
@@ -734,12 +745,7 @@ class CalibrationStore:
     def _match(self, paths, weights, key: CheckpointKey, parameterization=None) -> Match:
         records = []
         for path in paths:
-            record = load(path)
-            if record_key(record).identity != key.identity:
-                raise CalibrationError(
-                    f"{path}: belongs to {record_key(record).describe()}, "
-                    f"not {key.describe()} (renamed file?)"
-                )
+            record = load_for(path, key)
             check_model_type(record, key, parameterization, str(path))
             records.append(record)
         return Match(tuple(records), tuple(weights), tuple(str(p) for p in paths))

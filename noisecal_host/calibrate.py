@@ -173,18 +173,16 @@ def warm_start_curve(calibration_store, key, latent_size, parameterization):
         return None
     own = (int(latent_size[0]), int(latent_size[1]))
     tokens = math.log(own[0] * own[1])
+    files = calibration_store.files_for(key)
     sizes = sorted(
-        (size for size in calibration_store.files_for(key) if size != own),
+        (size for size in files if size != own),
         key=lambda size: (abs(math.log(size[0] * size[1]) - tokens), size[0] * size[1]),
     )
-    files = calibration_store.files_for(key)
     for size in sizes:
         try:
-            record = store.load(files[size])
-            if store.record_key(record).identity != key.identity:
-                raise store.CalibrationError("it belongs to another checkpoint")
+            record = store.load_for(files[size], key)
         except store.CalibrationError as exc:
-            log.warning("no warm start from %s: %s", files[size], exc)
+            log.warning("no warm start: %s", exc)
             continue
         if record["parameterization"] != parameterization:
             continue

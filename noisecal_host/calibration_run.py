@@ -52,11 +52,9 @@ def find_reusable(calibration_store, key, latent_size, **request) -> tuple[dict,
     if path is None:
         return None
     try:
-        record = store.load(path)
-        if store.record_key(record).identity != key.identity:
-            raise store.CalibrationError("it belongs to another checkpoint")
+        record = store.load_for(path, key)
     except store.CalibrationError as exc:
-        log.warning("not reusing %s: %s; calibrating again", path, exc)
+        log.warning("not reusing it: %s; calibrating again", exc)
         return None
     why = reuse.mismatch(record, **request)
     if why is not None:
