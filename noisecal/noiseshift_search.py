@@ -132,8 +132,6 @@ LEAN_PARAMS = {
     "ftol": 1e-4,
     "z": 2.0,
     "max_points": 6,
-    "prior_offset": 1.0,
-    "prior_scale": 1.0,
     "jump_probe": 0.05,
     "restore_small": 1.0,
     "step_z": 1.0,
@@ -618,7 +616,6 @@ def _settings(mode: str, overrides: Mapping[str, float] | None) -> dict:
             "ftol",
             "trend",
             "z",
-            "prior_offset",
             "jump_probe",
             "restore_small",
             "step_z",
@@ -665,10 +662,11 @@ def calibrate_noiseshift(
     ``sigmas[0]`` for ve). ``search_params`` overrides entries of
     :data:`GRID_PARAMS` or :data:`FAST_PARAMS` (e.g. a wider coarse window).
     ``warm_start``: (sigmas, sigma_hat) of a calibration of the same network
-    at another resolution (lean mode only; other modes ignore it). Each step
-    then starts from that curve's shift at the step's sigma (interpolated in
-    sigma), moved by how far this search's previous minimum lay from that
-    curve there, instead of the previous shifts extrapolated.
+    at another resolution (lean mode only; other modes ignore it). The first
+    step starts from that curve's shift at its sigma (interpolated in sigma),
+    each later one from this search's last shift moved by that curve's change
+    between the two steps (scaled by how much larger this search's shifts have
+    been so far), instead of the previous shifts extrapolated.
     """
     t_start = time.perf_counter()
     check_parameterization(parameterization, FAMILIES)
@@ -745,16 +743,13 @@ def calibrate_noiseshift(
                     prior_shifts.append(here)
                     if not shifts:
                         warm = u_i + here
-                    elif settings["prior_scale"] > 0:
+                    else:
                         # this search's last minimum, moved by the other curve's change
                         # scaled by how much larger this curve's shifts have been so far
                         own = sum(abs(x) for x in shifts)
                         other = sum(abs(x) for x in prior_shifts[:-1])
                         scale = min(max(own / other, 0.25), 4.0) if other > 0 else 1.0
                         warm = u_i + shifts[-1] + scale * (here - prior_shifts[-2])
-                    else:  # the offset from the other curve at the previous step
-                        prev = prior_shifts[-2]
-                        warm = u_i + here + settings["prior_offset"] * (shifts[-1] - prev)
                 first = _search_lean(pts, u_i, warm, settings, gain)
             else:
                 _search_fast(pts, u_i, u_i + _predict_shift(shifts, settings), settings)
