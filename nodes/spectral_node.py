@@ -7,7 +7,7 @@ import torch
 
 from ..noisecal import store
 from ..noisecal.spectra import SpectrumStats, rapsd
-from ..noisecal.spectral_schedule import VARIANTS, spectral_sigmas
+from ..noisecal.spectral_schedule import DEFAULT_START, STARTS, VARIANTS, spectral_sigmas
 from ..noisecal_host.calibration_run import LATENT_DOWNSCALE
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.model_info import parameterization_of
@@ -124,17 +124,38 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
                         "reference spectrum."
                     },
                 ),
+                "start": (
+                    list(STARTS),
+                    {
+                        "default": DEFAULT_START,
+                        "tooltip": "model maximum: the first step is the model's largest "
+                        "sigma (pure noise), as ComfyUI's schedulers start. spectral bound: "
+                        "start lower, where the strongest frequency is just drowned; "
+                        "measured worse on image-like data (up to 3.5x patch SWD at 8 steps).",
+                    },
+                ),
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, source=None, denoise=None):
-        return cls.validate(source=source, denoise=denoise)
+    def VALIDATE_INPUTS(cls, source=None, denoise=None, start=None):
+        return cls.validate(source=source, denoise=denoise, start=start)
 
     def schedule(
-        self, model, steps, source, variant, seed, denoise, width, height, label="", latent=None
+        self,
+        model,
+        steps,
+        source,
+        variant,
+        seed,
+        denoise,
+        width,
+        height,
+        label="",
+        latent=None,
+        start=DEFAULT_START,
     ):
-        self.check(source=source, denoise=denoise)
+        self.check(source=source, denoise=denoise, start=start)
         ms = model.get_model_object("model_sampling")
         parameterization = parameterization_of(model)
         if latent is not None:
@@ -150,6 +171,7 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
             sigma_range=(float(ms.sigma_min), float(ms.sigma_max)),
             seed=seed,
             denoise=denoise,
+            start=start,
         )
         simple = comfy.samplers.calculate_sigmas(ms, "simple", steps)
         plot = schedule_plot(

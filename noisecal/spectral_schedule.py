@@ -25,6 +25,9 @@ channel-mean spectrum is used, since one sigma serves all channels.
   which for an empty latent is ``sigma * noise``: pure noise at a lower scale,
   not a noised image), so the strongest frequency starts with its amplitude
   short by a factor ``1 / sqrt(1 + snr_low)``, about ``snr_low / 2``.
+  That start is ``start="spectral bound"``; the default, ``"model maximum"``,
+  starts at the model's largest sigma instead (see ``DEFAULT_START``) and
+  places the steps from there.
 - ``sigma_min``: the level at which even the weakest frequency has
   ``SNR >= snr_high``. The last step jumps from there to 0 and returns the
   posterior mean, which shrinks a frequency's amplitude by
@@ -96,6 +99,8 @@ from .spectra import SpectrumStats
 __all__ = [
     "VARIANTS",
     "DEFAULT_VARIANT",
+    "STARTS",
+    "DEFAULT_START",
     "DEFAULT_SNR_LOW",
     "DEFAULT_SNR_HIGH",
     "REFERENCE_STEPS",
@@ -111,6 +116,13 @@ __all__ = [
 
 VARIANTS = ("mix", "logfreq", "frequency", "power")
 DEFAULT_VARIANT = VARIANTS[0]
+# Where the schedule starts: the model's largest sigma, or the spectral bound
+# sigma_max. Starting at the bound samples pure noise at a lower scale, which
+# lacks the low-frequency content a state at that level holds; on the
+# dead-leaves networks that made patch SWD up to 3.5x worse than "simple" at
+# 8 Euler steps (docs/results-dead-leaves.md), so the model's maximum is the default.
+STARTS = ("model maximum", "spectral bound")
+DEFAULT_START = STARTS[0]
 DEFAULT_SNR_LOW = 0.1
 DEFAULT_SNR_HIGH = 10.0
 REFERENCE_STEPS = 8
@@ -118,6 +130,7 @@ THRESHOLD_EXPONENT = 2.0
 _DEFAULT_RANGE = {"flow": (0.0, 1.0), "ve": (0.0, math.inf)}
 _GRID = 4001  # lam grid for inverting the progress (interpolated in between)
 _UNIFORM_FLOOR = 1e-3  # share of progress uniform in lam: keeps it strictly increasing
+_FLOW_TOP = 1e-4  # flow's top level for the placement: sigma 1 - this (the first step uses 1)
 _MIN_WIDTH = 1.0  # narrowest lam range (a flat spectrum at 1-2 steps would collapse)
 _P_FLOOR = 1e-30
 
@@ -252,8 +265,16 @@ def _model_lam_range(sigma_range, parameterization: str) -> tuple[float, float]:
     return lam_lo, lam_hi
 
 
-def _levels(stats, steps, parameterization, variant, sigma_range, power, snr_low, snr_high):
-    """``steps`` descending sigmas (float64) from sigma_max to sigma_min, no final 0."""
+def _model_start_lam(sigma_range, parameterization: str) -> float:
+    """The log-SNR offset of the model's largest sigma (finite: flow's 1 is pure noise)."""
+    hi = float(sigma_range[1])
+    if check_parameterization(parameterization) == "flow":
+        hi = min(hi, 1.0 - _FLOW_TOP)
+    return float(log_snr_offset(hi, parameterization))
+
+
+def _levels(stats, steps, parameterization, variant, sigma_range, power, snr_low, snr_high, start):
+    """``steps`` descending sigmas (float64) from the start to sigma_min, no final 0."""
     freqs, p, counts = _detail(stats, power)
     w = _weights(variant, freqs, p, counts)
     lam_lo, lam_hi = _bounds_lam(p, snr_low, snr_high)
@@ -271,6 +292,8 @@ def _levels(stats, steps, parameterization, variant, sigma_range, power, snr_low
             f"model's sigma range [{sigma_range[0]:.4g}, {sigma_range[1]:.4g}]: wrong "
             f"parameterization or a spectrum from other latents?"
         )
+    if start == "model maximum":
+        lo = _model_start_lam(sigma_range, parameterization)
     if steps == 1:
         return sigma_from_log_snr_offset(torch.tensor([lo], dtype=torch.float64), parameterization)
     grid = torch.linspace(lo, hi, _GRID, dtype=torch.float64)
@@ -295,6 +318,7 @@ def spectral_sigmas(
     sigma_range=None,
     seed: int | None = None,
     denoise: float = 1.0,
+    start: str = DEFAULT_START,
     snr_low: float | None = None,
     snr_high: float | None = None,
 ) -> torch.Tensor:
@@ -307,7 +331,9 @@ def spectral_sigmas(
     ``default_thresholds(total steps)``. ``seed``: per-seed spectrum (see the
     module docstring). ``denoise < 1``: like ComfyUI's BasicScheduler, the last
     ``steps + 1`` values of the schedule for ``int(steps / denoise)`` steps;
-    ``denoise <= 0`` gives an empty tensor.
+    ``denoise <= 0`` gives an empty tensor. ``start``: ``"model maximum"``
+    (default) begins at the model's largest sigma, ``"spectral bound"`` at the
+    spectral sigma_max (see ``DEFAULT_START``).
     """
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -316,6 +342,8 @@ def spectral_sigmas(
         raise ValueError(f"denoise must be a finite number, got {denoise!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     param = check_parameterization(parameterization)
     if denoise <= 0:
         return torch.zeros(0, dtype=torch.float32)
@@ -327,9 +355,11 @@ def spectral_sigmas(
     if sigma_range is None:
         sigma_range = _DEFAULT_RANGE[param]
     power = seed_power(stats, seed)
-    levels = _levels(stats, total, param, variant, sigma_range, power, snr_low, snr_high)
+    levels = _levels(stats, total, param, variant, sigma_range, power, snr_low, snr_high, start)
     lo, hi = float(sigma_range[0]), float(sigma_range[1])
     levels = levels.clamp(min=lo, max=hi)
+    if start == "model maximum" and math.isfinite(hi):
+        levels[0] = hi
     sigmas = torch.cat([levels, torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
     if total != steps:
         sigmas = sigmas[-(steps + 1) :]

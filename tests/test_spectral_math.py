@@ -10,6 +10,7 @@ from noise_calibration.noisecal.spectra import SpectrumStats, radial_bins, rapsd
 from noise_calibration.noisecal.spectral_schedule import (
     DEFAULT_SNR_HIGH,
     DEFAULT_SNR_LOW,
+    DEFAULT_START,
     REFERENCE_STEPS,
     VARIANTS,
     default_thresholds,
@@ -241,10 +242,35 @@ def test_sigmas_descending_finite_in_range(field_stats, variant, steps, param, r
 def test_sigmas_start_and_stop_at_the_bounds(field_stats):
     steps = REFERENCE_STEPS  # thresholds at their reference values
     s_min, s_max = schedule_bounds(field_stats, "flow")
-    sig = spectral_sigmas(field_stats, steps, sigma_range=FLOW_RANGE)
+    sig = spectral_sigmas(field_stats, steps, sigma_range=FLOW_RANGE, start="spectral bound")
     assert float(sig[0]) == pytest.approx(s_max, rel=1e-6)
     assert float(sig[-2]) == pytest.approx(s_min, rel=1e-5)
     assert s_max < 1.0  # tight: starts below the model's sigma_max
+
+
+@pytest.mark.parametrize(
+    "param,rng", [("flow", FLOW_RANGE), ("flow", SD3_RANGE), ("ve", SD15_RANGE)]
+)
+def test_default_start_is_the_model_maximum(field_stats, param, rng):
+    s_min, _ = schedule_bounds(field_stats, param)
+    sig = spectral_sigmas(field_stats, REFERENCE_STEPS, parameterization=param, sigma_range=rng)
+    assert DEFAULT_START == "model maximum"
+    assert float(sig[0]) == pytest.approx(rng[1], rel=1e-6)
+    assert float(sig[-2]) == pytest.approx(max(s_min, rng[0]), rel=1e-5)
+    _check_sigmas(sig, REFERENCE_STEPS, *rng)
+    bound = spectral_sigmas(
+        field_stats,
+        REFERENCE_STEPS,
+        parameterization=param,
+        sigma_range=rng,
+        start="spectral bound",
+    )
+    assert float(bound[0]) < float(sig[0])  # the bound is tight: below the model's top
+
+
+def test_unknown_start_raises(field_stats):
+    with pytest.raises(ValueError, match="start must be one of"):
+        spectral_sigmas(field_stats, 8, start="top")
 
 
 def test_sigmas_clip_to_the_model_range(field_stats):
@@ -272,14 +298,14 @@ def test_thresholds_scale_with_steps():
 
 
 def test_more_steps_widen_the_range(field_stats):
-    a = spectral_sigmas(field_stats, 4, sigma_range=FLOW_RANGE)
-    b = spectral_sigmas(field_stats, 32, sigma_range=FLOW_RANGE)
+    a = spectral_sigmas(field_stats, 4, sigma_range=FLOW_RANGE, start="spectral bound")
+    b = spectral_sigmas(field_stats, 32, sigma_range=FLOW_RANGE, start="spectral bound")
     assert float(b[0]) > float(a[0]) and float(b[-2]) < float(a[-2])
 
 
 def test_fixed_thresholds_override(field_stats):
     s_min, s_max = schedule_bounds(field_stats, "flow", snr_low=0.05, snr_high=20.0)
-    sig = spectral_sigmas(field_stats, 5, snr_low=0.05, snr_high=20.0)
+    sig = spectral_sigmas(field_stats, 5, snr_low=0.05, snr_high=20.0, start="spectral bound")
     assert float(sig[0]) == pytest.approx(s_max, rel=1e-6)
     assert float(sig[-2]) == pytest.approx(s_min, rel=1e-5)
 
@@ -297,7 +323,8 @@ def test_flat_spectrum_gives_linear_flow_schedule():
     for variant in VARIANTS:
         sig = spectral_sigmas(st, 6, variant=variant, snr_low=0.01, snr_high=100.0).double()
         diffs = sig[:-1][:-1] - sig[:-1][1:]
-        assert float(diffs.max() - diffs.min()) < 2e-3 * float(diffs.mean()), (variant, sig)
+        # 5e-3: the progress's small uniform-in-log-SNR share bends it near sigma 1
+        assert float(diffs.max() - diffs.min()) < 5e-3 * float(diffs.mean()), (variant, sig)
 
 
 def test_variants_differ(field_stats):

@@ -116,6 +116,7 @@ PINNED_WIDGETS = {
         "width",
         "height",
         "label",
+        "start",
     ],
     "NoiseCalibrationNoiseLevelCorrection": [
         "strength",
@@ -145,6 +146,7 @@ APPENDED_WIDGETS = {
         "check",
     ],
     "NoiseCalibrationNoiseAwarenessGuidance": ["weight_source", "label"],
+    "NoiseCalibrationSpectralScheduler": ["start"],
 }
 
 
