@@ -1,4 +1,4 @@
-"""Noise Awareness Guidance benchmark: testbed quality sweep, chosen defaults, cost.
+"""Noise Awareness Guidance benchmark: testbed quality sweep and chosen defaults.
 
 Run from the repository root::
 
@@ -34,10 +34,7 @@ Sections (docs/design.md sections 2.2 and 5):
 2. Full set. The finalists on the full sample count, same cells; the same
    rule on these numbers chooses the default and the pairing, and the
    targets are checked on them.
-3. Cost. Step wall time of CFG + guidance against CFG alone on tiny SD3 and
-   tiny Flux (cfg > 1, a negative conditioning), interleaved repeats,
-   medians; network evaluations per step counted with a forward hook on the
-   diffusion model (calls and batch rows).
+What the extra branch costs per step: ``bench/guidance_cost.py``.
 
 Seeds (``bench/lib/seeds.py``): calibration data and search noise as in
 ``bench/noiseshift.py``; the FD samples of every cell and candidate share the
@@ -48,7 +45,6 @@ euler_ancestral, the same ancestral noise). Shared helpers: ``bench/lib/``.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -63,9 +59,8 @@ from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
 from bench.lib.host import node_class
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
-from bench.lib.seeds import SAMPLE_SEED, TIMING_SEED
+from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
-from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
 WORSE = 1.05  # "never more than 5% worse than plain"
 HELP_STEPS = (4, 8, 16)  # FD must drop at these Euler step counts at N = M
@@ -131,7 +126,6 @@ FULL = {
         }
     ),
     "finalists": {"any": 2, "per mode": 1},  # best K of each selection go to section 2
-    "cost": {"latent": 32, "batch": 4, "steps": 5, "cfg": 4.0, "repeats": 20, "warmup": 2},
 }
 QUICK = {
     "spectra": [(3.0, 2.5)],
@@ -148,13 +142,6 @@ QUICK = {
         }
     ),
     "finalists": {"any": 2, "per mode": 1},
-    "cost": {"latent": 32, "batch": 4, "steps": 5, "cfg": 4.0, "repeats": 4, "warmup": 1},
-}
-# section 3: 'constant' so that every step pays for the extra branch ('per step size' skips
-# the first step on a host without sample_sigmas); pseudo-level costs as offset
-COST_SETTINGS = {
-    mode: {"mode": mode, "schedule": "constant", "weight": 0.1, "offset": 1.0, "pseudo_level": 1.0}
-    for mode in ("offset", "estimated")
 }
 SETS = ("default", "with NoiseShift")
 MODES = ("any", "offset", "estimated", "pseudo-level")
@@ -596,126 +583,6 @@ def equal_nfe_row(res: dict, sweep_plain: dict, strong: dict, label: str, k: int
     ]
 
 
-# --------------------------------------------------------------------------- 3. cost
-
-
-def section_cost(b: Bench) -> None:
-    o = b.cfg["cost"]
-    print_section(
-        f"3. Cost ({o['latent']}x{o['latent']} latent, batch {o['batch']}, "
-        f"{o['steps']} Euler steps, cfg {o['cfg']:g}, negative conditioning)"
-    )
-    cases = [case for name in ("sd3", "flux") for case in cost_cases(name, o)]
-    cost_table(o, cases)
-    for c in cases:
-        if c["model"] == "sd3" and c["variant"] != "CFG":
-            b.run.check(
-                c["ratio"] <= 1.6,
-                f"G3 tiny sd3 {c['variant']}: step {c['ratio']:.3f}x the CFG step "
-                "(target <= 1.6x)" + (" [quick: few repeats]" if b.run.quick else ""),
-            )
-    b.run.data["cost"] = cases
-
-
-class StepTimer:
-    """Samples with cfg and a negative conditioning (KSampler, seed TIMING_SEED); each
-    call returns the wall seconds per step and keeps the CPU seconds per step (``cpu``)."""
-
-    def __init__(self, tm, o: dict):
-        self.lat = sampling.empty_latent(tm.patcher, o["latent"], o["latent"], o["batch"])
-        self.pos = tm.conditioning(o["batch"], seed=0)
-        self.neg = tm.conditioning(o["batch"], seed=1)
-        self.steps, self.cfg = o["steps"], o["cfg"]
-        self.cpu = 0.0
-
-    def __call__(self, model) -> float:
-        c0, t0 = time.process_time(), time.perf_counter()
-        sampling.ksample(
-            model, self.lat, self.pos, self.neg, seed=TIMING_SEED, steps=self.steps, cfg=self.cfg
-        )
-        self.cpu = (time.process_time() - c0) / self.steps
-        return (time.perf_counter() - t0) / self.steps
-
-
-def cost_cases(name: str, o: dict) -> list[dict]:
-    """CFG alone and CFG + each COST_SETTINGS guidance on one tiny model."""
-    tm = tiny_models.TINY_MODELS[name]()
-    model = tm.patcher
-    variants = {"CFG": model} | {f"CFG + {k}": guided(model, s) for k, s in COST_SETTINGS.items()}
-    run = StepTimer(tm, o)
-    nfe = calls_per_step(run, model, variants)
-    times, cpu = rotated_repeats(run, variants, o["repeats"], o["warmup"])
-    base, cpu_base = statistics.median(times["CFG"]), statistics.median(cpu["CFG"])
-    cases = []
-    for k in variants:
-        med = statistics.median(times[k])
-        pairs = [v / a for a, v in zip(times["CFG"], times[k], strict=True)]
-        cases.append(
-            {
-                "model": name,
-                "variant": k,
-                "step_s": times[k],
-                "median_step_s": med,
-                "ratio": med / base,
-                "median_pair_ratio": statistics.median(pairs),
-                "cpu_step_s": cpu[k],
-                "cpu_ratio": statistics.median(cpu[k]) / cpu_base,
-                "calls_per_step": nfe[k][0],
-                "rows_per_step": nfe[k][1],
-            }
-        )
-    return cases
-
-
-def calls_per_step(run: StepTimer, model, variants: dict) -> dict:
-    """Network (calls, rows) per step of each variant (a hook on the shared network)."""
-    nfe = {}
-    with testbed.counting(model) as counter:
-        for k, m in variants.items():
-            counter.reset()
-            run(m)
-            nfe[k] = (counter.calls / run.steps, counter.rows / run.steps)
-    return nfe
-
-
-def rotated_repeats(run: StepTimer, variants: dict, repeats: int, warmup: int):
-    """Warm-up rounds, then `repeats` rounds in rotating order: wall and CPU seconds per step."""
-    for _ in range(warmup):
-        for m in variants.values():
-            run(m)
-    keys = list(variants)
-    times = {k: [] for k in keys}
-    cpu = {k: [] for k in keys}
-    for r in range(repeats):
-        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            times[k].append(run(variants[k]))
-            cpu[k].append(run.cpu)
-    return times, cpu
-
-
-def cost_table(o: dict, cases: list[dict]) -> None:
-    rows = [
-        [f"tiny {c['model']}", c["variant"], f"{1000 * c['median_step_s']:.2f}"]
-        + [f"{c['ratio']:.3f}", f"{c['median_pair_ratio']:.3f}", f"{c['cpu_ratio']:.3f}"]
-        + [f"{c['calls_per_step']:g}", f"{c['rows_per_step']:g}"]
-        for c in cases
-    ]
-    print_table(
-        f"Table 3: step wall time, median of {o['repeats']} interleaved repeats; network "
-        "calls and batch rows per step (forward hook on the diffusion model)",
-        ["model", "sampling", "ms/step", "ratio", "pair ratio", "CPU-time ratio", "calls/step"]
-        + ["rows/step"],
-        rows,
-    )
-    print(
-        "(ratio = median step / median CFG step, the target's measure; pair ratio = median\n"
-        " of the per-repeat ratios; CPU-time ratio = the same with process CPU time, which\n"
-        " other processes on the machine disturb less. Batch "
-        f"{o['batch']}: CFG evaluates cond and\n uncond in one call of {2 * o['batch']} rows; "
-        "guidance adds one conditional call)\n"
-    )
-
-
 # --------------------------------------------------------------------------- plots
 
 
@@ -814,7 +681,6 @@ def main(argv=None) -> int:
                 ("setup", lambda: section_setup(b)),
                 ("sweep", lambda: section_sweep(b)),
                 ("full", lambda: section_full(b)),
-                ("cost", lambda: section_cost(b)),
             )
         )
         chosen = {
@@ -824,7 +690,7 @@ def main(argv=None) -> int:
             f"chosen {key}: {describe(c)} ({'feasible' if ok else 'best trade-off, infeasible'})"
             for key, (c, ok) in b.chosen.items()
         ]
-        seeds = {"sampling": SAMPLE_SEED, "timing": TIMING_SEED}
+        seeds = {"sampling": SAMPLE_SEED}
         return finish(
             run,
             "guidance",

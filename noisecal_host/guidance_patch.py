@@ -1,15 +1,26 @@
 """Noise Awareness Guidance as a MODEL patch that chains with other packs.
 
 A post-CFG function (a list in ComfyUI: every pack's function runs, in the
-order the nodes were applied) evaluates the conditional branch once more
-with the network told another noise level, through `calc_cond_batch` as core
-PAG does, and adds the guidance term to what the earlier functions returned.
-The other level is set through the conditioning-level patch (which also
-chains with NoiseShift: the offset is applied to the level NoiseShift chose),
-so input scaling and the denoised estimate keep the trajectory's sigma.
+order the nodes were applied) adds the guidance term to what the earlier
+functions returned. Its extra branch is the conditional one with the network
+told another noise level, set through the conditioning-level patch (which
+also chains with NoiseShift: the offset is applied to the level NoiseShift
+chose), so input scaling and the denoised estimate keep the trajectory's sigma.
+
+Where the host has chaining patcher wrappers (ComfyUI 2025+), the extra branch
+rides in the step's own network call: a CALC_COND_BATCH wrapper appends the
+conditional entry once more to `conds` and keeps its output for the post-CFG
+function, and an APPLY_MODEL wrapper sets the other level on that entry's rows
+only (`cond_or_uncond` names them) and shows them to later wrappers and
+patches as conditional rows. Older hosts (and `batched=False`) get the extra
+branch from a separate `calc_cond_batch` call, as core PAG does. Never the
+single-slot `model_function_wrapper`: it would replace another pack's.
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 import comfy.samplers
 import torch
@@ -19,6 +30,7 @@ from . import conditioning_level, dropped_patch, family_support
 from .model_info import parameterization_of
 
 WHAT = "Noise Awareness Guidance"
+WRAPPER_KEY = "noise_calibration.guidance"
 
 
 def guidance_node_installed(model) -> bool:
@@ -45,43 +57,143 @@ def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.T
     return (sigma - (previous - current)).clamp(min=0)
 
 
-def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WHAT):
+def wrappers_available(model) -> bool:
+    """Whether the host chains CALC_COND_BATCH and APPLY_MODEL wrappers."""
+    try:
+        from comfy.patcher_extension import WrappersMP
+    except ImportError:  # November 2024 hosts
+        return False
+    kinds = ("CALC_COND_BATCH", "APPLY_MODEL")
+    return hasattr(model, "add_wrapper_with_key") and all(hasattr(WrappersMP, k) for k in kinds)
+
+
+class Step:
+    """One sampling step as ComfyUI passes it to calc_cond_batch and the post-CFG
+    functions (the same x, sigma and cond objects), what it decided (`guide`:
+    (settings, weight), or None) and the batched extra branch's output.
+    Weak references: a finished run's tensors are not kept alive."""
+
+    def __init__(self, x, sigma, cond, guide):
+        self.x, self.sigma = weakref.ref(x), weakref.ref(sigma)
+        self.cond_id = id(cond)
+        self.guide = guide
+        self.extra = None
+
+    def is_for(self, x, sigma, cond) -> bool:
+        return self.x() is x and self.sigma() is sigma and self.cond_id == id(cond)
+
+    def take_extra(self):
+        extra, self.extra = self.extra, None
+        return extra
+
+
+def on_chunks(fn, chunks: list[int], rows: int, total: int):
+    """A level function that applies fn to the rows of the given batch chunks only
+    (of a batch of `total` rows; a level of another shape passes through)."""
+
+    def level_fn(level):
+        if level.dim() != 1 or level.shape[0] != total:
+            return level
+        out = level.clone()
+        for i in chunks:
+            out[i * rows : (i + 1) * rows] = fn(level[i * rows : (i + 1) * rows])
+        return out
+
+    return level_fn
+
+
+def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WHAT, batched=None):
     """MODEL -> MODEL with guidance. settings_for: latent (h, w) -> settings or None
-    (no guidance at that size), for Apply; else `settings` everywhere."""
+    (no guidance at that size), for Apply; else `settings` everywhere. batched:
+    None = in the step's network call where the host allows, False = a separate call."""
     parameterization = parameterization_of(model)
     family_support.check(model, what)
     override = conditioning_level.LevelOverride()
     override.what = what  # whose guidance (Apply tells a guidance node's from its own)
     state: dict = {}
+    local = threading.local()  # per thread: the step in progress, the batch being run
 
-    def to_sigma_space(level_u_fn):
+    def decide(x, sigma, model_options):
+        current = settings if settings_for is None else settings_for(tuple(x.shape[-2:]))
+        if current is None or current.weight == 0:
+            return None
+        u = to_u(sigma, parameterization)
+        u_next = next_level(sigma, model_options, state)
+        weight = current.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
+        return (current, weight) if bool((weight != 0).any()) else None
+
+    def step_for(x, sigma, cond, model_options) -> tuple[Step, bool]:
+        """This step's record (decided once per step) and whether it is new."""
+        step = getattr(local, "step", None)
+        if step is not None and step.is_for(x, sigma, cond):
+            return step, False
+        local.step = Step(x, sigma, cond, decide(x, sigma, model_options))
+        return local.step, True
+
+    def other_level(current, x):
         def fn(level):
-            return from_u(level_u_fn(to_u(level, parameterization)), parameterization).to(level)
+            level_u = to_u(level, parameterization)
+            return from_u(current.other_level(level_u, x, parameterization), parameterization).to(
+                level
+            )
 
         return fn
 
+    def calc_cond_batch_wrapper(executor, model_, conds, x, sigma, model_options):
+        # sampling_function's call is [cond, uncond or None], the first of its step;
+        # others (PAG's [cond], our own fallback, dual-CFG's three, context windows)
+        # run as they are
+        own = len(conds) == 2 and conds[0] is not None
+        if not own or model_options.get("context_handler") is not None:
+            return executor(model_, conds, x, sigma, model_options)
+        step, new = step_for(x, sigma, conds[0], model_options)
+        if not new or step.guide is None:
+            return executor(model_, conds, x, sigma, model_options)
+        local.batch = (len(conds), other_level(step.guide[0], x))
+        try:
+            out = executor(model_, [*conds, conds[0]], x, sigma, model_options)
+        finally:
+            local.batch = None
+        step.extra = out[-1]
+        return out[:-1]
+
+    def apply_model_wrapper(
+        executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs
+    ):
+        options = transformer_options
+        batch = getattr(local, "batch", None)
+        labels = options.get("cond_or_uncond", [])
+        if batch is None or batch[0] not in labels:
+            return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        index, fn = batch
+        chunks = [i for i, label in enumerate(labels) if label == index]
+        # later wrappers and attention patches see our rows as what they are: cond rows
+        shown = {**options, "cond_or_uncond": [0 if label == index else label for label in labels]}
+        with override.active(on_chunks(fn, chunks, x.shape[0] // len(labels), x.shape[0])):
+            return executor(x, t, c_concat, c_crossattn, control, shown, **kwargs)
+
     def post_cfg(args):
-        denoised = args["denoised"]
-        x = args["input"]
-        current = settings if settings_for is None else settings_for(tuple(x.shape[-2:]))
-        if current is None or current.weight == 0:
+        denoised, x, sigma = args["denoised"], args["input"], args["sigma"]
+        step, _ = step_for(x, sigma, args["cond"], args["model_options"])
+        if step.guide is None:
             return denoised
-        sigma = args["sigma"]
-        u = to_u(sigma, parameterization)
-        u_next = next_level(sigma, args["model_options"], state)
-        weight = current.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
-        if not bool((weight != 0).any()):
-            return denoised
-        other_level = to_sigma_space(
-            lambda level_u: current.other_level(level_u, x, parameterization)
-        )
-        with override.active(other_level):
-            (other,) = comfy.samplers.calc_cond_batch(
-                args["model"], [args["cond"]], x, sigma, args["model_options"]
-            )
+        current, weight = step.guide
+        other = step.take_extra()
+        if other is None:  # no wrappers on this host, or the step's call was not ours
+            with override.active(other_level(current, x)):
+                (other,) = comfy.samplers.calc_cond_batch(
+                    args["model"], [args["cond"]], x, sigma, args["model_options"]
+                )
         return combine(denoised, args["cond_denoised"], other, x, weight, current.guard)
 
     patched = conditioning_level.patch_model(model, override)
     patched.set_model_sampler_post_cfg_function(post_cfg)
+    if batched is not False and wrappers_available(patched):
+        from comfy.patcher_extension import WrappersMP
+
+        patched.add_wrapper_with_key(
+            WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch_wrapper
+        )
+        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
     dropped_patch.watch(patched, override, what, "pass through")
     return patched

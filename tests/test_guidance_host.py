@@ -58,6 +58,25 @@ class Probe:
         self.pending.append((args[1].detach().clone(), output.detach().float().clone()))
 
 
+def batched_host(pack_module, model) -> bool:
+    """Whether the extra branch rides in the step's own network call on this host."""
+    return pack_module("noisecal_host.guidance_patch").wrappers_available(model)
+
+
+def extra_rows(step, regular_t):
+    """(t, output) of a step's rows not told the trajectory's level: the extra branch,
+    a separate call on old hosts, rows of the step's own call where wrappers chain."""
+    t = torch.cat([c[0].float().reshape(-1) for c in step["calls"]])
+    out = torch.cat([c[1] for c in step["calls"]])
+    regular = regular_t.float().reshape(-1)[0]
+    other = ~torch.isclose(t, regular, rtol=1e-6, atol=0.0)  # near sigma_max they differ little
+    return t[other], out[other]
+
+
+def regular_timestep(ms, sigma):
+    return ms.timestep(sigma).float()
+
+
 def settings(pack_module, **kw):
     base = dict(weight=0.7, mode="offset", offset=1.0, weight_schedule="constant", guard=1e9)
     return pack_module("noisecal.guidance").GuidanceSettings(**{**base, **kw})
@@ -73,7 +92,7 @@ def other_level(pack_module, ms, sigma, s):
 @pytest.mark.parametrize("order", ["other patch first", "guidance first"])
 def test_formula_on_captured_predictions_and_chaining(pack_module, tiny_model, cfg, order):
     apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
-    s = settings(pack_module)
+    s = settings(pack_module, offset=-1.0)  # a lower level: never clamped to the same t
     nudge = 0.01
     probe = Probe(tiny_model.patcher)
     model = tiny_model.patcher.clone()
@@ -94,11 +113,14 @@ def test_formula_on_captured_predictions_and_chaining(pack_module, tiny_model, c
     finally:
         probe.handle.remove()
     ms = tiny_model.patcher.get_model_object("model_sampling")
+    # cond (+ uncond) in one call, the other level in the same call or a second one
+    calls = 1 if batched_host(pack_module, model) else 2
     assert len(probe.steps) == 3
     for step in probe.steps:
-        t_other, v_other = step["calls"][-1]  # the extra branch is the last network call
-        assert len(step["calls"]) == 2  # cond (+ uncond) in one call, then the other level
+        assert len(step["calls"]) == calls
         sigma, x = step["sigma"], step["x"]
+        t_other, v_other = extra_rows(step, regular_timestep(ms, sigma))
+        assert t_other.shape[0] == x.shape[0]
         expected_level = other_level(pack_module, ms, sigma, s)
         if isinstance(ms, comfy.model_sampling.ModelSamplingDiscrete):
             cont = pack_module("noisecal_host.conditioning_level")._continuous_step
@@ -138,7 +160,9 @@ def test_outside_the_level_range_nothing_changes(pack_module, tiny_sd3):
         run(pack_module, model, tiny_sd3, 2.0, steps=4)
     finally:
         probe.handle.remove()
-    guided = [float(st["sigma"][0]) for st in probe.steps if len(st["calls"]) == 2]
+    ms = tiny_sd3.patcher.get_model_object("model_sampling")
+    extra = [extra_rows(st, regular_timestep(ms, st["sigma"]))[0] for st in probe.steps]
+    guided = [float(st["sigma"][0]) for st, t in zip(probe.steps, extra) if t.numel()]
     assert guided == [0.5]
     for st in probe.steps:
         if float(st["sigma"][0]) != 0.5:
@@ -187,3 +211,68 @@ def test_a_later_level_patch_keeps_the_guidance_branch(pack, pack_module, tiny_s
     expected = run(pack_module, guided, tiny_sd3, 2.0)
     assert not torch.equal(expected, run(pack_module, tiny_sd3.patcher, tiny_sd3, 2.0))
     assert torch.equal(run(pack_module, stacked, tiny_sd3, 2.0), expected)
+
+
+def count_calls(model, pack_module, tiny, cfg):
+    calls = []
+    net = model.model.diffusion_model
+    handle = net.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        out = run(pack_module, model, tiny, cfg)
+    finally:
+        handle.remove()
+    return out, len(calls)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 2.5])
+def test_batched_extra_branch_matches_a_separate_call(pack_module, tiny_model, cfg):
+    """Where the host chains wrappers the extra branch rides in the step's own call
+    (one network call per step); the samples are those of a separate call."""
+    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    s = settings(pack_module)
+    separate, separate_calls = count_calls(
+        apply_guidance(tiny_model.patcher, s, batched=False), pack_module, tiny_model, cfg
+    )
+    batched = apply_guidance(tiny_model.patcher, s)
+    out, calls = count_calls(batched, pack_module, tiny_model, cfg)
+    assert separate_calls == 2 * 3
+    assert calls == (3 if batched_host(pack_module, batched) else 2 * 3)
+    # the same math on a larger batch: float rounding only
+    assert (out - separate).abs().max() <= 1e-5 * separate.abs().max()
+
+
+def test_batched_branch_chains_with_other_packs_wrappers(pack_module, tiny_sd3):
+    """Another pack's CALC_COND_BATCH and APPLY_MODEL wrappers still run on every call,
+    the guidance rows included, whichever was added first."""
+    if not batched_host(pack_module, tiny_sd3.patcher):
+        pytest.skip("this ComfyUI has no patcher wrappers (before 2025): nothing to chain")
+    from comfy.patcher_extension import WrappersMP
+
+    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    s = settings(pack_module)
+    seen = {"batches": 0, "rows": 0}
+
+    def other_batch(executor, model, conds, x, sigma, model_options):
+        seen["batches"] += 1
+        return executor(model, conds, x, sigma, model_options)
+
+    def other_apply(executor, x, t, c_concat, c_crossattn, control, options, **kwargs):
+        seen["rows"] += x.shape[0]
+        return executor(x, t, c_concat, c_crossattn, control, options, **kwargs) + 0.01
+
+    def with_other(model):
+        model = model.clone()
+        model.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, "other pack", other_batch)
+        model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "other pack", other_apply)
+        return model
+
+    expected = run(
+        pack_module, apply_guidance(with_other(tiny_sd3.patcher), s, batched=False), tiny_sd3, 2.5
+    )
+    for model in (
+        apply_guidance(with_other(tiny_sd3.patcher), s),
+        with_other(apply_guidance(tiny_sd3.patcher, s)),
+    ):
+        seen.update(batches=0, rows=0)
+        assert torch.allclose(run(pack_module, model, tiny_sd3, 2.5), expected, atol=1e-4)
+        assert seen == {"batches": 3, "rows": 3 * 3 * 2}  # 3 steps of cond, uncond, other
