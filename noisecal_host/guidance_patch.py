@@ -141,10 +141,14 @@ def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WH
 
     def calc_cond_batch_wrapper(executor, model_, conds, x, sigma, model_options):
         # sampling_function's call is [cond, uncond or None], the first of its step;
-        # others (PAG's [cond], our own fallback, dual-CFG's three, context windows)
-        # run as they are
+        # others (PAG's [cond], our own fallback, dual-CFG's three) run as they are,
+        # as do context windows and multi-GPU (its pool threads would not see
+        # this thread's batch: the post-CFG function makes the separate call)
         own = len(conds) == 2 and conds[0] is not None
-        if not own or model_options.get("context_handler") is not None:
+        split = (
+            model_options.get("context_handler") is not None or "multigpu_clones" in model_options
+        )
+        if not own or split:
             return executor(model_, conds, x, sigma, model_options)
         step, new = step_for(x, sigma, conds[0], model_options)
         if not new or step.guide is None:
