@@ -19,10 +19,13 @@ pseudo level 1.0 (the level the network was trained with), weight schedule
 returns cond + w (cond - cond at the pseudo level) = (w + 1) D(x | t) - w D(x | pseudo),
 the paper's mix in denoised space (the node's guard, which limits the term's
 RMS to that of the step D - x per sample, stays as shipped). w = 0 is plain
-sampling (the node returns the model unchanged).
+sampling (the node returns the model unchanged). "Uncapped": the same mix with
+the guard off (``apply_guidance`` with guard 1e9), the paper's mix exactly, at
+the target's step counts.
 
 Cells: w in {0, 0.5, 1, 2, 4} x Euler 8, 20, 50 ("simple") at N = 32 (= M)
-and N = 16 (= M/2); every cell shares the sampling seed. Metrics and floors:
+and N = 16 (= M/2), and uncapped w in {0.5, 1, 2, 4} x Euler 8, 20; every
+cell shares the sampling seed. Metrics and floors:
 ``bench/dead_leaves.py``'s ``TrueSets`` (patch SWD and edge statistic on the
 images, spectral FD on the latents, each against a true set of the same size;
 floor = the same metric for a second independent true set). Cost: the wall
@@ -43,6 +46,8 @@ from bench.lib.host import node_class
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import SAMPLE_SEED
+from noise_calibration.noisecal.guidance import GuidanceSettings
+from noise_calibration.noisecal_host import guidance_patch
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 
 PSEUDO_LEVEL = 1.0  # the network's training pseudo level (sigma 1.0, timestep 1000)
@@ -51,6 +56,8 @@ STEPS = (8, 20, 50)
 SAMPLER = "euler"
 TARGET = 0.8  # best w's SWD at most 0.8x plain (a 20% improvement) at 8 or 20 steps, N = M
 TARGET_STEPS = (8, 20)
+UNCAPPED = 1e9  # guard: the term's RMS may be 1e9x the step's, i.e. never cut
+GUARDS = ("capped", "uncapped")
 METRICS = (("swd", "patch SWD"), ("edge", "edge W1"), ("fd", "spectral FD"))
 
 FULL = {"ns": (32, 16), "samples": {32: 32, 16: 64}}
@@ -65,12 +72,25 @@ def guided(model, w: float):
     return patched
 
 
+def uncapped(model, w: float):
+    """The paper's mix exactly: pseudo-level mode at weight w with the guard off."""
+    s = GuidanceSettings(
+        weight=w,
+        mode="pseudo-level",
+        pseudo_level=PSEUDO_LEVEL,
+        weight_schedule="constant",
+        guard=UNCAPPED,
+    )
+    return guidance_patch.apply_guidance(model, s)
+
+
 class Bench:
     def __init__(self, run: Run):
         self.run = run
         self.model, self.load_s = load(M_FILE)
         self.positive = zero_conditioning(self.model)
-        self.patched = {w: guided(self.model, w) for w in WEIGHTS}
+        self.patched = {("capped", w): guided(self.model, w) for w in WEIGHTS}
+        self.patched |= {("uncapped", w): uncapped(self.model, w) for w in WEIGHTS if w}
         self.cells: list[dict] = []
 
 
@@ -84,28 +104,34 @@ def section_n(b: Bench, n: int) -> None:
         flush=True,
     )
     for steps in STEPS:
-        for w in WEIGHTS:
+        for guard, w in b.patched:
+            if guard == "uncapped" and steps not in TARGET_STEPS:
+                continue
             t1 = time.perf_counter()
-            out = sample(b.patched[w], b.positive, n, count, SAMPLER, steps)
+            out = sample(b.patched[guard, w], b.positive, n, count, SAMPLER, steps)
             wall = time.perf_counter() - t1
-            cell = {"N": n, "steps": steps, "w": w, "samples": count, "sampling_s": wall}
+            cell = {"N": n, "steps": steps, "w": w, "guard": guard}
+            cell |= {"samples": count, "sampling_s": wall}
             cell.update(truth.measure(out))
             cell["floor"] = truth.floors
             b.cells.append(cell)
             print(
-                f"N = {n} euler {steps} w {w:g}: "
+                f"N = {n} euler {steps} w {w:g} {guard}: "
                 + " ".join(f"{k} {cell[k]:.5f}" for k, _ in METRICS)
                 + f" ({wall:.1f} s)",
                 flush=True,
             )
 
 
-def cell(b: Bench, n: int, steps: int, w: float) -> dict:
-    return next(c for c in b.cells if (c["N"], c["steps"], c["w"]) == (n, steps, w))
+def cell(b: Bench, n: int, steps: int, w: float, guard: str = "capped") -> dict:
+    if w == 0:
+        guard = "capped"  # plain: the node returns the model unchanged
+    key = (n, steps, w, guard)
+    return next(c for c in b.cells if (c["N"], c["steps"], c["w"], c["guard"]) == key)
 
 
-def best_w(b: Bench, n: int, steps: int, key: str = "swd") -> float:
-    return min(WEIGHTS, key=lambda w: cell(b, n, steps, w)[key])
+def best_w(b: Bench, n: int, steps: int, key: str = "swd", guard: str = "capped") -> float:
+    return min(WEIGHTS, key=lambda w: cell(b, n, steps, w, guard)[key])
 
 
 def tables(b: Bench) -> None:
@@ -129,6 +155,7 @@ def tables(b: Bench) -> None:
             + ["best w", "best/plain", "floor"],
             rows,
         )
+    uncapped_tables(b)
     rows = []
     for n in b.run.cfg["ns"]:
         for steps in STEPS:
@@ -146,16 +173,45 @@ def tables(b: Bench) -> None:
     )
 
 
+def uncapped_tables(b: Bench) -> None:
+    """Every metric of the uncapped mix next to the capped one, at the target's steps."""
+    guided = [w for w in WEIGHTS if w]
+    for key, name in METRICS:
+        rows = []
+        for n in b.run.cfg["ns"]:
+            for steps in TARGET_STEPS:
+                plain = cell(b, n, steps, 0.0)[key]
+                row = [n, f"{SAMPLER} {steps}", fmt(plain)]
+                for guard in GUARDS:
+                    row += [fmt(cell(b, n, steps, w, guard)[key]) for w in guided]
+                bw = best_w(b, n, steps, key, "uncapped")
+                row += [f"{bw:g}", f"{cell(b, n, steps, bw, 'uncapped')[key] / plain:.2f}"]
+                rows.append(row)
+        print_table(
+            f"{name}: the node's capped mix against the uncapped one (guard off, the paper's "
+            "mix exactly)",
+            ["N", "cell", "plain"]
+            + [f"{g[:3]} w={w:g}" for g in GUARDS for w in guided]
+            + ["uncapped best w", "best/plain"],
+            rows,
+        )
+
+
+def best_at_m(b: Bench, steps: int) -> tuple[str, float, float]:
+    """(guard, w, SWD / plain) of the lowest SWD at N = M over both mixes."""
+    m = max(b.run.cfg["ns"])
+    plain = cell(b, m, steps, 0.0)["swd"]
+    options = [(g, w) for g in GUARDS for w in WEIGHTS]
+    g, w = min(options, key=lambda gw: cell(b, m, steps, gw[1], gw[0])["swd"])
+    return g, w, cell(b, m, steps, w, g)["swd"] / plain
+
+
 def verdicts(b: Bench) -> None:
     m = max(b.run.cfg["ns"])
-    results = {}
-    for steps in TARGET_STEPS:
-        bw = best_w(b, m, steps)
-        r = cell(b, m, steps, bw)["swd"] / cell(b, m, steps, 0.0)["swd"]
-        results[steps] = (bw, r)
-    hit = [s for s, (_, r) in results.items() if r <= TARGET]
+    results = {steps: best_at_m(b, steps) for steps in TARGET_STEPS}
+    hit = [s for s, (_, _, r) in results.items() if r <= TARGET]
     text = "; ".join(
-        f"euler {s}: best w {bw:g}, SWD {r:.2f}x plain" for s, (bw, r) in results.items()
+        f"euler {s}: best w {w:g} ({g}), SWD {r:.2f}x plain" for s, (g, w, r) in results.items()
     )
     b.run.check(
         bool(hit),
@@ -163,7 +219,9 @@ def verdicts(b: Bench) -> None:
         f"({text}; met at: {', '.join(f'euler {s}' for s in hit) or 'none'})",
     )
     ratios = [
-        c["sampling_s"] / cell(b, c["N"], c["steps"], 0.0)["sampling_s"] for c in b.cells if c["w"]
+        c["sampling_s"] / cell(b, c["N"], c["steps"], 0.0)["sampling_s"]
+        for c in b.cells
+        if c["w"] and c["guard"] == "capped"
     ]
     b.run.data["cost_ratio_median"] = statistics.median(ratios)
     print(
