@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/schedules.py            # full run (about 5 minutes, 2 cores)
+    .venv/bin/python bench/schedules.py            # full run (about 11 minutes, 2 cores)
     .venv/bin/python bench/schedules.py --quick    # smoke run (< 1 minute)
     .venv/bin/python bench/schedules.py --out DIR  # plots + JSON go to DIR (default out/bench)
 
@@ -13,7 +13,11 @@ Setup (docs/design.md sections 2.4 and 5). The exact-denoiser testbed "trained" 
 (shift 1, sigma range [0.001, 1]), sampled at N = M and N = M/2 (there the
 model is mismatched, "pixel" variant). The spectrum is the RAPSD
 (``noisecal.spectra.rapsd``) of 64 calibration fields at N; the schedule is
-``noisecal.spectral_schedule.spectral_sigmas`` with the model's sigma range.
+``noisecal.spectral_schedule.spectral_sigmas`` with the model's sigma range and
+its default start (``DEFAULT_START``, "model maximum": the first level is the
+model's largest sigma); the default variant with start "spectral bound" (the
+first level where the strongest frequency is just drowned, the schedule's
+earlier behaviour) is shown beside it.
 Core schedules come from ``comfy.samplers.calculate_sigmas(model_sampling,
 name, steps)``; every schedule runs through ComfyUI's SamplerCustom path
 (``comfy.sample.sample_custom`` with a SIGMAS tensor).
@@ -31,22 +35,36 @@ Sections:
 1. FD at 4, 6, 8, 12, 16, 32 steps with euler and dpmpp_2m (the benchmark's
    second-order sampler; heun is reported as well, without targets): the six
    core schedulers, the four spectral variants (default first), the default
-   with per-seed schedules (16 seeds, FD of the mixed samples, closed form) and the
-   FD-optimal "oracle" schedule. Oracle: the interior sigmas (and the first
-   one, sigma_0 in [0.05, 0.9999]) optimized directly with L-BFGS-B on the
-   closed-form FD (the same gains computed in float64 from the sampler's
-   update rules; monotone by construction: sigma_0 then softplus decrements of
-   logit(sigma)), started from the best core schedule, "simple" and the
-   default spectral schedule, then re-evaluated through ComfyUI. An oracle no
-   user has: it is tuned on the true FD of this very model. "gap closed" =
-   (FD best core - FD default) / (FD best core - FD oracle).
+   variant with the spectral-bound start, the default with per-seed schedules
+   (16 seeds, FD of the mixed samples, closed form) and the FD-optimal "oracle"
+   schedule. Oracle: the interior sigmas (and the first one, sigma_0 in
+   [0.05, 0.9999]) optimized directly with L-BFGS-B on the closed-form FD (the
+   same gains computed in float64 from the sampler's update rules; monotone by
+   construction: sigma_0 then softplus decrements of logit(sigma)), started
+   from the best core schedule, "simple" and the default variant from both
+   starts, then re-evaluated through ComfyUI. An oracle no user has: it is
+   tuned on the true FD of this very model. "gap closed" = (FD best core - FD
+   default) / (FD best core - FD oracle).
 2. Sampled FD (512 samples) against the exact FD, with the estimator's floor,
    for the default and the best core schedule at 4, 8 and 32 steps.
 3. Selection: variants and thresholds over the benchmark spectra and four
-   held-out spectra (closed-form FD, N = M and M/2): how the default was
-   chosen.
+   held-out spectra (closed-form FD, N = M and M/2), with the default start:
+   how the default was chosen (with the spectral-bound start, its start then).
 4. Properties: the schedule under a shifted model (SD3's shift 3) and the
    cost of computing RAPSD and sigmas.
+5. The trained reference network (``models/reference/sd3_gaussian_field_m32``,
+   an SD3 MMDiT trained on the f0 = 3, alpha = 2.5 field, 16 channels, at
+   M = 32; loaded by ``bench/lib/reference.py`` with its shift 3 and zero
+   conditioning): FD of 96 samples (SamplerCustom, then ``process_latent_in``)
+   at N = 32 and 16 with euler 8 and 20, heun 10 and dpmpp_2m 8 steps, for
+   "simple" and the default variant from each start, with the FD noise floor.
+   The spectrum is the RAPSD of 64 field samples at N (what the Calibrate node
+   stores for them: ``rapsd(process_latent_in(latents))``). On this network the
+   exact FD does not exist, so the estimator's floor is printed.
+
+Targets: T1-T3 (section 1, on the default start), T4 (run time), T5
+(section 2), T6 (section 5: the default below simple in every cell) and T7
+(section 5: the default start at least as good as the spectral-bound start).
 
 Seeds: calibration fields 1001 (``sample_field``), sampled FD 3003, per-seed
 schedules 0..15 (``bench/lib/seeds.py``). Shared helpers: ``bench/lib/``.
@@ -74,7 +92,7 @@ import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 
-from bench.lib import testbed
+from bench.lib import reference, testbed
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
@@ -87,6 +105,8 @@ from noise_calibration.noisecal.testing.testbed import ExactDenoiser, FieldSpect
 from noise_calibration.noisecal_host.testing import sampling, testbed_model
 
 CORE = ("simple", "normal", "karras", "exponential", "sgm_uniform", "beta")
+BOUND_START = "spectral bound"  # the other start, shown beside the default (ss.STARTS)
+DEFAULT_SPECTRAL = f"{ss.DEFAULT_VARIANT}, {ss.DEFAULT_START}"  # the default schedule, in verdicts
 TARGET_SAMPLERS = ("euler", "dpmpp_2m")
 FEW_STEPS = 8  # T1 (and the selection's "few"): at most this many steps
 LONG_STEPS = 32  # T2: this many steps
@@ -114,6 +134,11 @@ FULL = {
     "sweep_steps": [4, 6, 8, 32],
     "sweep_thresholds": [(0.03, 30.0), (0.1, 10.0), (0.3, 3.0)],
     "sweep_exponents": [0.0, 1.0, 2.0],
+    "reference": {
+        "resolutions": [M, M // 2],
+        "cells": [("euler", 8), ("euler", 20), ("heun", 10), ("dpmpp_2m", 8)],
+        "samples": 96,
+    },
 }
 QUICK = {
     **FULL,
@@ -130,6 +155,7 @@ QUICK = {
     "sweep_steps": [4, 32],
     "sweep_thresholds": [(0.1, 10.0)],
     "sweep_exponents": [0.0, 2.0],
+    "reference": {"resolutions": [M, M // 2], "cells": [("euler", 8)], "samples": 32},
 }
 
 
@@ -294,7 +320,7 @@ def core_sigmas(model, name: str, steps: int):
     return comfy.samplers.calculate_sigmas(ms, name, steps).to(torch.float32)
 
 
-def spectral(cell: Cell, steps: int, variant: str, seed=None):
+def spectral(cell: Cell, steps: int, variant: str, seed=None, start: str = ss.DEFAULT_START):
     """The spectral schedule of the cell's calibration spectrum in the model's range."""
     return ss.spectral_sigmas(
         cell.stats,
@@ -303,6 +329,7 @@ def spectral(cell: Cell, steps: int, variant: str, seed=None):
         variant=variant,
         sigma_range=sigma_range(cell.model),
         seed=seed,
+        start=start,
     )
 
 
@@ -415,11 +442,14 @@ def fd_case(b: Bench, cell: Cell, sampler: str, steps: int) -> dict:
     core = {name: b.checked_fd(cell, sig, sampler) for name, sig in core_sig.items()}
     spec_sig = {v: spectral(cell, steps, v) for v in ss.VARIANTS}
     spec = {v: b.checked_fd(cell, sig, sampler) for v, sig in spec_sig.items()}
+    bound_sig = spectral(cell, steps, ss.DEFAULT_VARIANT, start=BOUND_START)
+    fd_bound = b.checked_fd(cell, bound_sig, sampler)
     per_seed = [spectral(cell, steps, ss.DEFAULT_VARIANT, seed=k) for k in range(b.cfg["seeds"])]
     best = min(core, key=core.get)
     oracle = None
     if sampler in b.cfg["oracle_samplers"]:
-        oracle = oracle_case(b.cfg, cell, sampler, oracle_starts(core_sig, spec_sig, best))
+        starts = oracle_starts(core_sig, spec_sig, bound_sig, best)
+        oracle = oracle_case(b.cfg, cell, sampler, starts)
     fd_def = spec[ss.DEFAULT_VARIANT]
     fd_oracle = None if oracle is None else oracle["fd"]
     return {
@@ -434,11 +464,14 @@ def fd_case(b: Bench, cell: Cell, sampler: str, steps: int) -> dict:
         "best_core": best,
         "fd_best_core": core[best],
         "ratio_best_core": fd_def / core[best],
+        "fd_bound": fd_bound,
+        "ratio_bound_best_core": fd_bound / core[best],
         "fd_oracle": fd_oracle,
         "fd_oracle_closed_form": None if oracle is None else oracle["fd_closed_form"],
         "gap_closed_vs_best_core": gap_to_oracle(core[best], fd_def, fd_oracle),
         "gap_closed_vs_simple": gap_to_oracle(core["simple"], fd_def, fd_oracle),
         "sigmas_default": spec_sig[ss.DEFAULT_VARIANT].tolist(),
+        "sigmas_bound": bound_sig.tolist(),
         "sigmas_variants": {k: v.tolist() for k, v in spec_sig.items()},
         "sigmas_core": {k: v.tolist() for k, v in core_sig.items()},
         "sigmas_oracle": None if oracle is None else oracle["sigmas"].tolist(),
@@ -446,9 +479,10 @@ def fd_case(b: Bench, cell: Cell, sampler: str, steps: int) -> dict:
     }
 
 
-def oracle_starts(core_sig: dict, spec_sig: dict, best: str) -> list:
-    """The oracle starts from the best core schedule, the default spectral one and simple."""
-    starts = [core_sig[best], spec_sig[ss.DEFAULT_VARIANT]]
+def oracle_starts(core_sig: dict, spec_sig: dict, bound_sig, best: str) -> list:
+    """The oracle starts from the best core schedule, the default spectral one, the
+    default variant at the spectral-bound start and simple."""
+    starts = [core_sig[best], spec_sig[ss.DEFAULT_VARIANT], bound_sig]
     if best != "simple":
         starts.append(core_sig["simple"])
     return starts
@@ -470,10 +504,11 @@ def fd_tables(b: Bench, cases: list[dict], cells: list[dict]) -> None:
     variants_table(b.cfg, cases)
     bounds_table(cells)
     print(
-        "(def/best = FD default / FD of the best core scheduler in that row; gap best, gap\n"
-        " simple = share of the way from that scheduler's FD to the oracle's that the default\n"
-        " goes (negative: worse than the scheduler). At N = M/2 the model is mismatched: its\n"
-        " own error dominates the FD and does not shrink with more steps, see Table 3)\n"
+        "(def/best, bnd/best = FD default, bound / FD of the best core scheduler in that row;\n"
+        " gap best, gap simple = share of the way from that scheduler's FD to the oracle's that\n"
+        " the default goes (negative: worse than the scheduler). At N = M/2 the model is\n"
+        " mismatched: its own error dominates the FD and does not shrink with more steps,\n"
+        " see Table 3)\n"
     )
     if b.agreement:
         print(
@@ -485,14 +520,16 @@ def fd_tables(b: Bench, cases: list[dict], cells: list[dict]) -> None:
 def fd_table(sampler: str, cases: list[dict]) -> None:
     rows = [
         [c["spectrum"], c["N"], c["steps"], *(fmt(c["core"][k]) for k in CORE)]
-        + [fmt(c["fd_default"]), f"{c['ratio_best_core']:.3f}", fmt(c["fd_oracle"])]
+        + [fmt(c["fd_default"]), f"{c['ratio_best_core']:.3f}"]
+        + [fmt(c["fd_bound"]), f"{c['ratio_bound_best_core']:.3f}", fmt(c["fd_oracle"])]
         + [pct0(c["gap_closed_vs_best_core"]), pct0(c["gap_closed_vs_simple"])]
         for c in cases
     ]
     print_table(
-        f"Table 1 ({sampler}): exact FD to the true field; default = '{ss.DEFAULT_VARIANT}'",
-        ["spectrum", "N", "steps", *CORE, "default", "def/best", "oracle", "gap best"]
-        + ["gap simple"],
+        f"Table 1 ({sampler}): exact FD to the true field; default = '{ss.DEFAULT_VARIANT}', "
+        f"start '{ss.DEFAULT_START}'; bound = '{ss.DEFAULT_VARIANT}', start '{BOUND_START}'",
+        ["spectrum", "N", "steps", *CORE, "default", "def/best", "bound", "bnd/best"]
+        + ["oracle", "gap best", "gap simple"],
         rows,
     )
 
@@ -556,6 +593,7 @@ def judge_fd_case(run: Run, c: dict) -> None:
             f"{c['best_core']} {c['fd_best_core']:.5f} (ratio {c['ratio_best_core']:.3f})"
             + (f"; not below {', '.join(losers)}" if losers else "")
             + f"; gap to oracle closed {pct0(c['gap_closed_vs_best_core'])}"
+            + f"; spectral-bound start {c['fd_bound']:.5f} ({c['ratio_bound_best_core']:.3f})"
             + " (target: below every core scheduler)",
         )
     if c["steps"] == LONG_STEPS:
@@ -563,7 +601,8 @@ def judge_fd_case(run: Run, c: dict) -> None:
             c["ratio_best_core"] <= 1.05,
             f"T2 {name}: {default} FD {c['fd_default']:.6f} vs best core "
             f"{c['best_core']} {c['fd_best_core']:.6f} (ratio {c['ratio_best_core']:.3f}, "
-            "target <= 1.05)",
+            f"target <= 1.05); spectral-bound start {c['fd_bound']:.6f} "
+            f"({c['ratio_bound_best_core']:.3f})",
         )
 
 
@@ -831,7 +870,8 @@ def shift_table(sp, cases: list[dict]) -> None:
     print(
         "(the spectral levels are absolute: a shift changes the model's range and its\n"
         f" timestep map, not the schedule; shift {SHIFTS[1]:g} gives the same sigmas here "
-        "because the\n bounds lie inside both ranges)\n"
+        "because both\n ranges end at 1, where the default start puts the first level, and the "
+        "lower bound\n lies inside both)\n"
     )
 
 
@@ -867,6 +907,125 @@ def print_cost(cost: dict) -> None:
         f"{rapsd:.1f} ms; spectral_sigmas {few} steps {sig_few:.2f} ms; {many} steps with a "
         f"seed {sig_many:.2f} ms\n"
     )
+
+
+# --------------------------------------------------------------------------- 5. reference
+
+
+def section_reference(b: Bench) -> None:
+    print_section("5. Trained reference network: sampled FD of the two starts against simple")
+    cfg = b.cfg["reference"]
+    r = reference.load()
+    print(
+        f"reference network loaded in {r.load_s:.1f} s (shift {r.ref.shift:g}, sigma range "
+        f"[{sigma_range(r.model)[0]:.4f}, {sigma_range(r.model)[1]:.4f}], data "
+        f"{spectrum_name(r.ref.spectrum)}, {r.ref.spectrum.channels} channels, "
+        f"M = {r.ref.train_res})",
+        flush=True,
+    )
+    out = []
+    for n in cfg["resolutions"]:
+        stats = calibration_stats(r.ref.spectrum, n, b.cfg["cal_count"])
+        floor = testbed.floor(r.ref.spectrum, n, cfg["samples"])
+        for sampler, steps in cfg["cells"]:
+            out.append(reference_case(r, stats, n, sampler, steps, cfg["samples"], floor))
+    b.run.data["reference"] = out
+    reference_tables(cfg, out)
+    judge_reference(b.run, out)
+
+
+def reference_schedules(model, stats, steps: int) -> dict:
+    """simple, and the default variant from each start, in the model's (shift 3) range."""
+    rng = sigma_range(model)
+    sched = {"simple": core_sigmas(model, "simple", steps)}
+    for start in (ss.DEFAULT_START, BOUND_START):
+        sched[start] = ss.spectral_sigmas(stats, steps, sigma_range=rng, start=start)
+    return sched
+
+
+def reference_fd(r, sigmas, n: int, sampler: str, count: int) -> float:
+    """FD of `count` SamplerCustom samples (seed SAMPLE_SEED) of the reference network to
+    its training field at N = n (through the SD3 latent format first)."""
+    model = r.model
+    lat = sampling.empty_latent(model, n, n, count)
+    out = sampling.sample_with_sigmas(
+        model, lat, r.positive, sigmas, seed=SAMPLE_SEED, sampler_name=sampler
+    )
+    out = model.model.process_latent_in(out)
+    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
+
+
+def reference_case(r, stats, n: int, sampler: str, steps: int, count: int, floor: float):
+    t0 = time.perf_counter()
+    sched = reference_schedules(r.model, stats, steps)
+    fd = {k: reference_fd(r, sig, n, sampler, count) for k, sig in sched.items()}
+    case = {
+        "N": n,
+        "sampler": sampler,
+        "steps": steps,
+        "samples": count,
+        "fd": fd,
+        "ratio_to_simple": {k: v / fd["simple"] for k, v in fd.items()},
+        "floor": floor,
+        "sigmas": {k: v.tolist() for k, v in sched.items()},
+        "seconds": time.perf_counter() - t0,
+    }
+    print(
+        f"  N={n} {sampler} {steps}: "
+        + ", ".join(f"{k} {v:.5f}" for k, v in fd.items())
+        + f" ({case['seconds']:.0f} s)",
+        flush=True,
+    )
+    return case
+
+
+def reference_tables(cfg: dict, out: list[dict]) -> None:
+    names = ("simple", ss.DEFAULT_START, BOUND_START)
+    rows = [
+        [c["N"], c["sampler"], c["steps"], *(fmt(c["fd"][k]) for k in names)]
+        + [f"{c['ratio_to_simple'][k]:.3f}" for k in names[1:]]
+        + [fmt(c["floor"])]
+        for c in out
+    ]
+    print_table(
+        f"Table 7: reference network (trained at M = {M}, shift 3), FD of {cfg['samples']} "
+        f"samples (seed {SAMPLE_SEED}): simple and the '{ss.DEFAULT_VARIANT}' schedule "
+        "from each start",
+        ["N", "sampler", "steps", "simple", "model max", "bound", "max/simple", "bnd/simple"]
+        + ["floor"],
+        rows,
+    )
+    rows = [
+        [c["N"], k, " ".join(f"{v:.3f}" for v in c["sigmas"][k])]
+        for c in out
+        if (c["sampler"], c["steps"]) == ("euler", SHOWN_STEPS)
+        for k in names
+    ]
+    if rows:
+        print_table(
+            f"Table 8: the {SHOWN_STEPS}-step schedules of Table 7",
+            ["N", "schedule", "sigmas"],
+            rows,
+        )
+
+
+def judge_reference(run: Run, out: list[dict]) -> None:
+    """T6: the default below simple; T7: the default start at least as good as the
+    spectral-bound start; each cell of Table 7."""
+    for c in out:
+        fd = c["fd"]
+        default, bound = fd[ss.DEFAULT_START], fd[BOUND_START]
+        name = f"reference N={c['N']} {c['sampler']} {c['steps']} steps"
+        run.check(
+            default < fd["simple"],
+            f"T6 {name}: {DEFAULT_SPECTRAL} FD {default:.5f} vs simple {fd['simple']:.5f} "
+            f"(ratio {default / fd['simple']:.3f}; floor {c['floor']:.5f}; target: below simple)",
+        )
+        run.check(
+            default <= bound,
+            f"T7 {name}: start '{ss.DEFAULT_START}' FD {default:.5f} vs '{BOUND_START}' "
+            f"{bound:.5f} (ratio {default / bound:.3f}; target <= 1)",
+        )
 
 
 # --------------------------------------------------------------------------- plots
@@ -926,6 +1085,8 @@ def plot_fd_panel(plt, ax, rows) -> None:
         ax.plot(steps, core, color=colors(k), lw=1, marker=".", label=name)
     default = [c["fd_default"] for c in rows]
     ax.plot(steps, default, color="k", lw=2.2, marker="o", label=f"spectral ({ss.DEFAULT_VARIANT})")
+    bound = [c["fd_bound"] for c in rows]
+    ax.plot(steps, bound, color="0.5", lw=1.6, marker="o", ms=3, label=f"spectral, {BOUND_START}")
     if rows and rows[0]["fd_oracle"] is not None:
         oracle = [c["fd_oracle"] for c in rows]
         ax.plot(steps, oracle, color="k", ls="--", lw=1, label="oracle (FD-optimal)")
@@ -955,6 +1116,7 @@ def plot_schedules_panel(plt, ax, c: dict) -> None:
     for v, ls in zip(ss.VARIANTS, ("-", "-.", ":", "--"), strict=False):
         lw = 2 if v == ss.DEFAULT_VARIANT else 1
         ax.plot(c["sigmas_variants"][v], color="k", lw=lw, ls=ls, label=f"spectral {v}")
+    ax.plot(c["sigmas_bound"], color="0.5", lw=1.5, label=f"spectral, {BOUND_START}")
     if c["sigmas_oracle"] is not None:
         ax.plot(c["sigmas_oracle"], color="m", lw=1.5, ls="--", label=f"oracle ({c['sampler']})")
     ax.set_title(f"{c['spectrum']}, N={c['N']}: {c['steps']} steps", fontsize=9)
@@ -991,6 +1153,7 @@ def main(argv=None) -> int:
             ("sampled", lambda: section_sampled(b)),
             ("selection", lambda: section_selection(b)),
             ("properties", lambda: section_properties(b)),
+            ("reference", lambda: section_reference(b)),
         )
     )
     defaults = {
@@ -999,6 +1162,7 @@ def main(argv=None) -> int:
         "snr_high": ss.DEFAULT_SNR_HIGH,
         "reference_steps": ss.REFERENCE_STEPS,
         "threshold_exponent": ss.THRESHOLD_EXPONENT,
+        "start": ss.DEFAULT_START,
     }
 
     def time_target(total):
