@@ -17,7 +17,9 @@ diffusion model. Guidance through the pack's node, which puts the extra
 branch in the step's own network call where the host chains patcher wrappers
 (ComfyUI 2025+); there the same guidance as a separate call
 (``apply_guidance(..., batched=False)``, what older hosts run) is timed next
-to it. Quality is not measured here: ``bench/guidance.py``.
+to it. Section 2 times the bare network (``apply_model``) on one call of all
+rows against two calls, what batching can save before any sampler. Quality
+is not measured here: ``bench/guidance.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
@@ -203,11 +207,69 @@ def section_cost(run: Run) -> None:
     run.data["cost"] = cases
 
 
+def network_rows(name: str, o: dict) -> dict:
+    """The bare network (apply_model): one call of 3 x batch rows against calls of
+    2 x batch and batch rows, what batching the extra branch changes, interleaved."""
+    tm = MODELS[name]()
+    net = tm.patcher.model
+    rows = 3 * o["batch"]
+    (context, extras), *_ = tm.conditioning(rows)
+    inputs = {"c_crossattn": context}
+    if "pooled_output" in extras:
+        inputs["y"] = extras["pooled_output"]
+    if name == "tiny flux":
+        inputs["guidance"] = torch.full((rows,), 3.5)
+    x = torch.randn(rows, net.latent_format.latent_channels, o["latent"], o["latent"])
+    sigma = torch.full((rows,), 0.5)
+
+    def call(n: int):
+        net.apply_model(x[:n], sigma[:n], **{k: v[:n] for k, v in inputs.items()})
+
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    one, two = [], []
+    with torch.no_grad():
+        for _ in range(o["warmup"]):
+            call(rows), call(2 * o["batch"]), call(o["batch"])
+        for _ in range(o["repeats"]):
+            one.append(timed(lambda: call(rows)))
+            two.append(timed(lambda: (call(2 * o["batch"]), call(o["batch"]))))
+    a, b = statistics.median(one), statistics.median(two)
+    return {"model": name, "one_call_s": a, "two_calls_s": b, "ratio": a / b}
+
+
+def section_rows(run: Run) -> None:
+    o = run.cfg
+    print_section("2. The network alone: one call of all rows against two calls")
+    cases = [network_rows(name, o) for name in ("tiny sd3", "tiny flux")]
+    b = o["batch"]
+    print_table(
+        f"Table 2: apply_model wall time, median of {o['repeats']} interleaved repeats "
+        f"({o['latent']}x{o['latent']} latent)",
+        ["model", f"one call, {3 * b} rows (ms)", f"calls of {2 * b} + {b} rows (ms)", "ratio"],
+        [
+            [c["model"], f"{1000 * c['one_call_s']:.1f}", f"{1000 * c['two_calls_s']:.1f}"]
+            + [f"{c['ratio']:.3f}"]
+            for c in cases
+        ],
+    )
+    print(
+        "(what batching the extra branch can save on this machine, before any sampler:\n"
+        " below 1, one call of all rows is cheaper)\n"
+    )
+    run.data["network_rows"] = cases
+
+
 def main(argv=None) -> int:
     args = parse_args(__doc__, argv, quick_help="smoke run, under a minute")
     run = Run.start(args, FULL, QUICK)
     describe_run(args.quick)
-    timings = run_sections((("cost", lambda: section_cost(run)),))
+    timings = run_sections(
+        (("cost", lambda: section_cost(run)), ("rows", lambda: section_rows(run)))
+    )
     return finish(run, "guidance_cost", timings, lambda _run: [], {"timing": TIMING_SEED})
 
 
