@@ -162,7 +162,7 @@ def test_outside_the_level_range_nothing_changes(pack_module, tiny_sd3):
         probe.handle.remove()
     ms = tiny_sd3.patcher.get_model_object("model_sampling")
     extra = [extra_rows(st, regular_timestep(ms, st["sigma"]))[0] for st in probe.steps]
-    guided = [float(st["sigma"][0]) for st, t in zip(probe.steps, extra) if t.numel()]
+    guided = [float(st["sigma"][0]) for st, t in zip(probe.steps, extra, strict=True) if t.numel()]
     assert guided == [0.5]
     for st in probe.steps:
         if float(st["sigma"][0]) != 0.5:
