@@ -943,22 +943,12 @@ def reference_schedules(model, stats, steps: int) -> dict:
     return sched
 
 
-def reference_fd(r, sigmas, n: int, sampler: str, count: int) -> float:
-    """FD of `count` SamplerCustom samples (seed SAMPLE_SEED) of the reference network to
-    its training field at N = n (through the SD3 latent format first)."""
-    model = r.model
-    lat = sampling.empty_latent(model, n, n, count)
-    out = sampling.sample_with_sigmas(
-        model, lat, r.positive, sigmas, seed=SAMPLE_SEED, sampler_name=sampler
-    )
-    out = model.model.process_latent_in(out)
-    return metrics.frechet_distance(out, r.ref.spectrum.power(n))
-
-
 def reference_case(r, stats, n: int, sampler: str, steps: int, count: int, floor: float):
     t0 = time.perf_counter()
     sched = reference_schedules(r.model, stats, steps)
-    fd = {k: reference_fd(r, sig, n, sampler, count) for k, sig in sched.items()}
+    fd = {
+        k: reference.fd_with_sigmas(r, r.model, n, count, sig, sampler) for k, sig in sched.items()
+    }
     case = {
         "N": n,
         "sampler": sampler,

@@ -35,8 +35,7 @@ def load() -> Reference:
 
 
 def fd(r: Reference, model, n: int, count: int, steps: int = CAL_STEPS) -> float:
-    """FD to the true field at N = n of `model`'s Euler samples (through the SD3
-    latent format first)."""
+    """FD to the true field at N = n of `model`'s Euler samples (KSampler)."""
     lat = sampling.empty_latent(model, n, n, count)
     out = sampling.ksample(
         model,
@@ -47,6 +46,22 @@ def fd(r: Reference, model, n: int, count: int, steps: int = CAL_STEPS) -> float
         sampler_name="euler",
         scheduler=CAL_SCHEDULER,
     )
+    return samples_fd(r, model, out, n)
+
+
+def fd_with_sigmas(r: Reference, model, n: int, count: int, sigmas, sampler: str) -> float:
+    """FD to the true field at N = n of `model`'s samples on the given SIGMAS
+    (SamplerCustom, the same noise as `fd`)."""
+    lat = sampling.empty_latent(model, n, n, count)
+    out = sampling.sample_with_sigmas(
+        model, lat, r.positive, sigmas, seed=SAMPLE_SEED, sampler_name=sampler
+    )
+    return samples_fd(r, model, out, n)
+
+
+def samples_fd(r: Reference, model, out, n: int) -> float:
+    """FD of sampled latents to the true field at N = n (through the SD3 latent
+    format first: the field lives in the model's space)."""
     out = model.model.process_latent_in(out)
     return metrics.frechet_distance(out, r.ref.spectrum.power(n))
 
