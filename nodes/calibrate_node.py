@@ -398,6 +398,10 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     seconds=time.perf_counter() - started,
                 )
                 return self._output(record, path, text)
+        # a folder or path this machine cannot write is refused before any network call
+        self.store().check_writable(key, latent_size)
+        if generating:
+            self_calibration.check_cache_writable(self.store().write_dir, key, settings)
         with network_calls(model) as calls:
             if generating:
                 latents, source = self._self_generated(

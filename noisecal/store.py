@@ -22,8 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +30,15 @@ from typing import Any
 import jsonschema
 
 from . import __version__
+from .atomic_write import (  # noqa: F401  (re-exported: callers name them store.*)
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    check_writable,
+    remove_stale_temp_files,
+    write_atomically,
+)
 from .correction_table import CorrectionTable
+from .errors import ERROR_MODULE, CalibrationError, CalibrationNotFound, InvalidInput  # noqa: F401
 from .guidance import WEIGHT_SCHEDULES
 from .held_out_check import guidance_name
 from .levels import PARAMETERIZATIONS, check_descending
@@ -42,29 +48,6 @@ from .spectra import SpectrumStats
 SCHEMA_VERSION = 2  # written; 2 adds correction_joint and check (docs/calibration-file.md)
 READ_VERSIONS = (1, 2)  # version 1 files still load: no check means "NoiseShift"
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
-
-
-# ComfyUI shows an error's type as module + name, and it names a custom node
-# pack's modules by their file path: the pack's errors carry a short name.
-ERROR_MODULE = "noise_calibration"
-
-
-class CalibrationError(Exception):
-    """A calibration file or record is missing, unreadable or invalid."""
-
-    __module__ = ERROR_MODULE
-
-
-class InvalidInput(CalibrationError, ValueError):
-    """A node input or argument the pack cannot use (names the input)."""
-
-    __module__ = ERROR_MODULE
-
-
-class CalibrationNotFound(CalibrationError):
-    """No calibration covers the requested checkpoint and resolution."""
-
-    __module__ = ERROR_MODULE
 
 
 @dataclass(frozen=True)
@@ -558,14 +541,6 @@ def record_latent_size(record: dict) -> tuple[int, int]:
     return res["latent_height"], res["latent_width"]
 
 
-# A write goes to a temp file first; its name never matches `*.json`, so a temp
-# file left by a killed writer is never read nor counted by `fingerprint_files`.
-TEMP_PREFIX = ".tmp-"
-TEMP_SUFFIX = ".json.part"
-# a temp file older than this was left by a killed writer (a live one takes seconds)
-STALE_TEMP_SECONDS = 3600
-
-
 def save(record: dict, folder: str | os.PathLike) -> Path:
     """Atomically write a validated record into `folder`; returns its path."""
     validate(record, "calibration to save")
@@ -577,80 +552,6 @@ def save(record: dict, folder: str | os.PathLike) -> Path:
 
     write_atomically(target, write)
     return target
-
-
-def write_atomically(target: Path, write, suffix: str = TEMP_SUFFIX) -> None:
-    """write(temp path) into a temp file beside `target`, flushed to disk, then renamed
-    over it: a reader sees the old file or the new one, never a part. Temp files of
-    writers that were killed are removed first."""
-    folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(folder, suffix=suffix)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(folder)
-
-
-def remove_stale_temp_files(
-    folder: Path, older_than: float = STALE_TEMP_SECONDS, suffix: str = TEMP_SUFFIX
-) -> int:
-    """Delete temp files whose writer is gone (killed: its process no longer
-    exists) or that are older than `older_than` seconds, also the `.tmp-*.json`
-    names earlier versions of the pack used; returns how many."""
-    removed = 0
-    now = time.time()
-    for path in [
-        *folder.glob(TEMP_PREFIX + "*" + suffix),
-        *folder.glob(TEMP_PREFIX + "*.json"),
-    ]:
-        try:
-            if _writer_alive(path) and now - path.stat().st_mtime <= older_than:
-                continue
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:  # its writer finished, or another cleaned it
-            pass
-    return removed
-
-
-def _temp_prefix() -> str:
-    return f"{TEMP_PREFIX}{os.getpid()}-"
-
-
-def _writer_alive(path: Path) -> bool:
-    """Whether the process named in a temp file's name still runs (unknown: yes)."""
-    match = re.match(re.escape(TEMP_PREFIX) + r"(\d+)-", path.name)
-    if not match:
-        return True  # a name without a process id: only its age can tell
-    try:
-        os.kill(int(match.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: it exists
-        pass
-    return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); folders cannot be opened on Windows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def choose_sizes(sizes, latent_size) -> list[tuple[tuple[int, int], float]] | None:
@@ -704,6 +605,14 @@ class CalibrationStore:
         if self.write_dir is None:
             raise CalibrationError("this store has no folder to write to")
         return save(record, self.write_dir)
+
+    def check_writable(self, key: CheckpointKey, latent_size) -> Path:
+        """Refuse, before any network call, a calibration this store could not write."""
+        if self.write_dir is None:
+            raise CalibrationError("this store has no folder to write to")
+        target = self.write_dir / file_name(key, latent_size)
+        check_writable(target)
+        return target
 
     def fingerprint_files(self) -> str:
         """Names, sizes and times of every calibration file: changes when any does."""

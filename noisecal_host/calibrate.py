@@ -325,6 +325,8 @@ def calibrate(
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
     check_inputs(model, latents, sigmas)
     key = checkpoint_key(model, label)
+    if calibration_store is not None:
+        calibration_store.check_writable(key, tuple(latents.shape[-2:]))
     started = time.perf_counter()
     calibrated_on, held = held_out_check.split(latents.shape[0]) if check else (len(latents), 0)
     fit, held_out = latents[:calibrated_on], latents[calibrated_on:]

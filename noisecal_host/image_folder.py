@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..noisecal.atomic_write import name_problem
 from ..noisecal.store import CalibrationError
 
 log = logging.getLogger("noise_calibration")
@@ -67,6 +68,10 @@ def _syntax_problem(folder: str) -> str | None:
         )
     if ".." in re.split(r"[\\/]", folder):
         return f"folder {folder!r} leads out of ComfyUI's input directory ('..')"
+    for part in re.split(r"[\\/]", folder):
+        problem = part not in ("", ".") and name_problem(part)
+        if problem:  # the same on every system, so a shared workflow loads everywhere
+            return f"folder {folder!r} cannot be a folder on Windows: {part!r} has {problem}"
     return None
 
 
@@ -89,19 +94,23 @@ def resolve_folder(folder: str, input_dir: str | os.PathLike | None = None) -> P
     if problem:
         raise CalibrationError(problem)
     root = _root(input_dir)
-    real_root = root.resolve()
-    path = (root / folder).resolve()
+    try:
+        real_root = root.resolve()
+        path = (root / folder).resolve()
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop
+        raise CalibrationError(f"folder {folder!r} cannot be opened ({exc})") from None
     if not _inside(path, real_root):
         raise CalibrationError(
             f"folder {folder!r} links outside ComfyUI's input directory: "
             "only folders inside it are read"
         )
-    if not path.exists():
+    if not exists:
         raise CalibrationError(
             f"folder {folder!r} does not exist (any more) in ComfyUI's input directory "
             f"{root}: create it or pick another one (refresh the node's list with R)"
         )
-    if not path.is_dir():
+    if not is_dir:
         raise CalibrationError(f"folder {folder!r} in ComfyUI's input directory is not a folder")
     return path
 

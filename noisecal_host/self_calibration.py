@@ -26,10 +26,10 @@ import comfy.model_management
 import comfy.sample
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from ..noisecal.resize import center_crop_resize, resize_latents
-from ..noisecal.store import CalibrationError, CheckpointKey, write_atomically
+from ..noisecal.store import CalibrationError, CheckpointKey, check_writable, write_atomically
 from .model_info import zero_conditioning
 
 log = logging.getLogger("noise_calibration")
@@ -100,11 +100,18 @@ def cache_path(folder: Path, key: CheckpointKey, settings: GenerationSettings) -
     return folder / GENERATED_FOLDER / f"{key.file_stem()}__{digest}.safetensors"
 
 
+def check_cache_writable(folder, key: CheckpointKey, settings: GenerationSettings) -> None:
+    """Refuse, before generating, a cache file this machine could not write."""
+    if folder is not None:
+        check_writable(cache_path(Path(folder), key, settings))
+
+
 def _read_cache(path: Path, settings: GenerationSettings, channels: int) -> torch.Tensor | None:
     if not path.is_file():
         return None
     try:
-        latents = load_file(str(path))["latents"]
+        # read whole, not memory-mapped: a mapped file cannot be replaced on Windows
+        latents = load(path.read_bytes())["latents"]
     except (SafetensorError, KeyError, OSError, RuntimeError, ValueError) as exc:
         log.warning(
             "generated calibration set %s is unreadable (%s): generating it again", path, exc

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("noisecal", "noisecal_host", "nodes")  # lowest first
-MATH_THIRD_PARTY = {"torch", "numpy", "scipy", "jsonschema"}
+# psutil: the process table atomic writes ask instead of a signal (a ComfyUI requirement)
+MATH_THIRD_PARTY = {"torch", "numpy", "scipy", "jsonschema", "psutil"}
 # imported under their top-level names before the pack exists (tests, CLI, benchmarks)
 BOOTSTRAP = {"noisecal_host.host", "noisecal_host.pack_loader"}
 
