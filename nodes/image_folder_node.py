@@ -17,7 +17,9 @@ class LoadImageFolder(ChecksInputs):
         "read, and files that are not images are skipped with the reason shown. Each "
         "image is turned upright (EXIF), alpha is dropped, and it is scaled so its short "
         "side covers width x height, then center-cropped to exactly that size "
-        "(rounded down to a multiple of 8)."
+        "(rounded down to a multiple of 8). Pipes, devices and other special files are "
+        "skipped unopened; a batch larger than half of the free RAM is refused before "
+        "any image is decoded."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "INT")

@@ -4,8 +4,14 @@ Calibrate node."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import socket
+import stat
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,3 +307,261 @@ def test_output_feeds_the_calibrate_nodes_image_input(cats, pack_module):
     assert source == "images + VAE"
     assert latents.shape == (count, 4, 6, 8)
     assert torch.isfinite(latents).all()
+
+
+# --- reliability: each class of hostile folder entry, on the real loader ---
+
+POSIX_SPECIAL = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on Windows")
+
+
+def within(seconds, fn, *args):
+    """fn(*args) in a daemon thread: a hang fails the test instead of blocking it."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as exc:  # re-raised in the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"{fn.__name__} hung for more than {seconds} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.fixture
+def mixed(input_dir):
+    """A folder with one good image, for entries to be added beside it."""
+    folder = input_dir / "odd"
+    folder.mkdir()
+    solid((16, 16), GREEN).save(folder / "good.png")
+    return folder
+
+
+@POSIX_SPECIAL
+def test_entries_that_are_no_regular_file_are_skipped_unopened(mixed):
+    os.mkfifo(mixed / "pipe.png")
+    (mixed / "pipe_link.png").symlink_to(mixed / "pipe.png")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(mixed / "sock.png"))
+    except OSError:
+        pytest.skip("no unix socket in the temporary folder")
+    try:
+        os.mknod(mixed / "null.png", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        device = True
+    except (PermissionError, OSError):
+        device = False  # creating a device needs privileges
+    try:
+        images, skipped = within(20, image_folder.load_image_folder, "odd", 16, 16, 0)
+    finally:
+        server.close()
+    assert images.shape == (1, 16, 16, 3)
+    reasons = dict(skipped)
+    assert reasons["pipe.png"].startswith("a FIFO (named pipe), not a regular file")
+    assert reasons["pipe_link.png"].startswith("a FIFO (named pipe)")
+    assert reasons["sock.png"].startswith("a socket, not a regular file")
+    if device:
+        assert reasons["null.png"].startswith("a device, not a regular file")
+    cls = node()
+    assert within(20, cls.IS_CHANGED, "odd") == within(20, cls.IS_CHANGED, "odd")
+
+
+def test_names_longer_than_the_file_system_allows_are_the_packs_error(input_dir):
+    cls = node()
+    deep = "/".join(["d" * 200] * 30)  # every part legal, the whole too long
+    # Windows without long paths may call it missing: still the pack's error
+    too_long = "longer than the" if os.name != "nt" else "longer than the|does not exist"
+    for name, message in (("n" * 300, "more than 255 characters"), (deep, too_long)):
+        with pytest.raises(CalibrationError, match=message):
+            image_folder.load_image_folder(name, 64, 64, 0)
+        assert re.search(message, cls.VALIDATE_INPUTS(folder=name))
+        assert cls.IS_CHANGED(folder=name).startswith("unusable: ")
+        assert str(input_dir) not in cls.VALIDATE_INPUTS(folder=name)
+
+
+def test_validate_inputs_accepts_only_listed_folders(cats, input_dir):
+    """ComfyUI skips its own list check for an input VALIDATE_INPUTS takes."""
+    (input_dir / ".hidden").mkdir()
+    cls = node()
+    for name in (".hidden", "cats/sub", "./cats"):
+        problem = cls.VALIDATE_INPUTS(folder=name)
+        assert problem.startswith(f"folder {name!r} is not one of the listed folders"), problem
+    assert cls.VALIDATE_INPUTS(folder=7).startswith("folder 7 is not a folder name")
+    assert cls.VALIDATE_INPUTS(folder="cats") is True
+
+
+def swap_after_check(monkeypatch, swap):
+    """Run swap(path) right after the loader checked an entry, before it opens it."""
+    checked = image_folder._target
+
+    def racing(folder, name, real_root):
+        found = checked(folder, name, real_root)
+        if found is not None and name == "victim.png":
+            swap(Path(found[0]))
+        return found
+
+    monkeypatch.setattr(image_folder, "_target", racing)
+
+
+def to_outside_link(outside):
+    def swap(path):
+        path.unlink()
+        path.symlink_to(outside)
+
+    return swap
+
+
+@pytest.fixture
+def secret(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    solid((16, 16), RED).save(outside / "secret.png")
+    return outside / "secret.png"
+
+
+@pytest.mark.parametrize("nofollow", [True, False], ids=["O_NOFOLLOW", "no O_NOFOLLOW"])
+def test_a_file_swapped_for_a_link_outside_after_the_check_is_not_read(
+    mixed, secret, monkeypatch, nofollow
+):
+    solid((16, 16), BLUE).save(mixed / "victim.png")
+    if not nofollow:  # as on Windows: only the opened handle can tell
+        flags = image_folder._OPEN_FLAGS & ~getattr(os, "O_NOFOLLOW", 0)
+        monkeypatch.setattr(image_folder, "_OPEN_FLAGS", flags)
+    swap_after_check(monkeypatch, to_outside_link(secret))
+    images, skipped = image_folder.load_image_folder("odd", 16, 16, 0)
+    assert skipped == [("victim.png", image_folder.CHANGED)]
+    assert images.shape[0] == 1 and images[..., 0].max() < 0.01  # no red from outside
+
+
+def test_a_file_replaced_after_the_check_is_not_read(mixed, secret, monkeypatch):
+    solid((16, 16), BLUE).save(mixed / "victim.png")
+
+    def replace(path):
+        (mixed / "new.tmp").write_bytes(secret.read_bytes())
+        os.replace(mixed / "new.tmp", path)
+
+    swap_after_check(monkeypatch, replace)
+    _, skipped = image_folder.load_image_folder("odd", 16, 16, 0)
+    assert skipped == [("victim.png", image_folder.CHANGED)]
+
+
+@POSIX_SPECIAL
+def test_a_file_swapped_for_a_fifo_after_the_check_never_blocks(mixed, monkeypatch):
+    solid((16, 16), BLUE).save(mixed / "victim.png")
+
+    def to_fifo(path):
+        path.unlink()
+        os.mkfifo(path)
+
+    swap_after_check(monkeypatch, to_fifo)
+    _, skipped = within(20, image_folder.load_image_folder, "odd", 16, 16, 0)
+    assert skipped == [("victim.png", image_folder.CHANGED)]
+
+
+def test_entries_that_vanish_or_loop_are_skipped_with_a_reason(mixed, monkeypatch):
+    solid((16, 16), BLUE).save(mixed / "victim.png")
+    (mixed / "loop_a.png").symlink_to(mixed / "loop_b.png")
+    (mixed / "loop_b.png").symlink_to(mixed / "loop_a.png")
+    checked = image_folder._target
+
+    def vanishing(folder, name, real_root):
+        if name == "victim.png":
+            os.unlink(os.path.join(folder, name))  # deleted after the listing
+        return checked(folder, name, real_root)
+
+    monkeypatch.setattr(image_folder, "_target", vanishing)
+    images, skipped = image_folder.load_image_folder("odd", 16, 16, 0)
+    assert images.shape[0] == 1
+    assert dict(skipped) == {
+        "loop_a.png": "a broken link",
+        "loop_b.png": "a broken link",
+        "victim.png": os.strerror(errno.ENOENT),
+    }
+
+
+@pytest.fixture
+def many(input_dir):
+    folder = input_dir / "many"
+    folder.mkdir()
+    for i in range(30):
+        solid((24, 24), (i, i, i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def count_calls(monkeypatch, name):
+    calls = []
+    original = getattr(image_folder, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(image_folder, name, counted)
+    return calls
+
+
+def test_a_batch_larger_than_the_memory_limit_is_refused_before_decoding(many, monkeypatch):
+    per_image = 64 * 32 * 3 * 4
+    decode = 24 * 24 * image_folder.DECODE_BYTES_PER_PIXEL
+    monkeypatch.setattr(image_folder, "memory_limit", lambda: 12 * per_image + decode)
+    decoded = count_calls(monkeypatch, "_decode")
+    with pytest.raises(CalibrationError, match=r"30 images at 64 x 32 need .* 12 fit\. Set limit"):
+        image_folder.load_image_folder("many", 64, 32, 0)
+    assert decoded == []
+    assert image_folder.load_image_folder("many", 64, 32, 12)[0].shape[0] == 12
+    with pytest.raises(CalibrationError, match="0 fit"):
+        image_folder.load_image_folder("many", 512, 512, 1)
+
+
+def test_the_memory_limit_is_a_fraction_of_the_available_ram():
+    import psutil
+
+    limit = image_folder.memory_limit()
+    assert 0 < limit <= psutil.virtual_memory().total * image_folder.MEMORY_FRACTION
+
+
+def test_an_image_too_large_to_decode_is_the_packs_error(many, monkeypatch):
+    monkeypatch.setattr(image_folder, "memory_limit", lambda: 64 * 64 * 3 * 4 * 30 + 10**6)
+    solid((400, 400), RED).save(many / "big.png")  # 400 x 400 x 16 bytes > 1 MB
+    with pytest.raises(CalibrationError, match="more than the"):
+        image_folder.load_image_folder("many", 64, 64, 0)
+
+
+@pytest.mark.parametrize("stage", ["_to_rgb", "_header"])
+def test_running_out_of_memory_is_an_error_not_a_skip(many, monkeypatch, stage):
+    calls = []
+
+    def exhausted(*args):
+        calls.append(args)
+        raise MemoryError
+
+    monkeypatch.setattr(image_folder, stage, exhausted)
+    with pytest.raises(CalibrationError, match="ran out of memory reading 'img0.png'"):
+        image_folder.load_image_folder("many", 16, 16, 0)
+    assert len(calls) == 1  # no retry on every other file
+
+
+def test_each_pixel_mode_is_scaled_to_its_own_white(input_dir):
+    folder = input_dir / "modes"
+    folder.mkdir()
+    full = (8, 8)
+    Image.fromarray(np.full(full, 0.5, np.float32)).save(folder / "a_float_half.tif")
+    Image.fromarray(np.full(full, 2.0, np.float32)).save(folder / "b_float_over.tif")
+    Image.fromarray(np.full(full, np.nan, np.float32)).save(folder / "c_float_nan.tif")
+    Image.fromarray(np.full(full, 65535, np.int32)).save(folder / "d_int_white.tif")
+    Image.fromarray(np.full(full, 32768, np.int32)).save(folder / "e_int_half.tif")
+    Image.fromarray(np.full(full, 65535, np.uint16)).save(folder / "f_16_white.png")
+    Image.fromarray(np.full(full, 2**20, np.int32)).save(folder / "g_int_32bit.tif")
+    Image.fromarray(np.full(full, -5, np.int32)).save(folder / "h_int_negative.tif")
+    images, skipped = image_folder.load_image_folder("modes", 8, 8, 0)
+    means = images.mean(dim=(1, 2, 3)).tolist()
+    expected = [128 / 255, 1.0, 0.0, 1.0, 128 / 255, 1.0]
+    assert means == pytest.approx(expected, abs=1e-6)
+    assert [name for name, _ in skipped] == ["g_int_32bit.tif", "h_int_negative.tif"]
+    assert all("white level is unknown" in reason for _, reason in skipped)
