@@ -13,6 +13,7 @@ from ..noisecal.calibration_summary import summary
 from ..noisecal.resize import center_crop_resize
 from ..noisecal.reuse import SELF_GENERATED
 from ..noisecal_host import calibrate, calibration_run, self_calibration
+from ..noisecal_host.calibration_phases import BAR_UNITS, GENERATION, Phases, progress_text
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.network_calls import network_calls
 from ..noisecal_host.plots import calibration_plot
@@ -101,11 +102,13 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "sample_count": (
                     "INT",
                     {
-                        "default": 32,
+                        "default": 16,
                         "min": 1,
                         "max": 4096,
-                        "tooltip": "How many calibration latents to use "
-                        "(the first N of the batch).",
+                        "tooltip": "How many calibration latents to use (the first N of "
+                        "the batch). With check = held-out a quarter (at least 4) is held "
+                        "back: 16 = 12 calibrated on + 4 held back, about 2,400 network "
+                        "evaluations at 20 steps with correction and 1,500 without.",
                     },
                 ),
                 "seed": (
@@ -402,10 +405,13 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         self.store().check_writable(key, latent_size)
         if generating:
             self_calibration.check_cache_writable(self.store().write_dir, key, settings)
+        phases = self._phases(
+            sigmas, count, check, correction_sampler, settings if generating else None
+        )
         with network_calls(model) as calls:
             if generating:
                 latents, source = self._self_generated(
-                    model, key, settings, positive, negative, vae, width, height, max_batch
+                    model, key, settings, positive, negative, vae, width, height, max_batch, phases
                 )
             else:
                 latents, source = self._latents(latent, image, vae, width, height)
@@ -421,10 +427,10 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 label=label or None,
                 max_batch=max_batch,
                 calibration_store=self.store(),
-                progress=calibrate.comfy_progress(len(sigmas) - 1),
                 correction=correction_sampler,
                 generation=generation,
                 check=check == "held-out",
+                phases=phases,
             )
         text = summary(
             record,
@@ -482,20 +488,31 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             conditioning=self_calibration.conditioning_digest(positive, negative),
         )
 
+    @staticmethod
+    def _phases(sigmas, count, check, correction, settings):
+        """One progress bar for the whole run, its phase named on the node."""
+        steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
+        fit, held = held_out_check.split(count) if check == "held-out" else (count, 0)
+        generation = 0
+        if settings is not None:  # rows at the native size, in target-size rows
+            generation = settings.count * settings.steps * (2 if settings.cfg > 1 else 1)
+        plan = calibrate.plan(steps, fit, held, correction, generation)
+        return Phases(plan, calibrate.comfy_progress(BAR_UNITS), progress_text())
+
     def _self_generated(
-        self, model, key, settings, positive, negative, vae, width, height, max_batch
+        self, model, key, settings, positive, negative, vae, width, height, max_batch, phases
     ):
-        total = -(-settings.count // max_batch) * settings.steps
-        native, cached = self_calibration.generated_set(
-            model,
-            key,
-            settings,
-            self.store().write_dir,
-            positive,
-            negative,
-            max_batch=max_batch,
-            progress=calibrate.comfy_progress(total),
-        )
+        with phases.phase(GENERATION, model) as progress:
+            native, cached = self_calibration.generated_set(
+                model,
+                key,
+                settings,
+                self.store().write_dir,
+                positive,
+                negative,
+                max_batch=max_batch,
+                progress=progress,
+            )
         latents = self_calibration.to_target(native, width, height, vae, max_batch)
         how = "through the VAE" if vae is not None else "resized in latent space"
         origin = "cached" if cached else "new"

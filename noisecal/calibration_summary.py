@@ -34,15 +34,28 @@ def summary(
         )
     else:
         lines.append(f"this run: {evaluations} network evaluations, {seconds:.1f} s")
+    phases = cost.get("phases") or {}
+    if phases:
+        lines.append(
+            "by phase: "
+            + ", ".join(
+                f"{name} {p['network_evaluations']} ({p['seconds']:.1f} s)"
+                for name, p in phases.items()
+            )
+        )
     change = one_step_error_change(record)
     if change:
         lines.append(change)
-    if record.get("correction"):
-        table = record["correction"]
+    for name in ("correction", "correction_joint"):
+        if not record.get(name):
+            continue
+        table = record[name]
         before, after = sum(table.get("error_before") or []), sum(table.get("error_after") or [])
         if before:
+            how = "with NoiseShift on" if name == "correction_joint" else "alone"
             lines.append(
-                f"correction table ({table.get('sampler')}): spectrum error {before:.4g} -> {after:.4g}"
+                f"correction table ({table.get('sampler')}, {how}): spectrum error "
+                f"{before:.4g} -> {after:.4g}"
             )
     check = record.get("check")
     if check:

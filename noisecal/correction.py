@@ -86,6 +86,13 @@ class CorrectionResolver(CalibrationResolver):
         for record in records:
             if not record.get("correction"):
                 h, w = record_latent_size(record)
+                if record.get("correction_joint"):
+                    raise CalibrationNotFound(
+                        f"the calibration of {record_key(record).describe()} at latent {h}x{w} "
+                        f"has its correction table calibrated with NoiseShift on (the held-out "
+                        f"check's table): use 'Noise Calibration: Apply', or calibrate with "
+                        f"check = off for a table this node uses alone"
+                    )
                 raise CalibrationNotFound(
                     f"the calibration of {record_key(record).describe()} at latent {h}x{w} "
                     f"has no correction table: run 'Noise Calibration: Calibrate' again with "

@@ -58,6 +58,12 @@ R_LIMIT = 0.5  # the paper's noise mis-scaling range, eta ~ U(-0.5, 0.5)
 # search rounds: (half width, points); each centred on the best so far
 _ROUNDS = ((R_LIMIT, 9), (0.125, 9), (0.03125, 5), (0.0078125, 5))
 CANDIDATES_PER_STEP = sum(points for _, points in _ROUNDS) - (len(_ROUNDS) - 1)
+# the default search: r = 0, a probe, then candidates predicted from the states so far
+SEARCHES = ("secant", "rounds")
+SECANT_EVALUATIONS = 4  # candidates a step, r = 0 included
+PROBE_MIN = 0.01  # a previous r smaller than this is no probe: PROBE_DEFAULT instead
+PROBE_DEFAULT = 0.1
+PREDICT_GRID = 401  # r values the interpolated states are scored at (no network call)
 _TIE_RTOL = 1e-9
 # A step keeps r = 0 unless the best r lowers its distance by this fraction:
 # the target spectrum is estimated from a few latents, and smaller gains were
@@ -204,6 +210,7 @@ class _Step:
         self.noise_floor = float(noise_floor)
         self.errors: dict[float, float] = {}
         self.states: dict[float, torch.Tensor] = {}
+        self.fourier: dict[float, torch.Tensor] = {}  # of each evaluated next state
         self.rows = 0
 
     def effective_r(self, r: float) -> float:
@@ -248,6 +255,7 @@ class _Step:
             self.errors[r] = spectral_distance(
                 self.spectrum.power(nxt[r]), self.target, self.spectrum.weights
             )
+            self.fourier[r] = torch.fft.fft2(nxt[r], norm="ortho")
             self.states[r] = nxt[r]
             # keep only the states that can still be chosen (memory: one batch each)
             keep = {0.0, min(self.errors, key=lambda v: (self.errors[v], abs(v)))}
@@ -260,6 +268,54 @@ class _Step:
         if base - self.errors[r_best] <= needed:
             return 0.0  # a gain this small may be fitting sampling noise: leave the level
         return r_best
+
+
+def probe_from(r_previous: float) -> float:
+    """The second point a step's search evaluates (besides r = 0): the previous
+    step's r, where the table is smooth, or a small step where it was 0."""
+    return r_previous if abs(r_previous) >= PROBE_MIN else PROBE_DEFAULT
+
+
+def _predicted_best(step: _Step, rs: list[float]) -> float:
+    """The r whose next state, interpolated in r through the states evaluated at
+    ``rs`` (a line through two, a parabola through three), lands closest to the
+    target; no network call. The batch power of an interpolated state is a
+    quadratic form in the interpolation weights, so the per-bin cross spectra of
+    the evaluated states give it exactly on a fine grid of r."""
+    grid = torch.linspace(-R_LIMIT, R_LIMIT, PREDICT_GRID, dtype=torch.float64)
+    nodes = torch.tensor(rs, dtype=torch.float64)
+    weights = torch.ones(len(grid), len(rs), dtype=torch.float64)  # Lagrange basis
+    for j in range(len(rs)):
+        for k in range(len(rs)):
+            if k != j:
+                weights[:, j] *= (grid - nodes[k]) / (nodes[j] - nodes[k])
+    spec = step.spectrum
+    power = torch.zeros(len(grid), *step.target.shape, dtype=torch.float64)
+    for j, a in enumerate(rs):
+        for k, b in enumerate(rs[j:], start=j):
+            cross = (step.fourier[a] * step.fourier[b].conj()).real.mean(dim=0)
+            cross = bin_mean(cross, spec.index, spec.counts)
+            factor = (weights[:, j] * weights[:, k] * (1 if j == k else 2)).reshape(-1, 1, 1)
+            power += factor * cross
+    diff = (power.clamp(min=0).sqrt() - step.target.clamp(min=0).sqrt()).square()
+    distance = (diff * spec.weights).sum(dim=-1).mean(dim=-1)
+    return float(grid[int(torch.argmin(distance))])
+
+
+def _secant_search(step: _Step, probe: float, evaluations: int) -> None:
+    """Evaluate r = 0 and `probe`, then each next candidate where the states
+    interpolated through the points so far predict the best landing (at most
+    `evaluations` candidates a step, the last two or three points kept for the
+    interpolation: the curve is smooth in r but not a line over the whole range)."""
+    step.evaluate([0.0, probe])
+    while len(step.errors) < evaluations:
+        # the two or three evaluated points nearest the best so far
+        best = min(step.errors, key=lambda v: (step.errors[v], abs(v)))
+        near = sorted(step.errors, key=lambda v: abs(v - best))[:3]
+        nxt = step.effective_r(_predicted_best(step, near))
+        if nxt in step.errors:
+            break  # the prediction is a point already evaluated: converged
+        step.evaluate([nxt])
 
 
 def _batched(denoise, xs: torch.Tensor, hats: torch.Tensor, max_batch: int) -> torch.Tensor:
@@ -307,8 +363,10 @@ def _verify(
     noise_power,
     parameterization,
     samples,
+    greedy_end=None,
 ):
-    """The strength of the greedy table to keep: (strength, distances, rows used).
+    """The strength of the greedy table to keep: (strength, distances, rows used);
+    `greedy_end`, the greedy search's own last state, is strength 1's end.
 
     The greedy steps each land closer to their next level, which need not add
     up to a better sample (few-step trajectories can cancel errors): the table
@@ -318,8 +376,13 @@ def _verify(
     final, floor = _target(levels[-1], data_power, noise_power, parameterization, spectrum, samples)
     distances, rows = {}, 0
     for strength in VERIFY_STRENGTHS:
-        end, used = _sample(denoise, start, levels, [strength * v for v in r], sampler, max_batch)
-        rows += used
+        if strength == 1.0 and greedy_end is not None:
+            end = greedy_end
+        else:
+            end, used = _sample(
+                denoise, start, levels, [strength * v for v in r], sampler, max_batch
+            )
+            rows += used
         distances[strength] = spectral_distance(spectrum.power(end), final, spectrum.weights)
     plain = distances[0.0]
     chosen = min(distances, key=lambda k: (distances[k], k))
@@ -339,6 +402,9 @@ def calibrate_correction(
     progress: Callable[[int, int], None] | None = None,
     sigma_max: float | None = None,
     sampler: str = "euler",
+    search: str = "secant",
+    evaluations: int = SECANT_EVALUATIONS,
+    verify: bool = True,
 ) -> CorrectionResult:
     """Calibrate the r(sigma) table along Euler trajectories over ``sigmas``.
 
@@ -352,6 +418,8 @@ def calibrate_correction(
     check_parameterization(parameterization, FAMILIES)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
     if not isinstance(x0, torch.Tensor) or x0.dim() != 4 or x0.shape[0] < 1:
@@ -400,10 +468,15 @@ def calibrate_correction(
                 predictor_r,
             )
             free = not (heun and sigma_next == 0 and i > 0)  # Heun ends with an Euler step
-            centre = 0.0
-            for half, points in _ROUNDS if free else ((0.0, 1),):
-                step.evaluate([centre + half * float(k) for k in np.linspace(-1, 1, points)])
-                centre = step.best()
+            if not free:
+                step.evaluate([0.0])
+            elif search == "rounds":
+                centre = 0.0
+                for half, points in _ROUNDS:
+                    step.evaluate([centre + half * float(k) for k in np.linspace(-1, 1, points)])
+                    centre = step.best()
+            else:
+                _secant_search(step, probe_from(r_out[-1] if r_out else 0.0), evaluations)
             r = step.best()
             if not heun:
                 r_out.append(float(r))
@@ -417,20 +490,23 @@ def calibrate_correction(
             nfe += step.rows
             if progress is not None:
                 progress(i + 1, len(steps))
-        chosen, verified, rows = _verify(
-            in_model_dtype,
-            start,
-            levels,
-            r_out,
-            sampler,
-            max_batch,
-            spectrum,
-            data_power,
-            noise_power,
-            parameterization,
-            x0.shape[0],
-        )
-        nfe += rows
+        chosen, verified = 1.0, {}
+        if verify:  # off where the held-out check tries the strengths on other latents
+            chosen, verified, rows = _verify(
+                in_model_dtype,
+                start,
+                levels,
+                r_out,
+                sampler,
+                max_batch,
+                spectrum,
+                data_power,
+                noise_power,
+                parameterization,
+                x0.shape[0],
+                greedy_end=x,
+            )
+            nfe += rows
         r_out = [chosen * v for v in r_out]
     return CorrectionResult(
         sigmas=[s for s, _ in steps],
@@ -443,7 +519,9 @@ def calibrate_correction(
             "seed": int(seed),
             "trajectories": int(x0.shape[0]),
             "r_limit": R_LIMIT,
-            "candidates_per_step": CANDIDATES_PER_STEP,
+            "search": search,
+            "candidates_per_step": CANDIDATES_PER_STEP if search == "rounds" else evaluations,
+            "verified": bool(verify),
             "sampler": sampler,
             "strength": chosen,
             "final_distance": {str(k): v for k, v in verified.items()},

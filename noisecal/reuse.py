@@ -39,7 +39,7 @@ def mismatch(
         return "it was calibrated at other sigmas (steps or scheduler differ)"
     if record["method"]["name"] != method:
         return f"it used the search {record['method']['name']!r}, not {method!r}"
-    table = record.get("correction")
+    table = record.get("correction_joint") or record.get("correction")
     if correction is not None and (table is None or table.get("sampler") != correction):
         return f"it has no correction table for {correction}"
     if check and not record.get("check"):

@@ -257,6 +257,17 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "network_evaluations": {"type": "integer", "minimum": 0},
                 "wall_time_s": {"type": "number", "minimum": 0},
+                "phases": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["network_evaluations", "seconds"],
+                        "properties": {
+                            "network_evaluations": {"type": "integer", "minimum": 0},
+                            "seconds": {"type": "number", "minimum": 0},
+                        },
+                    },
+                },
             },
         },
         "created_at": {"type": "string"},

@@ -36,10 +36,10 @@ from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.sigma_hat_curve import SigmaHatCurve
 from ..noisecal.spectra import rapsd
 from . import conditioning_level
+from .calibration_phases import CHECK, CORRECTION, GENERATION, GUIDANCE, NOISESHIFT, Phases
 from .fingerprint import checkpoint_key
 from .held_out_run import run_check
 from .model_info import max_level, parameterization_of, zero_conditioning
-from .network_calls import network_calls
 
 log = logging.getLogger("noise_calibration")
 
@@ -196,7 +196,9 @@ def warm_start_curve(calibration_store, key, latent_size, parameterization):
     return None
 
 
-def _correction(model, denoise_at, x0, sigmas, family, seed, max_batch, progress, sampler):
+def _correction(
+    model, denoise_at, x0, sigmas, family, seed, max_batch, progress, sampler, verify=True
+):
     return calibrate_correction(
         denoise_at,
         x0,
@@ -207,33 +209,39 @@ def _correction(model, denoise_at, x0, sigmas, family, seed, max_batch, progress
         progress=progress,
         sigma_max=max_level(model),
         sampler=sampler,
+        verify=verify,
     )
 
 
-def run_joint_correction(
+def run_correction(
     model,
     latents: torch.Tensor,
     sigmas: torch.Tensor,
-    searched: SearchResult,
+    searched: SearchResult | None,
     correction: str,
     *,
+    verify: bool = True,
     positive=None,
     seed: int = 0,
     max_batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> CorrectionResult:
-    """The correction table calibrated with NoiseShift (the curve `searched`) applied,
-    so the pair is one consistent correction, not two of the same error: the
-    denoiser is evaluated at sigma_hat and told NoiseShift's level for sigma_hat,
-    exactly what the two patches do together when sampling."""
+    """The correction table, calibrated alone (`searched` None) or with NoiseShift
+    (the curve `searched`) applied, so the pair is one consistent correction, not
+    two of the same error: the denoiser is evaluated at sigma_hat and told
+    NoiseShift's level for sigma_hat, exactly what the two patches do together
+    when sampling. verify: choose the table's strength on these latents (off
+    where the held-out check chooses it on others)."""
     _check_correction(correction)
     family = check_parameterization(parameterization_of(model))
-    curve = SigmaHatCurve(searched.sigmas, searched.sigma_hat, max_level=max_level(model))
+    curve = None
+    if searched is not None:
+        curve = SigmaHatCurve(searched.sigmas, searched.sigma_hat, max_level=max_level(model))
     result: dict = {}
 
     def work(denoise_at, denoise, x0):
         result["table"] = _correction(
-            model, denoise_at, x0, sigmas, family, seed, max_batch, progress, correction
+            model, denoise_at, x0, sigmas, family, seed, max_batch, progress, correction, verify
         )
 
     _inside_sampler(model, latents, sigmas, positive, seed, max_batch, work, level_fn=curve)
@@ -290,6 +298,18 @@ def check_inputs(model, latents, sigmas: torch.Tensor) -> None:
         raise store.CalibrationError(str(exc)) from None
 
 
+def plan(steps: int, fit: int, held: int, correction: str | None, generation: int = 0) -> dict:
+    """Each phase's expected network evaluations (the progress bar's shares)."""
+    out = {GENERATION: generation} if generation else {}
+    out[NOISESHIFT] = 4 * fit * steps
+    if correction:
+        out[CORRECTION] = 3 * fit * steps * (2 if correction == "heun" else 1)
+    if held:
+        out[CHECK] = 5 * held * steps
+        out[GUIDANCE] = 2 * len(held_out_check.GUIDANCE_WEIGHTS) * held * steps
+    return out
+
+
 def calibrate(
     model,
     latents: torch.Tensor,
@@ -308,19 +328,25 @@ def calibrate(
     generation: dict | None = None,
     check: bool = False,
     warm_start: bool = False,
+    phases: Phases | None = None,
 ) -> tuple[dict, str | None]:
     """Search, build the record and (if a store is given) write it atomically.
 
     generation: the settings self-generated data was made with (None: real data).
-    check: hold back part of the latents (noisecal/held_out_check.py); with
-    `correction` also calibrate the table with NoiseShift applied; then run the
-    candidates on the held-back latents and store their scores and the
-    recommendation. Returns (record, path). Nothing is written unless it all completed.
+    check: hold back part of the latents (noisecal/held_out_check.py) and run the
+    candidates on them; with `correction`, one table is calibrated for the check:
+    with NoiseShift on ("correction_joint") where the curve shifts, alone
+    ("correction") where it does not (the two are then the same table), its
+    strength left to the check. Without the check, the table is calibrated alone
+    and its strength verified on the calibration latents. The record stores the
+    scores, the recommendation and each phase's cost. Returns (record, path).
+    Nothing is written unless it all completed.
     warm_start: with the lean search, start each step from this checkpoint's
     calibration at the nearest other resolution in `calibration_store`, when
     there is one (`warm_start_curve`); the record says which in
     method.params.warm_start (null: none). Off by default: on the benchmark
     it did not pay (docs/results-calibration-cost.md).
+    phases: the progress bar and cost of a run that began before (self-generation).
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
     check_inputs(model, latents, sigmas)
@@ -330,30 +356,46 @@ def calibrate(
     started = time.perf_counter()
     calibrated_on, held = held_out_check.split(latents.shape[0]) if check else (len(latents), 0)
     fit, held_out = latents[:calibrated_on], latents[calibrated_on:]
-    options = dict(positive=positive, seed=seed, max_batch=max_batch, progress=progress)
+    steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
+    if phases is None:
+        phases = Phases(plan(steps, calibrated_on, held, correction), progress)
+    options = dict(positive=positive, seed=seed, max_batch=max_batch)
     found = None
     if warm_start and mode == "lean":
         found = warm_start_curve(
             calibration_store, key, latents.shape[-2:], parameterization_of(model)
         )
-    searched, corrected = run_search(
-        model,
-        fit,
-        sigmas,
-        mode=mode,
-        correction=correction,
-        warm_start=found[0] if found else None,
-        **options,
-    )
+    with phases.phase(NOISESHIFT, model) as step_done:
+        searched, _ = run_search(
+            model,
+            fit,
+            sigmas,
+            mode=mode,
+            warm_start=found[0] if found else None,
+            progress=step_done,
+            **options,
+        )
     params = {**searched.params, "max_batch": max_batch}
     if mode == "lean":
         params["warm_start"] = found[1] if found else None
-    joint = None
-    if correction and held:
-        joint = run_joint_correction(model, fit, sigmas, searched, correction, **options)
+    tables = {}
+    if correction:
+        _check_correction(correction)
+        shifts = held and searched.sigma_hat != searched.sigmas
+        with phases.phase(CORRECTION, model) as step_done:
+            table = run_correction(
+                model,
+                fit,
+                sigmas,
+                searched if shifts else None,
+                correction,
+                verify=not held,
+                progress=step_done,
+                **options,
+            )
+        tables["correction_joint" if shifts else "correction"] = table
     # the data spectrum (for the spectral scheduler) from every latent: the check does not use it
     spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
-    tables = [t for t in (corrected, joint) if t is not None]
     record = store.make_record(
         key=key,
         image_size=image_size,
@@ -371,31 +413,31 @@ def calibrate(
         },
         error_before=searched.error_before,
         error_after=searched.error_after,
-        network_evaluations=searched.nfe + sum(t.nfe for t in tables),
-        correction=corrected.to_record() if corrected else None,
-        correction_joint=joint.to_record() if joint else None,
+        **{name: t.to_record() for name, t in tables.items()},
         spectrum=spectrum,
-        wall_time_s=time.perf_counter() - started,
     )
     if held:
-        with network_calls(model) as calls:
-            result = run_check(
-                model,
-                record,
-                held_out,
-                sigmas,
-                sampler=correction or "euler",
-                positive=positive,
-                seed=seed,
-                progress=progress,
-            )
+        result = run_check(
+            model,
+            record,
+            held_out,
+            sigmas,
+            sampler=correction or "euler",
+            positive=positive,
+            seed=seed,
+            phases=phases,
+        )
         record["check"] = {
             **result,
             "calibrated_on": calibrated_on,
-            "network_evaluations": calls[0],
+            "network_evaluations": phases.evaluations(CHECK, GUIDANCE),
         }
-        record["cost"]["network_evaluations"] += calls[0]
-        record["cost"]["wall_time_s"] = time.perf_counter() - started
-        store.validate(record, "new calibration")
+    record["cost"] = {
+        # the evaluations at the target size; self-generation is in `phases`
+        "network_evaluations": phases.evaluations(NOISESHIFT, CORRECTION, CHECK, GUIDANCE),
+        "wall_time_s": time.perf_counter() - started,
+        "phases": phases.cost,
+    }
+    store.validate(record, "new calibration")
     path = str(calibration_store.save(record)) if calibration_store is not None else None
     return record, path

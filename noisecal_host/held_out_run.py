@@ -15,6 +15,7 @@ import torch
 from ..noisecal import held_out_check
 from ..noisecal.guidance import GuidanceSettings
 from . import level_patches
+from .calibration_phases import CHECK, GUIDANCE, Phases
 from .guidance_patch import apply_guidance
 from .model_info import zero_conditioning
 
@@ -59,6 +60,14 @@ def _sample(model, noise, sigmas, sampler_name: str, positive, seed: int) -> tor
     ).to(torch.float32)
 
 
+def check_candidates(record: dict) -> list[held_out_check.Candidate]:
+    """What the check compares for this record: NoiseShift where its curve shifts,
+    the record's table (the joint one where there is one)."""
+    shifts = any(a != b for a, b in zip(record["sigmas"], record["sigma_hat"], strict=True))
+    table = next((t for t in ("correction_joint", "correction") if record.get(t)), None)
+    return held_out_check.candidates(noiseshift=shifts, table=table)
+
+
 def run_check(
     model,
     record: dict,
@@ -68,23 +77,23 @@ def run_check(
     sampler: str = "euler",
     positive=None,
     seed: int = 0,
-    progress=None,
+    phases: Phases | None = None,
 ) -> dict:
     """The record's `check` section: every candidate's scores and the recommendation,
     then the guidance weight on top of it.
-    held_out: latents (as a LATENT holds them) the calibration did not use."""
-    with_tables = bool(record.get("correction")) and bool(record.get("correction_joint"))
-    candidates = held_out_check.candidates(with_tables)
+    held_out: latents (as a LATENT holds them) the calibration did not use.
+    phases: progress and cost of the check and guidance phases."""
+    phases = phases if phases is not None else Phases({})
+    candidates = check_candidates(record)
     positive = positive if positive is not None else zero_conditioning(model)
     noise = comfy.sample.prepare_noise(torch.zeros_like(held_out), seed)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     generated = {}
-    total = len(candidates) + len(held_out_check.GUIDANCE_WEIGHTS)
-    for i, candidate in enumerate(candidates):
-        patched = _patched(model, record, candidate)
-        generated[candidate.name] = _sample(patched, noise, sigmas, sampler, positive, seed)
-        if progress is not None:
-            progress(i + 1, total)
+    with phases.phase(CHECK, model) as progress:
+        for i, candidate in enumerate(candidates):
+            patched = _patched(model, record, candidate)
+            generated[candidate.name] = _sample(patched, noise, sigmas, sampler, positive, seed)
+            progress(i + 1, len(candidates))
     scores = held_out_check.score(generated, held_out.to(torch.float32), seed=seed)
     recommendation = held_out_check.recommend(scores)
     section = {
@@ -104,15 +113,16 @@ def run_check(
         "recommendation": recommendation,
     }
     base = next(c for c in candidates if c.name == recommendation)
-    section["guidance"] = _guidance(
-        _patched(model, record, base),
-        recommendation,
-        generated[recommendation],
-        held_out,
-        lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
-        seed,
-        (lambda i: progress(len(candidates) + i, total)) if progress is not None else None,
-    )
+    with phases.phase(GUIDANCE, model) as progress:
+        section["guidance"] = _guidance(
+            _patched(model, record, base),
+            recommendation,
+            generated[recommendation],
+            held_out,
+            lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
+            seed,
+            progress,
+        )
     return section
 
 
@@ -122,8 +132,7 @@ def _guidance(base_model, base: str, base_samples, held_out, sample, seed, progr
     for i, weight in enumerate(held_out_check.GUIDANCE_WEIGHTS):
         guided = apply_guidance(base_model, guidance_settings(weight))
         generated[held_out_check.guidance_name(weight)] = sample(guided)
-        if progress is not None:
-            progress(i + 1)
+        progress(i + 1, len(held_out_check.GUIDANCE_WEIGHTS))
     scores = held_out_check.score(generated, held_out.to(torch.float32), seed, baseline=base)
     chosen = held_out_check.recommend(scores, baseline=base)
     weights = {held_out_check.guidance_name(w): w for w in held_out_check.GUIDANCE_WEIGHTS}

@@ -77,36 +77,38 @@ def test_the_check_scores_every_candidate_and_recommends_one(pack_module, world)
     record, store = world["record"], pack_module("noisecal.store")
     check = record["check"]
     assert store.load(world["path"]) == record and record["schema_version"] == 2
+    # NoiseShift shifts at N = M/2, so one table is calibrated, with NoiseShift on
     names = {
         "plain",
         "noiseshift@0.5",
         "noiseshift@1",
-        "nlc@0.5",
-        "nlc@1",
         "noiseshift+nlc@0.5",
         "noiseshift+nlc@1",
     }
     assert set(check["candidates"]) == names
     assert check["held_out"] == 4 and check["calibrated_on"] == 12
     assert check["recommendation"] in names and record["correction_joint"]["r"]
-    # 7 candidates x 4 held-out latents x 4 Euler steps, then 4 guidance weights on the
+    assert record["correction"] is None
+    # 5 candidates x 4 held-out latents x 4 Euler steps, then 2 guidance weights on the
     # recommendation: one evaluation a step and one more where the weight is not 0
-    guided = check["network_evaluations"] - 7 * 4 * 4
-    assert 4 * 4 * 4 < guided <= 4 * 4 * 4 * 2
+    guided = check["network_evaluations"] - 5 * 4 * 4
+    assert 2 * 4 * 4 < guided <= 2 * 4 * 4 * 2
     guidance = check["guidance"]
     assert guidance["base"] == check["recommendation"]
-    assert set(guidance["candidates"]) == {
-        "guidance@0.5",
-        "guidance@1",
-        "guidance@2",
-        "guidance@4",
-    }
-    assert guidance["weight"] in (0.0, 0.5, 1.0, 2.0, 4.0)
+    assert set(guidance["candidates"]) == {"guidance@1", "guidance@2"}
+    assert guidance["weight"] in (0.0, 1.0, 2.0)
+    phases = record["cost"]["phases"]
+    assert list(phases) == ["noiseshift", "correction", "check", "guidance"]
+    assert (
+        sum(p["network_evaluations"] for p in phases.values())
+        == (record["cost"]["network_evaluations"])
+    )
+    assert phases["check"]["network_evaluations"] == 5 * 4 * 4
     assert record["cost"]["network_evaluations"] > check["network_evaluations"]
     assert f"Apply uses {check['recommendation']}" in world["summary"]
 
 
-@pytest.mark.parametrize("name", ["noiseshift@1", "nlc@0.5", "noiseshift+nlc@1"])
+@pytest.mark.parametrize("name", ["noiseshift@1", "noiseshift+nlc@0.5", "noiseshift+nlc@1"])
 def test_apply_gives_what_the_recommended_nodes_give(pack_module, world, name):
     record = with_recommendation(world["record"], name)
     chosen = record["check"]["candidates"][name]
@@ -179,7 +181,7 @@ def test_a_file_without_check_applies_noiseshift(pack_module, world):
 def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world, caplog):
     store = pack_module("noisecal.store")
     small = with_recommendation(world["record"], "noiseshift@1")
-    large = with_recommendation(world["record"], "nlc@1")
+    large = with_recommendation(world["record"], "noiseshift+nlc@1")
     small["resolution"].update(latent_height=4, latent_width=4, image_width=32, image_height=32)
     large["resolution"].update(latent_height=16, latent_width=16, image_width=128, image_height=128)
     model = world["nodes"]["Apply"].apply(world["model"], 1.0, "error", calibration=[small, large])[
@@ -426,7 +428,9 @@ def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world,
 def test_the_check_sampling_the_joint_pair_raises_no_pair_warning(pack_module, world, caplog):
     run = pack_module("noisecal_host.held_out_run")
     check = pack_module("noisecal.held_out_check")
-    joint = next(c for c in check.candidates(True) if c.name == "noiseshift+nlc@1")
+    joint = next(
+        c for c in check.candidates(table="correction_joint") if c.name == "noiseshift+nlc@1"
+    )
     with caplog.at_level("WARNING", logger="noise_calibration"):
         run._patched(world["model"], world["record"], joint)
     assert not any("use one of them" in r.getMessage() for r in caplog.records)
