@@ -9,8 +9,18 @@ models such as the trained reference model) the latents are resized directly
 The generated set is cached next to the calibrations, in
 `generated/<checkpoint>__<settings digest>.safetensors`, at the native size:
 calibrating a second resolution of the same checkpoint with the same settings
-reuses it without a network evaluation. A cache file that cannot be read is
-regenerated (and replaced atomically), never trusted.
+reuses it without a network evaluation.
+
+A cache file describes its set in the safetensors metadata: the checkpoint
+identity, the generation settings, shape, dtype and a sha256 of the tensor
+bytes. It is used only when all of it is what this run expects (count x
+channels x native latent height x width, float32, finite, not all zero, the
+checksum of the bytes read). Any other file (unreadable, an older version's,
+another checkpoint's or settings', changed on disk) is logged with the reason
+and generated again, then replaced atomically; it is never trusted. A cache path
+that is a folder, or a cache folder that is a file, is refused with the pack's
+error before any generation. Files are read whole, never memory-mapped: Windows
+cannot replace a mapped file.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +36,6 @@ from pathlib import Path
 import comfy.model_management
 import comfy.sample
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..noisecal.resize import center_crop_resize, resize_latents
@@ -39,6 +49,11 @@ GENERATED_FOLDER = "generated"
 NATIVE_SIDE = {"SD15": 512, "SD15_instructpix2pix": 512, "SD20": 768, "SD21UnclipL": 768}
 DEFAULT_NATIVE_SIDE = 1024
 PIXELS_PER_LATENT = 8
+# The cache file's description (safetensors metadata); files without it are regenerated.
+CACHE_FORMAT = "noisecal-generated-set/1"
+CACHE_DTYPE = "float32"
+# a cache header holds one tensor entry and a short description: far under this
+MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ def conditioning_digest(*conditionings) -> str:
 
 
 def cache_path(folder: Path, key: CheckpointKey, settings: GenerationSettings) -> Path:
+    """Where the set of this checkpoint and these settings is cached."""
     text = json.dumps({"checkpoint": key.identity, **asdict(settings)}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return folder / GENERATED_FOLDER / f"{key.file_stem()}__{digest}.safetensors"
@@ -103,33 +119,140 @@ def cache_path(folder: Path, key: CheckpointKey, settings: GenerationSettings) -
 def check_cache_writable(folder, key: CheckpointKey, settings: GenerationSettings) -> None:
     """Refuse, before generating, a cache file this machine could not write."""
     if folder is not None:
-        check_writable(cache_path(Path(folder), key, settings))
+        path = cache_path(Path(folder), key, settings)
+        _check_cache_place(path)
+        check_writable(path)
 
 
-def _read_cache(path: Path, settings: GenerationSettings, channels: int) -> torch.Tensor | None:
+def _check_cache_place(path: Path) -> None:
+    """Refuse a cache path that is a folder, or a cache folder that is a file: a
+    write there fails, and deleting what the user put there is not the pack's call."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise CalibrationError(
+            f"cannot cache the generated calibration set: {path.parent} is a file, not a "
+            f"folder; move or remove it"
+        )
+    if path.exists() and not path.is_file():
+        raise CalibrationError(
+            f"cannot cache the generated calibration set: {path} is a folder, not a file; "
+            f"move or remove it"
+        )
+
+
+def expected_shape(settings: GenerationSettings, channels: int) -> tuple[int, int, int, int]:
+    """The shape generate() gives: count x channels x native latent height x width."""
+    h, w = settings.height // PIXELS_PER_LATENT, settings.width // PIXELS_PER_LATENT
+    return (settings.count, channels, h, w)
+
+
+def tensor_digest(latents: torch.Tensor) -> str:
+    """sha256 of a float32 tensor's bytes (little-endian, as safetensors stores them)."""
+    return hashlib.sha256(latents.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _description(key: CheckpointKey, settings: GenerationSettings, shape) -> dict[str, str]:
+    """The metadata a cache file of this run carries, less the checksum."""
+    return {
+        "format": CACHE_FORMAT,
+        "checkpoint": key.identity,
+        "settings": json.dumps(asdict(settings), sort_keys=True),
+        "shape": json.dumps(list(shape)),
+        "dtype": CACHE_DTYPE,
+    }
+
+
+def _header_metadata(data: bytes) -> dict:
+    """The `__metadata__` of safetensors bytes: 8-byte length, then a JSON header."""
+    if len(data) < 8:
+        raise ValueError("shorter than a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if size > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise ValueError("header length past the end of the file")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        raise ValueError("no metadata")
+    return metadata
+
+
+def _metadata_problem(metadata: dict, expected: dict[str, str]) -> str | None:
+    """Which described field differs from this run's (None: all match)."""
+    if metadata.get("format") != CACHE_FORMAT:
+        return "was written without a description of its set (an older version)"
+    for field, value in expected.items():
+        if metadata.get(field) != value:
+            found = str(metadata.get(field))[:80]
+            return f"differs in its {field} (file: {found!r}, this run: {value[:80]!r})"
+    if set(metadata) != {*expected, "sha256"}:
+        return "has unknown metadata fields"
+    return None
+
+
+def _tensor_problem(tensors: dict, shape, checksum) -> str | None:
+    """What is wrong with the stored tensors (None: the set described)."""
+    if set(tensors) != {"latents"}:
+        return f"holds tensors {sorted(tensors)[:4]}, not just 'latents'"
+    latents = tensors["latents"]
+    if latents.dtype != torch.float32:
+        return f"holds {latents.dtype}, not float32"
+    if tuple(latents.shape) != tuple(shape):
+        return f"holds shape {list(latents.shape)}, not {list(shape)}"
+    if not bool(torch.isfinite(latents).all()):
+        return "holds NaN or infinite values"
+    if not bool(latents.any()):
+        return "holds only zeros"
+    if tensor_digest(latents) != checksum:
+        return "does not match its checksum (changed on disk)"
+    return None
+
+
+def _cache_problem(data: bytes, expected: dict[str, str], shape):
+    """(why the bytes are not this run's set or None, the latents when they are)."""
+    try:
+        metadata = _header_metadata(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return f"is unreadable ({exc})", None
+    problem = _metadata_problem(metadata, expected)
+    if problem:
+        return problem, None
+    try:
+        tensors = load(data)
+    except Exception as exc:  # any parse failure only means: generate again
+        return f"is unreadable ({type(exc).__name__}: {exc})", None
+    problem = _tensor_problem(tensors, shape, metadata["sha256"])
+    return problem, None if problem else tensors["latents"]
+
+
+def _read_cache(
+    path: Path, key: CheckpointKey, settings: GenerationSettings, channels: int
+) -> torch.Tensor | None:
+    """The cached set when the file is exactly this run's set, else None (generate)."""
     if not path.is_file():
         return None
+    shape = expected_shape(settings, channels)
     try:
-        # read whole, not memory-mapped: a mapped file cannot be replaced on Windows
-        latents = load(path.read_bytes())["latents"]
-    except (SafetensorError, KeyError, OSError, RuntimeError, ValueError) as exc:
-        log.warning(
-            "generated calibration set %s is unreadable (%s): generating it again", path, exc
-        )
-        return None
-    expected = (settings.count, channels)
-    if tuple(latents.shape[:2]) != expected or not bool(torch.isfinite(latents).all()):
-        log.warning(
-            "generated calibration set %s does not match its settings: generating it again", path
-        )
-        return None
+        if path.stat().st_size > math.prod(shape) * 4 + 8 + MAX_HEADER_BYTES:
+            problem, latents = "is larger than its set can be", None
+        else:
+            # read whole, not memory-mapped: a mapped file cannot be replaced on Windows
+            data = path.read_bytes()
+            problem, latents = _cache_problem(data, _description(key, settings, shape), shape)
+    except OSError as exc:
+        problem, latents = f"is unreadable ({exc.strerror or exc})", None
+    if problem:
+        log.warning("generated calibration set %s %s: generating it again", path, problem)
     return latents
 
 
-def _write_cache(path: Path, latents: torch.Tensor, settings: GenerationSettings) -> None:
+def _write_cache(
+    path: Path, latents: torch.Tensor, key: CheckpointKey, settings: GenerationSettings
+) -> None:
+    """Write the set with its description and checksum, atomically."""
+    latents = latents.detach().to("cpu", torch.float32).contiguous()
+    metadata = {**_description(key, settings, latents.shape), "sha256": tensor_digest(latents)}
+
     def write(tmp: str) -> None:
-        metadata = {"settings": json.dumps(asdict(settings))}
-        save_file({"latents": latents.contiguous().cpu()}, tmp, metadata=metadata)
+        save_file({"latents": latents}, tmp, metadata=metadata)
 
     write_atomically(path, write, suffix=".safetensors.part")
 
@@ -193,13 +316,15 @@ def generated_set(
     """(native latents, whether they came from the cache). `folder`: the calibration
     store's write folder (None: no cache). `options`: generate's."""
     channels = model.get_model_object("latent_format").latent_channels
-    path = cache_path(folder, key, settings) if folder is not None else None
-    cached = _read_cache(path, settings, channels) if path is not None else None
+    path = cache_path(Path(folder), key, settings) if folder is not None else None
+    if path is not None:
+        _check_cache_place(path)
+    cached = _read_cache(path, key, settings, channels) if path is not None else None
     if cached is not None:
         return cached, True
     latents = generate(model, settings, positive, negative, **options)
     if path is not None:
-        _write_cache(path, latents, settings)
+        _write_cache(path, latents, key, settings)
     return latents, False
 
 

@@ -6,12 +6,18 @@ the diffusion network (rows per forward call), so "no generation the second
 time" and "no evaluation when reusing" are measured, not assumed.
 """
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
+import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load, load_file, save_file
 
 NATIVE = 64  # pixels: latent 8x8
 GEN_STEPS = 3
@@ -180,3 +186,171 @@ def test_a_killed_cache_write_leaves_nothing_after_the_next_write(
     stale.write_bytes(b"half a file")
     self_calibrate(calibrate_node, tiny_sd3.patcher, 32)
     assert [p.suffix for p in (tmp_path / "generated").iterdir()] == [".safetensors"]
+
+
+# --- the generated-set cache: used only when it is exactly this run's set ---
+
+
+@pytest.fixture
+def cache(pack_module, tiny_sd3, tmp_path):
+    """A tiny SD3, its key, settings, a fresh generation and its written cache file."""
+    sc = pack_module("noisecal_host.self_calibration")
+    model = tiny_sd3.patcher
+    key = pack_module("noisecal_host.fingerprint").checkpoint_key(model)
+    settings = sc.GenerationSettings(
+        NATIVE, NATIVE, COUNT, GEN_STEPS, 1.0, "euler", "simple", 0, ""
+    )
+    fresh, cached = sc.generated_set(model, key, settings, tmp_path)  # a fresh generation
+    assert not cached
+    path = sc.cache_path(tmp_path, key, settings)
+    return SimpleNamespace(sc=sc, model=model, key=key, settings=settings, fresh=fresh, path=path)
+
+
+def cached_set(pack_module, c, settings=None):
+    """(latents, from the cache, network rows evaluated) of generated_set."""
+    settings = settings or c.settings
+    (latents, cached), calls = rows(
+        pack_module,
+        c.model,
+        lambda: c.sc.generated_set(c.model, c.key, settings, c.path.parent.parent),
+    )
+    return latents, cached, calls
+
+
+def network_calls(pack_module, model):
+    """Counts the latents the diffusion network evaluates in a `with` block."""
+    return pack_module("noisecal_host.network_calls").network_calls(model)
+
+
+def forge(c, latents, consistent, **meta):
+    """Rewrite the cache file with `latents`; metadata from the valid file, with `meta`
+    over it; `consistent`: shape, dtype and checksum describe `latents` (a careful forger)."""
+    with safe_open(str(c.path), "pt") as f:
+        metadata = dict(f.metadata())
+    if consistent:
+        raw = latents.contiguous().view(torch.uint8).numpy().tobytes()
+        metadata.update(
+            shape=json.dumps(list(latents.shape)),
+            dtype=str(latents.dtype).removeprefix("torch."),
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
+    metadata.update(meta)
+    save_file({"latents": latents.contiguous()}, str(c.path), metadata=metadata)
+
+
+def assert_regenerated(pack_module, c, caplog, reason):
+    """The next run generates afresh (logging the file and why), then reuses that."""
+    with caplog.at_level(logging.WARNING, "noise_calibration"):
+        latents, cached, calls = cached_set(pack_module, c)
+    assert not cached and calls == COUNT * GEN_STEPS
+    assert torch.equal(latents, c.fresh)
+    assert str(c.path) in caplog.text and "generating it again" in caplog.text
+    assert reason in caplog.text, caplog.text
+    again, cached, calls = cached_set(pack_module, c)
+    assert cached and calls == 0 and torch.equal(again, c.fresh)
+
+
+def test_a_valid_cached_set_is_reused_without_a_network_call(pack_module, cache):
+    latents, cached, calls = cached_set(pack_module, cache)
+    assert cached and calls == 0 and torch.equal(latents, cache.fresh)
+    assert latents.dtype == torch.float32
+
+
+TENSOR_PROBES = {
+    # same bytes as the valid set (same checksum), another spatial size
+    "spatial-size": (lambda x: x.reshape(COUNT, x.shape[1], 4, 16), "shape"),
+    "int": (lambda x: (x * 100).to(torch.int64), "float32"),
+    "bool": (lambda x: x > 0, "float32"),
+    "fp16": (lambda x: x.to(torch.float16), "float32"),
+    "all-zero": (torch.zeros_like, "only zeros"),
+    "2-D": (lambda x: x.reshape(COUNT, -1), "shape"),
+    "3-D": (lambda x: x.reshape(COUNT, x.shape[1], -1), "shape"),
+    "5-D": (lambda x: x.unsqueeze(2), "shape"),
+}
+
+
+@pytest.mark.parametrize("consistent", [False, True], ids=["same-metadata", "forged-metadata"])
+@pytest.mark.parametrize("probe", list(TENSOR_PROBES))
+def test_a_cached_set_of_another_shape_dtype_or_zeros_is_generated_again(
+    pack_module, cache, caplog, probe, consistent
+):
+    change, reason = TENSOR_PROBES[probe]
+    forge(cache, change(cache.fresh), consistent)
+    assert_regenerated(pack_module, cache, caplog, reason)
+
+
+def test_a_cached_set_of_another_checkpoint_is_generated_again(pack_module, cache, caplog):
+    forge(cache, cache.fresh, True, checkpoint="label:another")
+    assert_regenerated(pack_module, cache, caplog, "differs in its checkpoint")
+
+
+def test_a_cached_set_of_another_seed_is_generated_again(pack_module, cache, caplog):
+    seeded = dataclasses.replace(cache.settings, seed=1)
+    forge(cache, cache.fresh, True, settings=json.dumps(dataclasses.asdict(seeded), sort_keys=True))
+    assert_regenerated(pack_module, cache, caplog, "differs in its settings")
+
+
+def test_a_cached_set_whose_settings_contradict_its_name_is_generated_again(
+    pack_module, cache, caplog
+):
+    """Another settings' real, valid file under this settings' name."""
+    other = dataclasses.replace(cache.settings, steps=GEN_STEPS + 1)
+    cached_set(pack_module, cache, other)
+    cache.path.write_bytes(
+        cache.sc.cache_path(cache.path.parent.parent, cache.key, other).read_bytes()
+    )
+    assert_regenerated(pack_module, cache, caplog, "differs in its settings")
+
+
+@pytest.mark.parametrize("where", ["tensor", "metadata"])
+def test_bit_flips_that_still_parse_are_generated_again(pack_module, cache, caplog, where):
+    data = bytearray(cache.path.read_bytes())
+    if where == "tensor":
+        data[-3] ^= 0x01  # a mantissa bit of the last value: still a finite float
+        reason = "checksum"
+    else:
+        i = data.index(b'\\"seed\\": 0')  # the settings JSON inside the header JSON
+        data[i + len(b'\\"seed\\": ')] ^= 0x01  # "0" -> "1": still valid JSON
+        reason = "differs in its settings"
+    cache.path.write_bytes(bytes(data))
+    assert load(bytes(data))["latents"].shape == cache.fresh.shape  # it still parses
+    assert_regenerated(pack_module, cache, caplog, reason)
+
+
+def test_a_cache_file_of_an_older_version_is_generated_again(pack_module, cache, caplog):
+    """Files without the description (only the settings) were written before it."""
+    old = {"settings": json.dumps(dataclasses.asdict(cache.settings))}
+    save_file({"latents": cache.fresh}, str(cache.path), metadata=old)
+    assert_regenerated(pack_module, cache, caplog, "older version")
+
+
+def test_a_cache_path_that_is_a_folder_is_the_packs_error(pack_module, cache, calibrate_node):
+    errors = pack_module("noisecal.store")
+    cache.path.unlink()
+    cache.path.mkdir()
+    with network_calls(pack_module, cache.model) as calls:
+        with pytest.raises(errors.CalibrationError, match="is a folder, not a file"):
+            cached_set(pack_module, cache)
+    assert calls[0] == 0
+    # through the node: refused before any network call
+    self_calibrate(calibrate_node, cache.model, 32)
+    (node_path,) = [p for p in cache.path.parent.glob("*.safetensors") if p.is_file()]
+    node_path.unlink()
+    node_path.mkdir()
+    with network_calls(pack_module, cache.model) as calls:
+        with pytest.raises(errors.CalibrationError, match="is a folder, not a file"):
+            self_calibrate(calibrate_node, cache.model, 32, mode="recalibrate")
+    assert calls[0] == 0
+
+
+def test_a_cache_folder_that_is_a_file_is_the_packs_error(pack_module, cache, calibrate_node):
+    errors = pack_module("noisecal.store")
+    folder = cache.path.parent
+    shutil.rmtree(folder)
+    folder.write_bytes(b"a file where the cache folder goes")
+    with network_calls(pack_module, cache.model) as calls:
+        with pytest.raises(errors.CalibrationError, match="is a file, not a folder"):
+            cached_set(pack_module, cache)
+        with pytest.raises(errors.CalibrationError, match="is a file, not a folder"):
+            self_calibrate(calibrate_node, cache.model, 32)
+    assert calls[0] == 0
