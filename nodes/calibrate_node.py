@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+import comfy.model_management
 import comfy.samplers
 import torch
 
@@ -12,9 +13,10 @@ from ..noisecal import held_out_check, store
 from ..noisecal.calibration_summary import summary
 from ..noisecal.resize import center_crop_resize
 from ..noisecal.reuse import SELF_GENERATED
-from ..noisecal_host import calibrate, calibration_run, self_calibration
+from ..noisecal_host import calibrate, calibrate_inputs, calibration_run, self_calibration
 from ..noisecal_host.calibration_phases import BAR_UNITS, GENERATION, Phases, progress_text
 from ..noisecal_host.fingerprint import checkpoint_key
+from ..noisecal_host.memory import check_one_row_fits
 from ..noisecal_host.network_calls import network_calls
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
@@ -340,19 +342,33 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         native_height=0,
         check="held-out",
     ):
-        self.check(
+        self.check_widgets(
+            steps=steps,
+            scheduler=scheduler,
+            search_mode=search_mode,
+            sample_count=sample_count,
+            seed=seed,
+            width=width,
+            height=height,
+            label=label,
+            max_batch=max_batch,
             correction=correction,
             mode=mode,
             data=data,
             generation_steps=generation_steps,
             generation_cfg=generation_cfg,
+            generation_sampler=generation_sampler,
+            generation_scheduler=generation_scheduler,
             native_width=native_width,
             native_height=native_height,
             check=check,
         )
         started = time.perf_counter()
-        width, height = width // 8 * 8, height // 8 * 8
+        calibrate_inputs.check_family(model)
         sigmas = calibration_run.schedule_sigmas(model, scheduler, steps, sigmas)
+        calibrate_inputs.check_schedule(
+            model, torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+        )
         key = checkpoint_key(model, label or None)
         generating = self._generates(data, latent, image)
         generation = None
@@ -371,10 +387,11 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 native_height,
             )
             generation = {k: v for k, v in asdict(settings).items()}
+            calibrate_inputs.check_pixel_size(model, width, height, "width/height")
             latent_size, count = (height // 8, width // 8), sample_count
         else:
             latent_size, count = self._connected_size(
-                latent, image, vae, width, height, sample_count
+                model, latent, image, width, height, sample_count
             )
         correction_sampler = None if correction == "off" else correction
         if mode == "reuse":
@@ -401,6 +418,8 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     seconds=time.perf_counter() - started,
                 )
                 return self._output(record, path, text)
+        # a size one network call cannot hold is refused before any (it ignored Cancel)
+        self._check_memory(model, latent_size, latent, settings if generating else None)
         # a folder or path this machine cannot write is refused before any network call
         self.store().check_writable(key, latent_size)
         if generating:
@@ -414,7 +433,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     model, key, settings, positive, negative, vae, width, height, max_batch, phases
                 )
             else:
-                latents, source = self._latents(latent, image, vae, width, height)
+                latents, source = self._latents(latent, image, vae, width, height, max_batch)
             record, path = calibration_run.calibrate_latents(
                 model,
                 latents,
@@ -462,6 +481,16 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         return True
 
     @staticmethod
+    def _check_memory(model, latent_size, latent, settings) -> None:
+        """Refuse a generation or calibration size whose one row does not fit."""
+        channels = model.model.latent_format.latent_channels
+        if settings is not None:
+            native = (settings.height // 8, settings.width // 8)
+            check_one_row_fits(model, (1, channels, *native), "native_width/native_height")
+        names = "latent" if latent is not None and settings is None else "width/height"
+        check_one_row_fits(model, (1, channels, *latent_size), names)
+
+    @staticmethod
     def _generation_settings(
         model,
         count,
@@ -476,6 +505,8 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         native_height,
     ):
         default_w, default_h = self_calibration.native_size(model)
+        native = (native_width or default_w, native_height or default_h)
+        calibrate_inputs.check_pixel_size(model, *native, "native_width/native_height")
         return self_calibration.GenerationSettings(
             width=(native_width or default_w) // 8 * 8,
             height=(native_height or default_h) // 8 * 8,
@@ -519,15 +550,19 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         return latents, f"{SELF_GENERATED} ({origin}): {settings.describe()}, {how}"
 
     @staticmethod
-    def _connected_size(latent, image, vae, width, height, sample_count):
-        """(latent size, count) of connected data, before encoding anything."""
+    def _connected_size(model, latent, image, width, height, sample_count):
+        """(latent size, count) of connected data, checked before encoding anything."""
         if latent is not None:
             samples = latent["samples"]
+            used = samples[:sample_count] if isinstance(samples, torch.Tensor) else samples
+            calibrate_inputs.check_latents(model, used)
+            calibrate_inputs.check_latent_size(model, samples)
             return tuple(samples.shape[-2:]), min(sample_count, samples.shape[0])
+        calibrate_inputs.check_pixel_size(model, width, height, "width/height")
         return (height // 8, width // 8), min(sample_count, image.shape[0])
 
     @staticmethod
-    def _latents(latent, image, vae, width, height) -> tuple[torch.Tensor, str]:
+    def _latents(latent, image, vae, width, height, max_batch) -> tuple[torch.Tensor, str]:
         if latent is not None:
             samples = latent["samples"]
             if torch.count_nonzero(samples) == 0:
@@ -542,5 +577,11 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             )
         if vae is None:
             raise store.CalibrationError("an IMAGE input needs the VAE input to encode it")
-        pixels = center_crop_resize(image[..., :3].movedim(-1, 1), height, width).movedim(1, -1)
-        return vae.encode(pixels.clamp(0, 1)), "images + VAE"
+        encoded = []
+        for start in range(0, image.shape[0], max_batch):
+            # Cancel is honoured between batches, not only after the whole set
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            part = image[start : start + max_batch, ..., :3].movedim(-1, 1)
+            pixels = center_crop_resize(part, height, width).movedim(1, -1)
+            encoded.append(vae.encode(pixels.clamp(0, 1)))
+        return torch.cat(encoded), "images + VAE"

@@ -92,12 +92,16 @@ def widget_problem(name: str, value, kind, options: dict, *, bounds: bool) -> st
         if value not in kind:
             return f"{name} must be one of {list(kind)}, got {value!r}"
         return None
+    if kind == "STRING":
+        return None if isinstance(value, str) else f"{name} must be text, got {value!r}"
     if kind not in ("FLOAT", "INT"):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{name} must be a number, got {value!r}"
     if not math.isfinite(value):
         return f"{name} must be a finite number, got {value!r}"
+    if kind == "INT" and value != int(value):
+        return f"{name} must be a whole number, got {value!r}"
     if bounds and "min" in options and value < options["min"]:
         return f"{name} must be at least {options['min']}, got {value!r}"
     if bounds and "max" in options and value > options["max"]:
@@ -146,6 +150,14 @@ class ChecksInputs:
     def check(cls, **values) -> None:
         """In the node's function: the pack's InvalidInput naming the input."""
         problem = cls.input_problem(values)
+        if problem:
+            raise store.InvalidInput(problem)
+
+    @classmethod
+    def check_widgets(cls, **values) -> None:
+        """As `check`, with each widget's min/max too: for a node whose function
+        must refuse what its UI cannot send (a headless call's steps 0)."""
+        problem = cls.input_problem(values, bounds=True)
         if problem:
             raise store.InvalidInput(problem)
 

@@ -86,7 +86,10 @@ def candidates(noiseshift: bool = True, table: str | None = None) -> list[Candid
     "correction_joint" (calibrated with NoiseShift on) with NoiseShift."""
     out = [Candidate(PLAIN)]
     if noiseshift:
-        out += [Candidate(f"noiseshift@{s:g}", noiseshift=s) for s in STRENGTHS]
+        # beside the joint table NoiseShift runs at full strength only: at 0.5 it won no
+        # measured cell, and each candidate costs a trajectory per held-back latent
+        alone = STRENGTHS if table != "correction_joint" else (1.0,)
+        out += [Candidate(f"noiseshift@{s:g}", noiseshift=s) for s in alone]
     if table == "correction":
         out += [Candidate(f"nlc@{s:g}", correction=s, table=table) for s in STRENGTHS]
     elif table == "correction_joint":

@@ -31,11 +31,11 @@ import torch
 from ..noisecal import held_out_check, store
 from ..noisecal.correction_search import SAMPLERS as CORRECTION_SAMPLERS
 from ..noisecal.correction_search import CorrectionResult, calibrate_correction
-from ..noisecal.levels import check_descending, check_parameterization
+from ..noisecal.levels import check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.sigma_hat_curve import SigmaHatCurve
 from ..noisecal.spectra import rapsd
-from . import conditioning_level
+from . import calibrate_inputs, conditioning_level
 from .calibration_phases import CHECK, CORRECTION, GENERATION, GUIDANCE, NOISESHIFT, Phases
 from .fingerprint import checkpoint_key
 from .held_out_run import run_check
@@ -264,38 +264,7 @@ def comfy_progress(total: int, also: Callable[[int, int], None] | None = None):
 def check_inputs(model, latents, sigmas: torch.Tensor) -> None:
     """Refuse calibration data and schedules the search cannot use, before any
     network call (each of these used to fail deep inside the search, or after it)."""
-    if not isinstance(latents, torch.Tensor) or latents.ndim != 4:
-        shape = list(getattr(latents, "shape", [])) or type(latents).__name__
-        raise store.CalibrationError(
-            f"the calibration latents must be a batch [count, channels, height, width], got {shape}"
-        )
-    channels = model.model.latent_format.latent_channels
-    if latents.shape[1] != channels:
-        raise store.CalibrationError(
-            f"the calibration latents have {latents.shape[1]} channels but this model's "
-            f"latents have {channels}: encode the images with this model's VAE"
-        )
-    if latents.shape[0] < 1 or min(latents.shape[-2:]) < 2:
-        raise store.CalibrationError(
-            f"calibration needs at least one latent of at least 2x2 latent pixels "
-            f"(16x16 image pixels), got {list(latents.shape)}"
-        )
-    if not bool(torch.isfinite(latents).all()):
-        raise store.CalibrationError(
-            "the calibration latents contain NaN or infinite values: check the images and "
-            "the VAE that encoded them"
-        )
-    if sigmas.numel() < 2:
-        raise store.CalibrationError(
-            f"the schedule has {sigmas.numel()} sigma(s): calibration needs at least two "
-            f"levels (one step); connect a longer SIGMAS or set steps >= 1"
-        )
-    if not bool(torch.isfinite(sigmas).all()) or bool((sigmas < 0).any()):
-        raise store.CalibrationError("the schedule's sigmas must be finite and not negative")
-    try:
-        check_descending(sigmas.tolist(), "the schedule's sigmas")
-    except ValueError as exc:
-        raise store.CalibrationError(str(exc)) from None
+    calibrate_inputs.check_all(model, latents, sigmas)
 
 
 def plan(steps: int, fit: int, held: int, correction: str | None, generation: int = 0) -> dict:
@@ -305,7 +274,7 @@ def plan(steps: int, fit: int, held: int, correction: str | None, generation: in
     if correction:
         out[CORRECTION] = 3 * fit * steps * (2 if correction == "heun" else 1)
     if held:
-        out[CHECK] = 5 * held * steps
+        out[CHECK] = 4 * held * steps
         out[GUIDANCE] = 2 * len(held_out_check.GUIDANCE_WEIGHTS) * held * steps
     return out
 

@@ -136,7 +136,8 @@ def test_validate_inputs_refuses_a_bad_value_naming_the_input(pack, node_id, bad
 
 def test_headless_calls_refuse_what_validate_inputs_refuses(pack, tiny_sd3):
     """A caller of the node's function (a script, a benchmark) gets a ValueError
-    with the same message; widget min/max stay a UI limit there."""
+    with the same message; widget min/max stay a UI limit there, except at
+    Calibrate, whose function checks every widget's range (test_calibrate_inputs.py)."""
     m = pack.NODE_CLASS_MAPPINGS
     model = tiny_sd3.patcher
     noiseshift, nlc = m["NoiseCalibrationNoiseShift"](), m["NoiseCalibrationNoiseLevelCorrection"]()
@@ -156,6 +157,8 @@ def test_headless_calls_refuse_what_validate_inputs_refuses(pack, tiny_sd3):
     calibrate = m["NoiseCalibrationCalibrate"]()
     with pytest.raises(ValueError, match="^correction must be one of"):
         calibrate.calibrate(model, 4, "simple", "fast", 4, 0, 64, 64, "", 4, correction="dpmpp")
+    with pytest.raises(ValueError, match="^steps must be at least 2"):
+        calibrate.calibrate(model, 0, "simple", "fast", 4, 0, 64, 64, "", 4)
     (off,) = noiseshift.apply(model, 0.0, "error")
     assert off is model
 
