@@ -13,7 +13,7 @@ from ..noisecal import held_out_check, store
 from ..noisecal.calibration_summary import summary
 from ..noisecal.resize import center_crop_resize
 from ..noisecal.reuse import SELF_GENERATED
-from ..noisecal_host import calibrate, calibrate_inputs, calibration_run, self_calibration
+from ..noisecal_host import calibrate, calibrate_inputs, calibration_run, memory, self_calibration
 from ..noisecal_host.calibration_phases import BAR_UNITS, GENERATION, Phases, progress_text
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.memory import check_one_row_fits
@@ -157,8 +157,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "default": 32,
                         "min": 1,
                         "max": 4096,
-                        "tooltip": "Memory budget: latents per forward pass. "
-                        "Lower it if you run out of VRAM.",
+                        "tooltip": "Most latents per forward pass. Each call takes "
+                        "as many as fit in the free memory by ComfyUI's own estimate, "
+                        "up to this; results do not depend on it.",
                     },
                 ),
             },
@@ -533,6 +534,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
     def _self_generated(
         self, model, key, settings, positive, negative, vae, width, height, max_batch, phases
     ):
+        channels = model.get_model_object("latent_format").latent_channels
+        native_shape = (1, channels, settings.height // 8, settings.width // 8)
+        rows = 2 if settings.cfg > 1 else 1  # cfg > 1 runs the negative too
         with phases.phase(GENERATION, model) as progress:
             native, cached = self_calibration.generated_set(
                 model,
@@ -541,7 +545,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 self.store().write_dir,
                 positive,
                 negative,
-                max_batch=max_batch,
+                max_batch=memory.batch_size(model, native_shape, max_batch, rows),
                 progress=progress,
             )
         latents = self_calibration.to_target(native, width, height, vae, max_batch)

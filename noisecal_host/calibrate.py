@@ -35,7 +35,7 @@ from ..noisecal.levels import check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.sigma_hat_curve import SigmaHatCurve
 from ..noisecal.spectra import rapsd
-from . import calibrate_inputs, conditioning_level
+from . import calibrate_inputs, conditioning_level, memory
 from .calibration_phases import CHECK, CORRECTION, GENERATION, GUIDANCE, NOISESHIFT, Phases
 from .fingerprint import checkpoint_key
 from .held_out_run import run_check
@@ -328,7 +328,9 @@ def calibrate(
     steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
     if phases is None:
         phases = Phases(plan(steps, calibrated_on, held, correction), progress)
-    options = dict(positive=positive, seed=seed, max_batch=max_batch)
+    # as many latents a call as fit in the free memory, at most max_batch
+    batch = memory.batch_size(model, latents.shape, max_batch)
+    options = dict(positive=positive, seed=seed, max_batch=batch)
     found = None
     if warm_start and mode == "lean":
         found = warm_start_curve(
@@ -395,6 +397,7 @@ def calibrate(
             positive=positive,
             seed=seed,
             phases=phases,
+            batch=memory.batch_size(model, latents.shape, max_batch, rows_per_latent=2),
         )
         record["check"] = {
             **result,

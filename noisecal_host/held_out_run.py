@@ -8,6 +8,7 @@ user will get, not a model of it.
 
 from __future__ import annotations
 
+import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import torch
@@ -52,12 +53,29 @@ def guidance_settings(weight: float) -> GuidanceSettings:
     )
 
 
-def _sample(model, noise, sigmas, sampler_name: str, positive, seed: int) -> torch.Tensor:
+def _sample(model, noise, sigmas, sampler_name: str, positive, seed: int, batch: int):
+    """Deterministic samples from `noise`, `batch` latents a sampler call (Cancel is
+    honoured between calls; each latent's trajectory does not depend on the split)."""
     sampler = comfy.samplers.sampler_object(sampler_name)
-    empty = torch.zeros_like(noise)
-    return comfy.sample.sample_custom(
-        model, noise, 1.0, sampler, sigmas, positive, positive, empty, disable_pbar=True, seed=seed
-    ).to(torch.float32)
+    out = []
+    for chunk in noise.split(max(1, int(batch))):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        empty = torch.zeros_like(chunk)
+        out.append(
+            comfy.sample.sample_custom(
+                model,
+                chunk,
+                1.0,
+                sampler,
+                sigmas,
+                positive,
+                positive,
+                empty,
+                disable_pbar=True,
+                seed=seed,
+            ).to(torch.float32)
+        )
+    return torch.cat(out)
 
 
 def check_candidates(record: dict) -> list[held_out_check.Candidate]:
@@ -78,11 +96,13 @@ def run_check(
     positive=None,
     seed: int = 0,
     phases: Phases | None = None,
+    batch: int = 32,
 ) -> dict:
     """The record's `check` section: every candidate's scores and the recommendation,
     then the guidance weight on top of it.
     held_out: latents (as a LATENT holds them) the calibration did not use.
-    phases: progress and cost of the check and guidance phases."""
+    phases: progress and cost of the check and guidance phases; batch: latents a
+    sampler call takes (guidance adds a row to each)."""
     phases = phases if phases is not None else Phases({})
     candidates = check_candidates(record)
     positive = positive if positive is not None else zero_conditioning(model)
@@ -92,7 +112,9 @@ def run_check(
     with phases.phase(CHECK, model) as progress:
         for i, candidate in enumerate(candidates):
             patched = _patched(model, record, candidate)
-            generated[candidate.name] = _sample(patched, noise, sigmas, sampler, positive, seed)
+            generated[candidate.name] = _sample(
+                patched, noise, sigmas, sampler, positive, seed, batch
+            )
             progress(i + 1, len(candidates))
     scores = held_out_check.score(generated, held_out.to(torch.float32), seed=seed)
     recommendation = held_out_check.recommend(scores)
@@ -119,7 +141,7 @@ def run_check(
             recommendation,
             generated[recommendation],
             held_out,
-            lambda m: _sample(m, noise, sigmas, sampler, positive, seed),
+            lambda m: _sample(m, noise, sigmas, sampler, positive, seed, batch),
             seed,
             progress,
         )

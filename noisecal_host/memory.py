@@ -21,10 +21,10 @@ def row_bytes(model, shape) -> float | None:
 
 def free_bytes(model) -> float:
     """Memory the network call can get on the model's device: what is free, plus
-    what ComfyUI can free there by offloading the models it holds."""
+    what ComfyUI can free there by offloading the other models it holds."""
     device = model.load_device
     free = float(comfy.model_management.get_free_memory(device))
-    return free + _offloadable(device)
+    return free + _offloadable(device, model)
 
 
 def rows_that_fit(model, shape, max_batch: int) -> int:
@@ -35,6 +35,14 @@ def rows_that_fit(model, shape, max_batch: int) -> int:
     if not per_row or per_row <= 0:
         return int(max_batch)
     return max(0, min(int(max_batch), int(free_bytes(model) // per_row)))
+
+
+def batch_size(model, shape, max_batch: int, rows_per_latent: int = 1) -> int:
+    """Latents a call of the calibration takes: as many as fit (each taking
+    `rows_per_latent` rows: 2 with cfg > 1 or guidance), at most `max_batch`, at
+    least 1 (a size where one does not fit is refused before: check_one_row_fits)."""
+    rows = rows_that_fit(model, shape, int(max_batch) * rows_per_latent)
+    return max(1, min(int(max_batch), rows // rows_per_latent))
 
 
 def check_one_row_fits(model, shape, what: str) -> None:
@@ -51,11 +59,14 @@ def check_one_row_fits(model, shape, what: str) -> None:
     )
 
 
-def _offloadable(device) -> float:
-    """Bytes of the models ComfyUI has loaded on `device` (it offloads them to make room)."""
+def _offloadable(device, model) -> float:
+    """Bytes of the models ComfyUI has loaded on `device` (it offloads them to make
+    room), except `model`'s own weights: they stay for the call."""
     total = 0.0
     for loaded in list(getattr(comfy.model_management, "current_loaded_models", [])):
         try:
+            if loaded.model is model or loaded.model.is_clone(model):
+                continue
             if str(loaded.device) == str(device):
                 total += float(loaded.model.loaded_size())
         except Exception:  # noqa: BLE001 - a host without these methods: count nothing

@@ -95,3 +95,56 @@ def test_the_record_counts_each_phase_as_the_network_saw_it(pack, calibrate_node
     )
     assert "by phase: self-generation" in out["ui"]["text"][0]
     assert all(torch.isfinite(torch.tensor(record["sigma_hat"])))
+
+
+def flatten(value, where=""):
+    """{path: leaf} of nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: v for key in value for k, v in flatten(value[key], f"{where}/{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, x in enumerate(value) for k, v in flatten(x, f"{where}/{i}").items()}
+    return {where: value}
+
+
+def comparable(record):
+    """The record without what moves from run to run (times, dates)."""
+    out = {k: v for k, v in record.items() if k not in ("created_at", "cost")}
+    out["cost"] = {
+        "network_evaluations": record["cost"]["network_evaluations"],
+        "phases": {k: v["network_evaluations"] for k, v in record["cost"]["phases"].items()},
+    }
+    return out
+
+
+def test_a_small_free_memory_splits_every_call_and_gives_the_same_record(
+    pack, tiny_sd3, tmp_path, monkeypatch
+):
+    model = tiny_sd3.patcher
+    memory = pack.noisecal_host.memory
+    calls = []
+    model.model.diffusion_model.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+
+    def run(folder):
+        store = pack.noisecal_host.folders.user_store(folder)
+        node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationCalibrate"](calibration_store=store)
+        calls.clear()
+        (record,), _, _ = self_calibrate(node, model)["result"]
+        return record, max(calls)
+
+    roomy, widest = run(tmp_path / "roomy")
+    channels = model.model.latent_format.latent_channels
+    target_row = memory.row_bytes(model, (1, channels, 4, 4))
+    # ComfyUI's own attention asks get_free_memory too: the pack's view of it is simulated
+    monkeypatch.setattr(memory, "free_bytes", lambda model: 6 * target_row)
+    assert memory.batch_size(model, (1, channels, 4, 4), COUNT) == 6
+    tight, narrowest = run(tmp_path / "tight")
+    assert widest > 6 >= narrowest  # the calls were split ...
+    # ... and nothing else changed: every choice and count the same, every number the same
+    # but for float rounding (a batch of another size sums in another order)
+    flat_tight, flat_roomy = flatten(comparable(tight)), flatten(comparable(roomy))
+    assert flat_tight.keys() == flat_roomy.keys()
+    for where, value in flat_roomy.items():
+        if isinstance(value, float):
+            assert flat_tight[where] == pytest.approx(value, rel=1e-4, abs=1e-7), where
+        else:
+            assert flat_tight[where] == value, where
