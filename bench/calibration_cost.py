@@ -38,6 +38,12 @@ Sections:
    reference network at N = M (up to 192 rows per round) against
    ``max_batch`` (a fresh process per value), and the estimate for an
    SD3.5-medium-sized network (printed with its formula).
+7. The Calibrate node at its defaults (and with correction = euler), phase
+   by phase: rows through the network (``bench/node_cost_probe.py``, a hook on
+   the network) on the reference network at 128 px and on the testbed, on
+   this tree and on the commit before the cost work (BEFORE, a git worktree)
+   in the same run, with each phase's formula. Targets: at most 1,500
+   evaluations at the target size by default, 2,500 with correction.
 """
 
 from __future__ import annotations
@@ -477,6 +483,104 @@ def section_memory(run: Run) -> None:
     run.data["memory"] = {"measured": data, "estimate": est}
 
 
+# the last commit before the calibration-cost work: section 7's "before"
+BEFORE = "982b112"
+NODE_TARGET = {"off": 1500, "euler": 2500}  # evaluations at the target size
+NODE_PHASES = ["self-generation", "noiseshift", "correction", "check", "guidance"]
+FORMULAS = {
+    "self-generation": "count x generation steps (x2 with cfg > 1), at the native size",
+    "noiseshift": "fit x steps x 3-6 (lean: r = 0, a warm start, Gauss-Newton steps)",
+    "correction": "fit x (steps - 1) x 4 (r = 0, a probe, 2 predicted; was 25 and 2 tables)",
+    "check": "candidates (3-4) x held x steps",
+    "guidance": "weights (2) x held x steps x 2 rows (the branch rides in the call)",
+}
+
+
+def probe(root: Path, kind: str, correction: str) -> dict:
+    """bench/node_cost_probe.py on the tree at `root`: rows per phase of one node run."""
+    script = Path(__file__).resolve().parent / "node_cost_probe.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(root), kind, correction],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def before_tree(folder: Path) -> Path | None:
+    """A worktree of BEFORE sharing this tree's host snapshot, or None without git."""
+    root = Path(__file__).resolve().parent.parent
+    tree = folder / "before"
+    try:
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(tree), BEFORE],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"(no 'before' column: cannot check out {BEFORE}: {exc})")
+        return None
+    (tree / ".cache").symlink_to(root / ".cache", target_is_directory=True)
+    return tree
+
+
+def section_node(run: Run) -> None:
+    print_section(
+        "7. The Calibrate node at its defaults, phase by phase (20 steps; reference network "
+        "at 128 px self-generated at 256 px, testbed f0=3 'image' N = 16 from a LATENT), "
+        f"before ({BEFORE}) and now"
+    )
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        old_root = before_tree(Path(folder))
+        try:
+            results = {}
+            for kind in ("reference", "testbed"):
+                for correction in ("off", "euler"):
+                    now = probe(root, kind, correction)
+                    old = probe(old_root, kind, correction) if old_root else None
+                    results[f"{kind} {correction}"] = {"now": now, "before": old}
+        finally:
+            if old_root is not None:
+                subprocess.run(
+                    ["git", "-C", str(root), "worktree", "remove", "--force", str(old_root)],
+                    check=False,
+                    capture_output=True,
+                )
+    run.data["node"] = results
+    rows = []
+    for name, r in results.items():
+        now, old = r["now"], r["before"]
+        for ph in NODE_PHASES + ["at the target size"]:
+            if ph == "at the target size":
+                n = sum(v for k, v in now["rows"].items() if k != "self-generation")
+                o = old and sum(v for k, v in old["rows"].items() if k != "self-generation")
+            else:
+                n, o = now["rows"].get(ph, 0), old and old["rows"].get(ph, 0)
+            ratio_text = f"{o / n:.1f}x" if o and n else "-"
+            rows.append([name, ph, o if old else "-", n, ratio_text])
+        rows.append([name, "seconds", f"{old['seconds']:.0f}" if old else "-"])
+        rows[-1] += [f"{now['seconds']:.0f}", "-"]
+    print_table(
+        "Table 7: rows through the network per phase (before / now = fewer by)",
+        ["case", "phase", "before", "now", "before/now"],
+        rows,
+    )
+    print("Each phase's count:")
+    for ph, text in FORMULAS.items():
+        print(f"  {ph}: {text}")
+    for name, r in results.items():
+        kind, correction = name.split()
+        total = sum(v for k, v in r["now"]["rows"].items() if k != "self-generation")
+        target = NODE_TARGET[correction]
+        run.check(
+            total <= target,
+            f"N1 {name}: {total} evaluations at the target size (at most {target}; "
+            f"{r['now']['sample_count']} latents, recommends {r['now']['recommendation']})",
+        )
+
+
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
         memory_probe(int(sys.argv[2]))
@@ -500,6 +604,7 @@ def main(argv=None) -> int:
                 ("search", lambda: section_search(run)),
                 ("reuse", lambda: section_reuse(run, cases, nodes)),
                 ("memory", lambda: section_memory(run)),
+                ("node", lambda: section_node(run)),
             ]
         )
     return finish(run, "calibration_cost", timings, lambda _run: [], SEEDS)

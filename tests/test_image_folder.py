@@ -303,7 +303,7 @@ def test_output_feeds_the_calibrate_nodes_image_input(cats, pack_module):
     """IMAGE + a real (untrained, tiny) ComfyUI VAE through Calibrate's own path."""
     vae = pack_module("noisecal_host.testing.tiny_models").tiny_vae()
     images, count = node()().load("cats", 64, 48, 0)["result"]
-    latents, source = Calibrate._latents(None, images, vae, 64, 48)
+    latents, source = Calibrate._latents(None, images, vae, 64, 48, 8)
     assert source == "images + VAE"
     assert latents.shape == (count, 4, 6, 8)
     assert torch.isfinite(latents).all()
