@@ -45,6 +45,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import stat
 import threading
@@ -71,7 +72,11 @@ _plot_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
 
 
 def file_id(folder: Path, name: str) -> str:
-    digest = hashlib.sha256(f"{folder.resolve()}\0{name}".encode("utf-8", "surrogateescape"))
+    return _file_id(folder.resolve(), name)
+
+
+def _file_id(resolved_folder: Path, name: str) -> str:
+    digest = hashlib.sha256(f"{resolved_folder}\0{name}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:ID_LENGTH]
 
 
@@ -98,7 +103,9 @@ def scan(calibration_store) -> dict[str, dict]:
             if not folder.is_dir():
                 continue
             resolved = folder.resolve()
-            paths = sorted(folder.glob("*.json"))[:MAX_FILES]
+            # by name, as Paths of one folder compare (case-folded on Windows)
+            paths = sorted(folder.glob("*.json"), key=lambda p: os.path.normcase(p.name))
+            paths = paths[:MAX_FILES]
         except OSError:
             continue
         kind = "user" if resolved == write_dir else "shipped" if resolved == shipped else "extra"
@@ -108,7 +115,7 @@ def scan(calibration_store) -> dict[str, dict]:
             st = _regular(path)
             if st is None:
                 continue
-            entries[file_id(folder, path.name)] = {
+            entries[_file_id(resolved, path.name)] = {
                 "path": path,
                 "folder": kind,
                 "deletable": kind == "user",
