@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -309,3 +311,283 @@ def test_without_a_server_nothing_is_registered():
         assert routes.register_with_server() is False
     else:
         pytest.skip("a ComfyUI server module is importable here")
+
+
+# ------------------------------------------------------------------ at scale: the index
+
+
+def serve(folders, requests, write=True):
+    """Like call(), with the index the handlers share: requests(client, index)."""
+    user, shipped, _ = folders
+
+    async def main():
+        table = web.RouteTableDef()
+        index = routes.add_routes(table, lambda: CalibrationStore([user, shipped], user))
+        app = web.Application()
+        app.add_routes(table)
+        async with TestClient(TestServer(app)) as client:
+            return await requests(client, index)
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """The files parsed and validated (store.load), by name, in order."""
+    names = []
+    load = store.load
+
+    def counting(path):
+        names.append(os.path.basename(path))
+        return load(path)
+
+    monkeypatch.setattr(store, "load", counting)
+    return names
+
+
+def age(*folders, seconds=60):
+    """Set the folders' mtime in the past, as any folder not written to lately."""
+    for folder in folders:
+        st = folder.stat()
+        os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
+
+
+def test_a_second_list_parses_no_file(folders, parses):
+    async def requests(client, index):
+        first = await listing(client)
+        parsed = len(parses)
+        second = await listing(client)
+        return first, parsed, second
+
+    first, parsed, second = serve(folders, requests)
+    assert parsed == 3 and len(parses) == 3  # none more for the second list
+    assert second == first
+
+
+def test_a_changed_file_is_parsed_again_and_a_removed_one_drops_out(folders, parses):
+    user = folders[0]
+    grown = user / store.file_name(KEY, (16, 16))
+    touched = user / store.file_name(KEY, (32, 32))
+
+    async def requests(client, index):
+        await listing(client)
+        parses.clear()
+        # rewritten in place with another size (the folder's mtime does not change)
+        grown.write_text(json.dumps(json.loads(grown.read_text()), indent=4))
+        await listing(client)
+        assert parses == [grown.name]
+        parses.clear()
+        # same size, another mtime
+        st = touched.stat()
+        os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        items = by_file(await listing(client))
+        assert parses == [touched.name]
+        assert items[touched.name]["checkpoint"]["label"] == "browser test"
+        parses.clear()
+        # broken in place: listed with its error
+        touched.write_text("{not json")
+        items = by_file(await listing(client))
+        assert parses == [touched.name] and "not valid JSON" in items[touched.name]["error"]
+        parses.clear()
+        touched.unlink()
+        store.save(record(OTHER, latent=(24, 24)), user)
+        response = await client.get(BASE)
+        return await response.json()
+
+    body = serve(folders, requests)
+    names = {item["file"] for item in body["calibrations"]}
+    assert touched.name not in names and store.file_name(OTHER, (24, 24)) in names
+    assert body["total"] == 3 == len(names)
+    assert parses == [store.file_name(OTHER, (24, 24))]  # only the new file
+
+
+def many(folders, count):
+    user = folders[0]
+    for i in range(count):
+        store.save(record(CheckpointKey(f"{i:064x}", "SD3", "SD3"), latent=(8, 8 + i)), user)
+
+
+def test_the_list_comes_in_pages(folders):
+    many(folders, 7)  # 10 files in all
+
+    async def requests(client, index):
+        whole = await (await client.get(BASE)).json()
+        pages = []
+        for offset in range(0, 12, 3):
+            response = await client.get(BASE, params={"offset": offset, "limit": 3})
+            assert response.status == 200
+            pages.append(await response.json())
+        past = await (await client.get(BASE, params={"offset": 50})).json()
+        return whole, pages, past
+
+    whole, pages, past = serve(folders, requests)
+    assert whole["total"] == 10 and len(whole["calibrations"]) == 10
+    assert whole["offset"] == 0 and whole["limit"] == routes.DEFAULT_LIMIT
+    assert whole["write_folder"] == "user"
+    assert [len(p["calibrations"]) for p in pages] == [3, 3, 3, 1]
+    assert all(p["total"] == 10 and p["limit"] == 3 for p in pages)
+    assert [i["id"] for p in pages for i in p["calibrations"]] == [
+        i["id"] for i in whole["calibrations"]
+    ]
+    created = [i["created_at"] for i in whole["calibrations"]]
+    assert created == sorted(created, reverse=True)  # newest first, across pages
+    assert past["calibrations"] == [] and past["total"] == 10
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=abc",
+        "limit=",
+        "limit=%2B5",
+        "limit=1e3",
+        "limit=%205",
+        "limit=5&limit=6",
+        "offset=-1",
+        "offset=1.5",
+        "offset=0x10",
+        "offset=" + "9" * 40,
+        "offset=%D9%A3",  # an Arabic-Indic digit: int() would take it
+    ],
+)
+def test_bad_page_bounds_are_refused(folders, query):
+    async def requests(client, index):
+        response = await client.get(f"{BASE}?{query}")
+        return response.status, await response.json()
+
+    status, body = serve(folders, requests)
+    assert status == 400 and ("offset" in body["error"] or "limit" in body["error"])
+
+
+def test_the_largest_page_is_allowed(folders):
+    async def requests(client, index):
+        response = await client.get(BASE, params={"limit": routes.MAX_LIMIT})
+        return response.status, await response.json()
+
+    status, body = serve(folders, requests)
+    assert status == 200 and body["limit"] == routes.MAX_LIMIT and body["total"] == 3
+
+
+def test_an_unknown_id_is_answered_without_a_folder_scan(folders):
+    user, shipped, _ = folders
+    age(user, shipped)
+    unknown = "0" * routes.ID_LENGTH
+
+    async def requests(client, index):
+        await listing(client)
+        scans = index.scans
+        plot = await client.get(f"{BASE}/{unknown}/plot.png")
+        gone = await client.delete(f"{BASE}/{unknown}", headers=SAME_ORIGIN)
+        assert (plot.status, gone.status) == (404, 404)
+        assert index.scans == scans  # the index was fresh: no folder listed
+        # a file saved since the list is still found: a miss on a changed folder
+        # refreshes the index once
+        path = store.save(record(OTHER, latent=(40, 40)), user)
+        new_id = routes.file_id(user, path.name)
+        found = await client.get(f"{BASE}/{new_id}/plot.png")
+        assert found.status == 200 and index.scans == scans + 1
+        age(user)
+        await listing(client)
+        scans = index.scans
+        gone = await client.delete(f"{BASE}/{new_id}", headers=SAME_ORIGIN)
+        assert gone.status == 200 and index.scans == scans  # a hit needs no scan
+        again = await client.delete(f"{BASE}/{new_id}", headers=SAME_ORIGIN)
+        assert again.status == 404
+        return path
+
+    assert not serve(folders, requests).exists()
+
+
+def test_concurrent_lists_share_a_refresh(folders, monkeypatch):
+    """Lists that come while a refresh is in flight share the next one."""
+    many(folders, 20)
+    scan = routes.scan
+
+    def slow_scan(calibration_store):
+        time.sleep(0.5)  # long enough for all 20 requests to come meanwhile
+        return scan(calibration_store)
+
+    monkeypatch.setattr(routes, "scan", slow_scan)
+
+    async def requests(client, index):
+        await listing(client)
+        scans = index.scans
+        bodies = await asyncio.gather(*(listing(client) for _ in range(20)))
+        return scans, index.scans, bodies
+
+    before, after, bodies = serve(folders, requests)
+    assert after - before <= 2  # the one in flight when the first came, one for the rest
+    assert all(body == bodies[0] for body in bodies) and len(bodies[0]) == 23
+
+
+def test_file_work_runs_off_the_event_loop(folders, monkeypatch):
+    """Scans, parses, plots and unlinks run in worker threads, never the loop's."""
+    threads = []
+
+    def recorded(function):
+        def wrapper(*args, **kwargs):
+            threads.append((function.__name__, threading.get_ident()))
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("scan", "render_png", "_unlink", "_load_for_plot", "folders_state"):
+        monkeypatch.setattr(routes, name, recorded(getattr(routes, name)))
+    monkeypatch.setattr(store, "load", recorded(store.load))
+
+    async def requests(client, index):
+        loop_thread = threading.get_ident()
+        item = by_file(await listing(client))[store.file_name(KEY, (16, 16))]
+        assert (await client.get(f"{BASE}/{item['id']}/plot.png")).status == 200
+        assert (await client.get(f"{BASE}/{'0' * 32}/plot.png")).status == 404
+        assert (await client.delete(f"{BASE}/{item['id']}", headers=SAME_ORIGIN)).status == 200
+        return loop_thread
+
+    loop_thread = serve(folders, requests)
+    names = {name for name, _ in threads}
+    assert {"scan", "render_png", "_unlink", "_load_for_plot", "load", "folders_state"} <= names
+    assert all(ident != loop_thread for _, ident in threads), threads
+
+
+def test_the_loop_keeps_answering_during_a_big_list(folders, monkeypatch):
+    """A ticker coroutine keeps ticking while a cold list parses hundreds of files
+    (each parse made to hold the interpreter about 2 ms, as a real parse does)."""
+    many(folders, 250)
+    load = store.load
+
+    def slow(path):
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+        return load(path)
+
+    monkeypatch.setattr(store, "load", slow)
+
+    async def requests(client, index):
+        gaps = []
+
+        async def ticker():
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.002)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        t0 = time.perf_counter()
+        items, plot = await asyncio.gather(
+            listing(client), client.get(f"{BASE}/{'0' * 32}/plot.png")
+        )
+        took = time.perf_counter() - t0
+        task.cancel()
+        return len(items), plot.status, took, gaps
+
+    count, status, took, gaps = serve(folders, requests)
+    assert count == 200 and status == 404  # the first page of 253
+    assert took > 0.5  # at least 253 parses of 2 ms
+    assert max(gaps) < 0.25, (max(gaps), took)  # never the whole list at once
+    assert len(gaps) > 10

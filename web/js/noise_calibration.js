@@ -19,6 +19,9 @@ const STATUS_NODES = {
 };
 const PACK_ERROR = "noise_calibration"; // the pack's exception types start with it
 const TOAST_LIFE_MS = 15000;
+const PAGE_SIZE = 1000; // the route's largest page (noisecal_host/routes.py MAX_LIMIT)
+const MAX_PAGES = 100; // more than the server ever lists
+const SHOW_STEP = 100; // entries drawn at a time; "Show more" draws the next ones
 
 // ------------------------------------------------------------------ small helpers
 
@@ -54,6 +57,34 @@ async function fetchJSON(path, options) {
     throw new Error(body?.error ?? `HTTP ${response.status}`);
   }
   return body;
+}
+
+// Every page of the list. A server that does not page (no `total`) sends it all at
+// once. When the list changes between pages (its `version`), it is read again.
+async function fetchCalibrations() {
+  let items = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const first = await fetchJSON(`${ROUTE}?offset=0&limit=${PAGE_SIZE}`, { cache: "no-store" });
+    items = [...(first?.calibrations ?? [])];
+    const total = first?.total;
+    if (typeof total !== "number") return items;
+    let changed = false;
+    for (let page = 1; items.length < total && page < MAX_PAGES; page++) {
+      const body = await fetchJSON(`${ROUTE}?offset=${items.length}&limit=${PAGE_SIZE}`, {
+        cache: "no-store",
+      });
+      const more = body?.calibrations ?? [];
+      if (body?.version !== first.version) {
+        changed = true;
+        break;
+      }
+      if (!more.length) break;
+      items.push(...more);
+    }
+    if (!changed) break;
+  }
+  const seen = new Set();
+  return items.filter((item) => !seen.has(item.id) && seen.add(item.id));
 }
 
 function nodeById(id) {
@@ -168,6 +199,7 @@ class CalibrationsBrowser {
     this.root = null;
     this.status = "";
     this.loading = null;
+    this.showing = SHOW_STEP;
   }
 
   mount(container) {
@@ -198,8 +230,7 @@ class CalibrationsBrowser {
     this.render();
     this.loading = (async () => {
       try {
-        const body = await fetchJSON(ROUTE, { cache: "no-store" });
-        this.items = body?.calibrations ?? [];
+        this.items = await fetchCalibrations();
         this.status = "";
         if (this.selected && !this.items.some((i) => i.id === this.selected)) this.selected = null;
       } catch (error) {
@@ -369,6 +400,7 @@ class CalibrationsBrowser {
         style: { flex: 1, minWidth: 0 },
         onchange: (event) => {
           this.filter = event.target.value;
+          this.showing = SHOW_STEP;
           this.render();
         },
       },
@@ -382,8 +414,25 @@ class CalibrationsBrowser {
     const shown = this.items.filter(
       (item) => !this.filter || item.checkpoint?.identity === this.filter,
     );
+    const drawn = shown.slice(0, this.showing);
+    const rest = shown.length - drawn.length;
     const list = shown.length
-      ? shown.map((item) => this.renderItem(item))
+      ? [
+          ...drawn.map((item) => this.renderItem(item)),
+          rest > 0
+            ? el(
+                "button",
+                {
+                  className: "noise-calibration-more",
+                  onclick: () => {
+                    this.showing += SHOW_STEP;
+                    this.render();
+                  },
+                },
+                `Show more (${rest} more)`,
+              )
+            : null,
+        ]
       : [
           el(
             "div",
