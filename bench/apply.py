@@ -16,7 +16,7 @@ three quarters of the latents, calibrated with NoiseShift applied
 (``correction_joint``) where the curve shifts and alone where it does not, then
 the held-out check on the last quarter, which stores every candidate's scores
 and the recommendation in ``record["check"]``); the other table, for the
-benchmark's columns only, calibrated on the same latents (``bench_tables``);
+benchmark's columns only, calibrated on the same latents (``with_both_tables``);
 every candidate through the pack's NoiseShift and Noise Level Correction
 nodes with the record connected, the recommendation through the pack's
 "Noise Calibration: Apply" node, sampling through ``comfy.sample.sample``
@@ -73,14 +73,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 from bench.lib import reference, testbed
-from bench.lib.calibration import Nodes, calibrate_as_node, private_store
+from bench.lib.calibration import Nodes, calibrate_as_node, private_store, with_both_tables
 from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
-from noise_calibration.noisecal_host import calibrate
 
 # every method the benchmark measures: plain, NoiseShift, NLC with the table calibrated
 # alone, NoiseShift + the joint table, each at 0.5 and 1 (the check compares the ones its
@@ -181,23 +180,6 @@ def calibrate_noiseshift(model, latents, sigmas, *, positive=None, max_batch=Non
     )
 
 
-def bench_tables(model, latents, sigmas, sampler: str, record: dict, positive=None) -> dict:
-    """The record with both tables, for the benchmark's columns: the check calibrates
-    one (with NoiseShift on where the curve shifts, else alone); the other is
-    calibrated here on the same latents, as a user gets it for each node (the table
-    alone as Calibrate writes it with check = off, strength verified), not counted in
-    the calibration's cost."""
-    full = copy.deepcopy(record)
-    fit = latents[: record["check"]["calibrated_on"]]
-    if not full.get("correction"):
-        full["correction"] = calibrate.run_correction(
-            model, fit, sigmas, None, sampler, positive=positive, seed=SEARCH_SEED
-        ).to_record()
-    if not full.get("correction_joint"):  # the curve is the identity: the same table
-        full["correction_joint"] = full["correction"]
-    return full
-
-
 def candidate_model(nodes: Nodes, model, record: dict, cand):
     """A check candidate through the pack's nodes: the table first, then NoiseShift
     (the order the check patches in)."""
@@ -286,7 +268,7 @@ def testbed_cell(b: Bench, sp, label: str, variant: str, n: int, sampler: str, s
     sigmas = testbed.sigmas(model, steps, CAL_SCHEDULER)
     record, wall = calibrate_joint(model, x0, sigmas, sampler)
     ns_record, ns_wall = calibrate_noiseshift(model, x0, sigmas)
-    full = bench_tables(model, x0, sigmas, sampler, record)
+    full = with_both_tables(model, x0, sigmas, sampler, record)
     models = {c.name: candidate_model(b.nodes, model, full, c) for c in CANDIDATES}
     models[INDEPENDENT] = independent_pair(b.nodes, model, full)
     models["apply"] = apply_model(b.nodes, model, record)

@@ -59,7 +59,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 from bench.lib import testbed
-from bench.lib.calibration import Nodes, private_store
+from bench.lib.calibration import Nodes, private_store, with_both_tables
 from bench.lib.report import fmt, pct, print_section, print_table
 from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
@@ -276,9 +276,15 @@ def run_apply(b: Bench, truth: TrueSets, cell: dict, count: int) -> None:
     """Apply's calibration for the cell, the NLC row from its table, Apply itself."""
     n, sampler, steps = cell["N"], cell["sampler"], cell["steps"]
     record, wall = calibrate_apply(b.model, b.positive, truth, sampler, steps, b.cfg)
-    corr = record["correction"]
+    # the table alone, as the NLC node gets it (the check calibrates the joint one
+    # where NoiseShift shifts): for the NLC row only
+    fit = b.model.model.process_latent_out(truth.cal[: b.cfg["apply"]["cal_count"]])
+    tables = with_both_tables(
+        b.model, fit, testbed.sigmas(b.model, steps, SCHEDULER), sampler, record, b.positive
+    )
+    corr = tables["correction"]
     cell["nlc"] = truth.measure(
-        sample(b.nodes.nlc(b.model, record), b.positive, n, count, sampler, steps)
+        sample(b.nodes.nlc(b.model, tables), b.positive, n, count, sampler, steps)
     )
     cell["nlc_strength"] = corr["params"].get("strength")
     cell["nlc_r"] = [min(corr["r"]), max(corr["r"])]

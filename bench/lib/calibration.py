@@ -4,6 +4,7 @@ schema-1 record, a private calibration store and the patch nodes that use them."
 
 from __future__ import annotations
 
+import copy
 import time
 
 from bench.lib.host import node_class
@@ -133,3 +134,20 @@ class Nodes:
     def node(self, name: str):
         """Any other node of the pack, on this store."""
         return node_class(name)(calibration_store=self.store)
+
+
+def with_both_tables(model, latents, sigmas, sampler: str, record: dict, positive=None) -> dict:
+    """The record with both tables, for the benchmark's columns: the check calibrates
+    one (with NoiseShift on where the curve shifts, else alone); the other is
+    calibrated here on the same latents, as a user gets it for each node (the table
+    alone as Calibrate writes it with check = off, strength verified), not counted in
+    the calibration's cost."""
+    full = copy.deepcopy(record)
+    fit = latents[: record["check"]["calibrated_on"]]
+    if not full.get("correction"):
+        full["correction"] = calibrate.run_correction(
+            model, fit, sigmas, None, sampler, positive=positive, seed=SEARCH_SEED
+        ).to_record()
+    if not full.get("correction_joint"):  # the curve is the identity: the same table
+        full["correction_joint"] = full["correction"]
+    return full
