@@ -80,6 +80,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
+from noise_calibration.noisecal_host.calibration_job import DEFAULTS
 
 # every method the benchmark measures: plain, NoiseShift, NLC with the table calibrated
 # alone, NoiseShift + the joint table, each at 0.5 and 1 (the check compares the ones its
@@ -126,7 +127,7 @@ FULL = {
     "spectra": [(3.0, 2.5), (1.0, 2.5)],
     "cases": CASES,
     "runs": RUNS,
-    "cal_count": 16,  # the Calibrate node's default: 12 calibrated on, 4 held back
+    "cal_count": DEFAULTS.sample_count,  # --latents; the node's: 12 calibrated on, 4 held
     "samples": 256,
     "reference": {"steps": 20, "cases": [(M, 16, 64), (M // 2, 16, 128)]},
 }
@@ -134,7 +135,7 @@ QUICK = {
     "spectra": [(3.0, 2.5)],
     "cases": [CASES[1], CASES[4]],
     "runs": [("euler", 8), ("heun", 20)],
-    "cal_count": 16,
+    "cal_count": DEFAULTS.sample_count,
     "samples": 64,
     "reference": {"steps": 8, "cases": [(M // 2, 8, 16)]},
 }
@@ -746,8 +747,21 @@ def plots(run: Run) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(__doc__, argv, quick_help="smoke run, about a minute")
+    def latents_flag(parser):
+        parser.add_argument(
+            "--latents",
+            type=int,
+            default=DEFAULTS.sample_count,
+            help="calibration latents per cell, a quarter (at least 4) held back "
+            f"(default: the Calibrate node's, {DEFAULTS.sample_count})",
+        )
+
+    args = parse_args(__doc__, argv, quick_help="smoke run, about a minute", extra=latents_flag)
     run = Run.start(args, FULL, QUICK)
+    run.cfg["cal_count"] = args.latents
+    run.cfg["reference"]["cases"] = [
+        (n, args.latents, k) for n, _, k in run.cfg["reference"]["cases"]
+    ]
     # the candidates pair the nodes on purpose: their warning is known here
     logging.getLogger("noise_calibration").addFilter(
         lambda record: "use one of them" not in record.getMessage()

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
-
-import comfy.model_management
 import comfy.samplers
-import torch
 
-from ..noisecal import held_out_check, store
-from ..noisecal.calibration_summary import summary
-from ..noisecal.resize import center_crop_resize
-from ..noisecal.reuse import SELF_GENERATED
-from ..noisecal_host import calibrate, calibrate_inputs, calibration_run, memory, self_calibration
-from ..noisecal_host.calibration_phases import BAR_UNITS, GENERATION, Phases, progress_text
-from ..noisecal_host.fingerprint import checkpoint_key
-from ..noisecal_host.memory import check_one_row_fits
-from ..noisecal_host.network_calls import network_calls
+from ..noisecal_host import calibration_job
+from ..noisecal_host.calibration_job import DEFAULTS
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
 from .common import (
@@ -73,7 +61,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "steps": (
                     "INT",
                     {
-                        "default": 20,
+                        "default": DEFAULTS.steps,
                         "min": 2,
                         "max": 200,
                         "tooltip": "Steps of the schedule to calibrate at; the "
@@ -84,7 +72,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "scheduler": (
                     comfy.samplers.KSampler.SCHEDULERS,
                     {
-                        "default": "simple",
+                        "default": DEFAULTS.scheduler,
                         "tooltip": "Scheduler giving the calibration sigmas (from this model's "
                         "own sampling, so a shift is respected).",
                     },
@@ -92,7 +80,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "search_mode": (
                     ["fast", "grid", "lean"],
                     {
-                        "default": "lean",
+                        "default": DEFAULTS.search_mode,
                         "tooltip": "lean (default): Gauss-Newton steps on the one-step "
                         "residuals, about 3 evaluations per latent and step; a small shift is "
                         "kept only where its gain clears twice its standard error, so the "
@@ -104,7 +92,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "sample_count": (
                     "INT",
                     {
-                        "default": 16,
+                        "default": DEFAULTS.sample_count,
                         "min": 1,
                         "max": 4096,
                         "tooltip": "How many calibration latents to use (the first N of "
@@ -116,7 +104,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "seed": (
                     "INT",
                     {
-                        "default": 0,
+                        "default": DEFAULTS.seed,
                         "min": 0,
                         "max": 0xFFFFFFFFFFFFFFFF,
                         "tooltip": "Seed of the calibration noise.",
@@ -125,7 +113,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "width": (
                     "INT",
                     {
-                        "default": 512,
+                        "default": DEFAULTS.width,
                         "min": 16,
                         "max": 16384,
                         "step": 8,
@@ -136,7 +124,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "height": (
                     "INT",
                     {
-                        "default": 512,
+                        "default": DEFAULTS.height,
                         "min": 16,
                         "max": 16384,
                         "step": 8,
@@ -146,7 +134,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "label": (
                     "STRING",
                     {
-                        "default": "",
+                        "default": DEFAULTS.label,
                         "tooltip": "Optional name to store the calibration under "
                         "instead of the weights fingerprint.",
                     },
@@ -154,7 +142,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "max_batch": (
                     "INT",
                     {
-                        "default": 32,
+                        "default": DEFAULTS.max_batch,
                         "min": 1,
                         "max": 4096,
                         "tooltip": "Most latents per forward pass. Each call takes "
@@ -188,7 +176,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "correction": (
                     CORRECTION_CHOICES,
                     {
-                        "default": "off",
+                        "default": DEFAULTS.correction,
                         "tooltip": "Also calibrate the Noise Level Correction table in the same "
                         "run, for this sampler family: euler (euler, euler_ancestral, ddim) "
                         "or heun (second-order samplers). About 25 extra network calls "
@@ -200,7 +188,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "mode": (
                     MODES,
                     {
-                        "default": "reuse",
+                        "default": DEFAULTS.mode,
                         "tooltip": "reuse: when a calibration for this checkpoint, resolution and "
                         "settings exists, show it instead of calibrating again (a changed seed "
                         "alone never recalibrates). recalibrate: always run and replace it.",
@@ -209,7 +197,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "data": (
                     DATA_CHOICES,
                     {
-                        "default": "auto",
+                        "default": DEFAULTS.data,
                         "tooltip": "auto: the connected latent or image if any, else self-generate. "
                         "self-generate: the model samples sample_count images at its native "
                         "resolution (from positive/negative), which are brought to width x "
@@ -223,7 +211,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "generation_steps": (
                     "INT",
                     {
-                        "default": 20,
+                        "default": DEFAULTS.generation_steps,
                         "min": 1,
                         "max": 200,
                         "tooltip": "Sampler steps for each self-generated image.",
@@ -232,7 +220,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "generation_cfg": (
                     "FLOAT",
                     {
-                        "default": 1.0,
+                        "default": DEFAULTS.generation_cfg,
                         "min": 0.0,
                         "max": 100.0,
                         "step": 0.1,
@@ -244,7 +232,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "generation_sampler": (
                     comfy.samplers.KSampler.SAMPLERS,
                     {
-                        "default": "dpmpp_2m",
+                        "default": DEFAULTS.generation_sampler,
                         "tooltip": "Sampler for self-generation. dpmpp_2m (one evaluation per "
                         "step, second order): on the testbed its 20-step samples have the "
                         "data's spread and the calibration from them matches one from real "
@@ -253,12 +241,15 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 ),
                 "generation_scheduler": (
                     comfy.samplers.KSampler.SCHEDULERS,
-                    {"default": "simple", "tooltip": "Scheduler for self-generation."},
+                    {
+                        "default": DEFAULTS.generation_scheduler,
+                        "tooltip": "Scheduler for self-generation.",
+                    },
                 ),
                 "native_width": (
                     "INT",
                     {
-                        "default": 0,
+                        "default": DEFAULTS.native_width,
                         "min": 0,
                         "max": 16384,
                         "step": 8,
@@ -269,7 +260,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "native_height": (
                     "INT",
                     {
-                        "default": 0,
+                        "default": DEFAULTS.native_height,
                         "min": 0,
                         "max": 16384,
                         "step": 8,
@@ -279,7 +270,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 "check": (
                     CHECK_CHOICES,
                     {
-                        "default": "held-out",
+                        "default": DEFAULTS.check,
                         "tooltip": "held-out: hold back a quarter of the latents, sample them "
                         "with plain, NoiseShift and (with correction) NLC and both, and record "
                         "which one the Apply node should use (plain unless a gain clears the "
@@ -331,17 +322,17 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         vae=None,
         positive=None,
         sigmas=None,
-        correction="off",
-        mode="reuse",
-        data="auto",
+        correction=DEFAULTS.correction,
+        mode=DEFAULTS.mode,
+        data=DEFAULTS.data,
         negative=None,
-        generation_steps=20,
-        generation_cfg=1.0,
-        generation_sampler="dpmpp_2m",
-        generation_scheduler="simple",
-        native_width=0,
-        native_height=0,
-        check="held-out",
+        generation_steps=DEFAULTS.generation_steps,
+        generation_cfg=DEFAULTS.generation_cfg,
+        generation_sampler=DEFAULTS.generation_sampler,
+        generation_scheduler=DEFAULTS.generation_scheduler,
+        native_width=DEFAULTS.native_width,
+        native_height=DEFAULTS.native_height,
+        check=DEFAULTS.check,
     ):
         self.check_widgets(
             steps=steps,
@@ -364,102 +355,29 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             native_height=native_height,
             check=check,
         )
-        started = time.perf_counter()
-        calibrate_inputs.check_family(model)
-        sigmas = calibration_run.schedule_sigmas(model, scheduler, steps, sigmas)
-        calibrate_inputs.check_schedule(
-            model, torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+        request = calibration_job.Request(
+            steps=steps,
+            scheduler=scheduler,
+            search_mode=search_mode,
+            sample_count=sample_count,
+            seed=seed,
+            width=width,
+            height=height,
+            label=label,
+            max_batch=max_batch,
+            correction=correction,
+            mode=mode,
+            data=data,
+            generation_steps=generation_steps,
+            generation_cfg=generation_cfg,
+            generation_sampler=generation_sampler,
+            generation_scheduler=generation_scheduler,
+            native_width=native_width,
+            native_height=native_height,
+            check=check,
         )
-        key = checkpoint_key(model, label or None)
-        generating = self._generates(data, latent, image)
-        generation = None
-        if generating:
-            settings = self._generation_settings(
-                model,
-                sample_count,
-                seed,
-                positive,
-                negative,
-                generation_steps,
-                generation_cfg,
-                generation_sampler,
-                generation_scheduler,
-                native_width,
-                native_height,
-            )
-            generation = {k: v for k, v in asdict(settings).items()}
-            calibrate_inputs.check_pixel_size(model, width, height, "width/height")
-            latent_size, count = (height // 8, width // 8), sample_count
-        else:
-            latent_size, count = self._connected_size(
-                model, latent, image, width, height, sample_count
-            )
-        correction_sampler = None if correction == "off" else correction
-        if mode == "reuse":
-            found = calibration_run.find_reusable(
-                self.store(),
-                key,
-                latent_size,
-                sigmas=sigmas.tolist(),
-                method=f"noiseshift-{search_mode}",
-                correction=correction_sampler,
-                count=count,
-                generation=generation,
-                # a set too small to hold any back gets no check either way
-                check=check == "held-out" and held_out_check.split(count)[1] > 0,
-            )
-            if found is not None:
-                record, path = found
-                text = summary(
-                    record,
-                    path,
-                    reused=True,
-                    data=record["calibration_set"]["source"],
-                    evaluations=0,
-                    seconds=time.perf_counter() - started,
-                )
-                return self._output(record, path, text)
-        # a size one network call cannot hold is refused before any (it ignored Cancel)
-        self._check_memory(model, latent_size, latent, settings if generating else None)
-        # a folder or path this machine cannot write is refused before any network call
-        self.store().check_writable(key, latent_size)
-        if generating:
-            self_calibration.check_cache_writable(self.store().write_dir, key, settings)
-        phases = self._phases(
-            sigmas, count, check, correction_sampler, settings if generating else None
-        )
-        with network_calls(model) as calls:
-            if generating:
-                latents, source = self._self_generated(
-                    model, key, settings, positive, negative, vae, width, height, max_batch, phases
-                )
-            else:
-                latents, source = self._latents(latent, image, vae, width, height, max_batch)
-            record, path = calibration_run.calibrate_latents(
-                model,
-                latents,
-                sigmas,
-                sample_count=sample_count,
-                source=source,
-                positive=positive,
-                mode=search_mode,
-                seed=seed,
-                label=label or None,
-                max_batch=max_batch,
-                calibration_store=self.store(),
-                correction=correction_sampler,
-                generation=generation,
-                check=check == "held-out",
-                phases=phases,
-            )
-        text = summary(
-            record,
-            path,
-            reused=False,
-            data=source,
-            evaluations=calls[0],
-            seconds=time.perf_counter() - started,
-        )
+        inputs = calibration_job.Inputs(latent, image, vae, positive, negative, sigmas)
+        record, path, text = calibration_job.run(model, request, inputs, self.store())
         return self._output(record, path, text)
 
     @staticmethod
@@ -467,125 +385,3 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         rgb = calibration_plot(record)
         ui = {"text": [text], "images": temp_previews(rgb)}
         return {"ui": ui, "result": ([record], path, rgb_to_image(rgb))}
-
-    @staticmethod
-    def _generates(data, latent, image) -> bool:
-        if data == "self-generate":
-            return True
-        if latent is not None or image is not None:
-            return False
-        if data == "connected":
-            raise store.CalibrationError(
-                "data is 'connected' but nothing is connected: connect a LATENT of encoded "
-                "real images, or IMAGE + VAE, or set data to self-generate"
-            )
-        return True
-
-    @staticmethod
-    def _check_memory(model, latent_size, latent, settings) -> None:
-        """Refuse a generation or calibration size whose one row does not fit."""
-        channels = model.model.latent_format.latent_channels
-        if settings is not None:
-            native = (settings.height // 8, settings.width // 8)
-            check_one_row_fits(model, (1, channels, *native), "native_width/native_height")
-        names = "latent" if latent is not None and settings is None else "width/height"
-        check_one_row_fits(model, (1, channels, *latent_size), names)
-
-    @staticmethod
-    def _generation_settings(
-        model,
-        count,
-        seed,
-        positive,
-        negative,
-        steps,
-        cfg,
-        sampler,
-        scheduler,
-        native_width,
-        native_height,
-    ):
-        default_w, default_h = self_calibration.native_size(model)
-        native = (native_width or default_w, native_height or default_h)
-        calibrate_inputs.check_pixel_size(model, *native, "native_width/native_height")
-        return self_calibration.GenerationSettings(
-            width=(native_width or default_w) // 8 * 8,
-            height=(native_height or default_h) // 8 * 8,
-            count=int(count),
-            steps=int(steps),
-            cfg=float(cfg),
-            sampler=sampler,
-            scheduler=scheduler,
-            seed=int(seed),
-            conditioning=self_calibration.conditioning_digest(positive, negative),
-        )
-
-    @staticmethod
-    def _phases(sigmas, count, check, correction, settings):
-        """One progress bar for the whole run, its phase named on the node."""
-        steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
-        fit, held = held_out_check.split(count) if check == "held-out" else (count, 0)
-        generation = 0
-        if settings is not None:  # rows at the native size, in target-size rows
-            generation = settings.count * settings.steps * (2 if settings.cfg > 1 else 1)
-        plan = calibrate.plan(steps, fit, held, correction, generation)
-        return Phases(plan, calibrate.comfy_progress(BAR_UNITS), progress_text())
-
-    def _self_generated(
-        self, model, key, settings, positive, negative, vae, width, height, max_batch, phases
-    ):
-        channels = model.get_model_object("latent_format").latent_channels
-        native_shape = (1, channels, settings.height // 8, settings.width // 8)
-        rows = 2 if settings.cfg > 1 else 1  # cfg > 1 runs the negative too
-        with phases.phase(GENERATION, model) as progress:
-            native, cached = self_calibration.generated_set(
-                model,
-                key,
-                settings,
-                self.store().write_dir,
-                positive,
-                negative,
-                max_batch=memory.batch_size(model, native_shape, max_batch, rows),
-                progress=progress,
-            )
-        latents = self_calibration.to_target(native, width, height, vae, max_batch)
-        how = "through the VAE" if vae is not None else "resized in latent space"
-        origin = "cached" if cached else "new"
-        return latents, f"{SELF_GENERATED} ({origin}): {settings.describe()}, {how}"
-
-    @staticmethod
-    def _connected_size(model, latent, image, width, height, sample_count):
-        """(latent size, count) of connected data, checked before encoding anything."""
-        if latent is not None:
-            samples = latent["samples"]
-            used = samples[:sample_count] if isinstance(samples, torch.Tensor) else samples
-            calibrate_inputs.check_latents(model, used)
-            calibrate_inputs.check_latent_size(model, samples)
-            return tuple(samples.shape[-2:]), min(sample_count, samples.shape[0])
-        calibrate_inputs.check_pixel_size(model, width, height, "width/height")
-        return (height // 8, width // 8), min(sample_count, image.shape[0])
-
-    @staticmethod
-    def _latents(latent, image, vae, width, height, max_batch) -> tuple[torch.Tensor, str]:
-        if latent is not None:
-            samples = latent["samples"]
-            if torch.count_nonzero(samples) == 0:
-                raise store.CalibrationError(
-                    "the calibration latent is empty (all zeros): connect latents of real "
-                    "images (VAE Encode), or connect IMAGE + VAE"
-                )
-            return samples, "LATENT input"
-        if image is None:
-            raise store.CalibrationError(
-                "connect calibration data: a LATENT of encoded real images, or IMAGE + VAE"
-            )
-        if vae is None:
-            raise store.CalibrationError("an IMAGE input needs the VAE input to encode it")
-        encoded = []
-        for start in range(0, image.shape[0], max_batch):
-            # Cancel is honoured between batches, not only after the whole set
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            part = image[start : start + max_batch, ..., :3].movedim(-1, 1)
-            pixels = center_crop_resize(part, height, width).movedim(1, -1)
-            encoded.append(vae.encode(pixels.clamp(0, 1)))
-        return torch.cat(encoded), "images + VAE"

@@ -446,89 +446,92 @@ def _demo(args) -> int:
     return 0
 
 
-def _load_latents(args) -> tuple[torch.Tensor, str]:
-    import comfy.utils
+def _inputs(args):
+    """The connected data of a headless run, as the node receives it."""
+    from .calibration_job import Inputs
 
     if args.latents:
+        import comfy.utils
+
         tensors = comfy.utils.load_torch_file(args.latents)
         samples = tensors.get("latents", tensors.get("samples"))
         if samples is None:
             samples = next(iter(tensors.values()))
-        return samples.float(), f"latents file {Path(args.latents).name}"
-    if not (args.images and args.vae):
-        raise SystemExit(
-            "calibrate needs --latents FILE, or --images DIR with --vae FILE, or --testbed"
-        )
-    import comfy.sd
-    import numpy as np
-    from PIL import Image
+        source = f"latents file {Path(args.latents).name}"
+        return Inputs(latent={"samples": samples.float()}, latent_source=source)
+    if args.images or args.vae:
+        if not (args.images and args.vae):
+            raise SystemExit("--images needs --vae to encode them (and --vae needs --images)")
+        import comfy.sd
+        import comfy.utils
 
-    files = sorted(
-        p
-        for p in Path(args.images).iterdir()
-        if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}
-    )[: args.samples]
-    if not files:
-        raise SystemExit(f"no images in {args.images}")
-    width, height = args.width // 8 * 8, args.height // 8 * 8
-    batch = []
-    for path in files:
-        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-        image = torch.from_numpy(rgb)[None].movedim(-1, 1)
-        batch.append(comfy.utils.common_upscale(image, width, height, "bilinear", "center"))
-    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(args.vae))
-    return vae.encode(torch.cat(batch).movedim(1, -1)), f"{len(files)} images + VAE"
+        from .image_folder import load_image_folder
+
+        folder = Path(args.images).resolve()
+        # the Load Image Folder node's own loader, the folder's parent as its input folder
+        images, _ = load_image_folder(folder.name, args.width, args.height, 0, folder.parent)
+        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(args.vae))
+        return Inputs(image=images, vae=vae)
+    return Inputs()  # nothing connected: the model generates its own data
 
 
 def _calibrate(args) -> int:
     from ..noisecal.store import CalibrationStore
-    from . import calibration_run
+    from . import calibration_job
 
     if args.testbed:
         _, model, latents = _testbed_setup(args)
-        source = "testbed"
+        inputs = calibration_job.Inputs(latent={"samples": latents}, latent_source="testbed")
     else:
         if not args.model:
             raise SystemExit("calibrate needs --model FILE (a diffusion model) or --testbed")
         import comfy.sd
 
         model = comfy.sd.load_diffusion_model(args.model)
-        latents, source = _load_latents(args)
-    sigmas = calibration_run.schedule_sigmas(model, args.scheduler, args.steps)
+        inputs = _inputs(args)
     out = Path(args.out) / "calibrations" if args.out_dir is None else Path(args.out_dir)
-
-    def progress(done, total):
-        print(f"\r  step {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    record, path = calibration_run.calibrate_latents(
-        model,
-        latents,
-        sigmas,
-        sample_count=args.samples,
-        source=source,
-        mode=args.mode,
-        seed=args.seed,
-        label=args.label,
-        max_batch=args.max_batch,
-        calibration_store=CalibrationStore([out], out),
-        progress=progress,
-        correction=None if args.correction == "off" else args.correction,
-        warm_start=args.warm_start,
-    )
-    print(file=sys.stderr)
+    given = {
+        name: getattr(args, name)
+        for name in calibration_job.Request.__dataclass_fields__
+        if getattr(args, name, None) is not None
+    }
+    request = calibration_job.Request(**given)
+    record, path, text = calibration_job.run(model, request, inputs, CalibrationStore([out], out))
     plot_path = Path(path).with_suffix(".png")
     save_png(calibration_plot(record), plot_path)
-    before, after = record["metrics"]["error_before"], record["metrics"]["error_after"]
-    print(
-        f"wrote {path}\nplot  {plot_path}\n"
-        f"one-step error {sum(before):.5g} -> {sum(after):.5g}, "
-        f"{record['cost']['network_evaluations']} network evaluations, "
-        f"{record['cost']['wall_time_s']:.1f} s"
-    )
-    if record["correction"]:
-        r = record["correction"]["r"]
-        print(f"correction table r from {min(r):+.3f} to {max(r):+.3f} over {len(r)} steps")
+    print(f"{text}\nplot  {plot_path}")
     return 0
+
+
+def _node_settings(cal) -> None:
+    """The Calibrate node's settings as flags, each defaulting to the node's default."""
+    from .calibration_job import DEFAULTS
+
+    flags = {  # flag: (setting, type, choices)
+        "--steps": ("steps", int, None),
+        "--scheduler": ("scheduler", str, None),
+        "--mode": ("search_mode", str, ["fast", "grid", "lean"]),
+        "--samples": ("sample_count", int, None),
+        "--seed": ("seed", int, None),
+        "--label": ("label", str, None),
+        "--max-batch": ("max_batch", int, None),
+        "--correction": ("correction", str, ["off", "euler", "heun"]),
+        "--check": ("check", str, ["held-out", "off"]),
+        "--generation-steps": ("generation_steps", int, None),
+        "--generation-cfg": ("generation_cfg", float, None),
+        "--native-width": ("native_width", int, None),
+        "--native-height": ("native_height", int, None),
+    }
+    for flag, (name, kind, choices) in flags.items():
+        help_text = f"the Calibrate node's {name} (default {getattr(DEFAULTS, name)!r})"
+        cal.add_argument(flag, type=kind, dest=name, choices=choices, help=help_text)
+    cal.add_argument(
+        "--recalibrate",
+        action="store_const",
+        const="recalibrate",
+        dest="mode",
+        help="calibrate even where a file for the same settings exists (the node's mode)",
+    )
 
 
 def _testbed_args(p, res_default):
@@ -606,29 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--latents", help="safetensors with a 'latents' tensor [n, C, h, w]")
     cal.add_argument("--images", help="folder of calibration images (needs --vae)")
     cal.add_argument("--vae", help="VAE file to encode --images")
-    cal.add_argument("--width", type=int, default=512, help="target width for --images")
-    cal.add_argument("--height", type=int, default=512, help="target height for --images")
+    cal.add_argument("--width", type=int, help="target width in pixels (images, self-generation)")
+    cal.add_argument("--height", type=int, help="target height in pixels")
     cal.add_argument("--testbed", action="store_true", help="calibrate the embedded testbed")
     _testbed_args(cal, 16)
-    cal.add_argument("--steps", type=int, default=20)
-    cal.add_argument("--scheduler", default="simple")
-    cal.add_argument("--mode", choices=["fast", "grid", "lean"], default="lean")
-    cal.add_argument("--samples", type=int, default=12)
-    cal.add_argument("--seed", type=int, default=0)
-    cal.add_argument("--label", default=None)
-    cal.add_argument("--max-batch", type=int, default=32)
-    cal.add_argument(
-        "--correction",
-        choices=["off", "euler", "heun"],
-        default="off",
-        help="also calibrate the Noise Level Correction table for this sampler family",
-    )
-    cal.add_argument(
-        "--warm-start",
-        action="store_true",
-        help="lean search: start from this model's calibration at the nearest other "
-        "resolution in the output folder (measured not to pay on the benchmark)",
-    )
+    _node_settings(cal)
     cal.add_argument(
         "--out-dir",
         default=None,

@@ -68,7 +68,7 @@ def test_one_bar_and_the_phase_names_in_order(pack, calibrate_node, tiny_sd3, mo
         return real_progress(total, lambda done, t: bar.append((done, t)))
 
     monkeypatch.setattr(pack.noisecal_host.calibrate, "comfy_progress", recording)
-    monkeypatch.setattr(pack.nodes.calibrate_node, "progress_text", lambda: said.append)
+    monkeypatch.setattr(pack.noisecal_host.calibration_job, "progress_text", lambda: said.append)
     out = self_calibrate(calibrate_node, tiny_sd3.patcher)
     assert said == [f"{phases.LABELS[p]}..." for p in PHASES]
     values = [done for done, _ in bar]

@@ -84,10 +84,64 @@ def test_calibrate_a_diffusion_model_file(pack_module, tmp_path):
     assert record["parameterization"] == "flow" and len(record["sigmas"]) == 4
     assert record["calibration_set"]["source"] == "latents file latents.safetensors"
     assert f"wrote {files[0]}" in stdout and files[0].with_suffix(".png").is_file()
-    assert len(record["correction"]["r"]) == 4 and "correction table r from" in stdout
+    assert len(record["correction"]["r"]) == 4 and "correction table (euler, alone)" in stdout
     # the file loads as the same checkpoint: the key matches the in-process fingerprint
     key = pack_module("noisecal_host.fingerprint").checkpoint_key(tiny.patcher)
     assert record["checkpoint"]["fingerprint"] == key.fingerprint
+
+
+def test_the_command_line_and_the_node_write_the_same_record(pack, pack_module, tmp_path):
+    """One pipeline: the same model file, latents and settings give the same record
+    through `calibrate` and through the Calibrate node (held-out check included)."""
+    import comfy.sd
+
+    tiny = pack_module("noisecal_host.testing.tiny_models").tiny_sd3(seed=5)
+    weights = tmp_path / "tiny_sd3.safetensors"
+    state = {k: v.contiguous() for k, v in tiny.patcher.model.diffusion_model.state_dict().items()}
+    safetensors.torch.save_file(state, str(weights))
+    samples = torch.randn(8, 16, 8, 8, generator=torch.Generator().manual_seed(2))
+    latents = tmp_path / "latents.safetensors"
+    safetensors.torch.save_file({"latents": samples}, str(latents))
+    flags = ["--steps", "3", "--samples", "8", "--correction", "euler"]
+    cli(
+        "calibrate",
+        "--model",
+        str(weights),
+        "--latents",
+        str(latents),
+        *flags,
+        "--out-dir",
+        str(tmp_path / "cli"),
+    )
+    (written,) = (tmp_path / "cli").glob("*.json")
+    from_cli = json.loads(written.read_text())
+    store = pack_module("noisecal.store").CalibrationStore([tmp_path / "node"], tmp_path / "node")
+    node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationCalibrate"](calibration_store=store)
+    model = comfy.sd.load_diffusion_model(str(weights))
+    out = node.calibrate(
+        model,
+        3,
+        "simple",
+        "lean",
+        8,
+        0,
+        512,
+        512,
+        "",
+        32,
+        latent={"samples": samples},
+        correction="euler",
+    )
+    from_node = json.loads(json.dumps(out["result"][0][0]))
+    assert from_node["check"]["held_out"] == 4 and from_cli["check"]
+    for record in (from_cli, from_node):
+        record.pop("created_at")
+        record["cost"].pop("wall_time_s")
+        for phase in record["cost"]["phases"].values():
+            phase.pop("seconds")
+    assert from_cli["calibration_set"].pop("source") == "latents file latents.safetensors"
+    assert from_node["calibration_set"].pop("source") == "LATENT input"
+    assert from_cli == from_node
 
 
 def _fd_table(stdout):

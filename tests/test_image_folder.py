@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-from noise_calibration.nodes.calibrate_node import Calibrate
 from noise_calibration.noisecal.store import CalibrationError
 from noise_calibration.noisecal_host import image_folder
 
@@ -303,7 +302,9 @@ def test_output_feeds_the_calibrate_nodes_image_input(cats, pack_module):
     """IMAGE + a real (untrained, tiny) ComfyUI VAE through Calibrate's own path."""
     vae = pack_module("noisecal_host.testing.tiny_models").tiny_vae()
     images, count = node()().load("cats", 64, 48, 0)["result"]
-    latents, source = Calibrate._latents(None, images, vae, 64, 48, 8)
+    job = pack_module("noisecal_host.calibration_job")
+    request = job.Request(width=64, height=48, max_batch=8)
+    latents, source = job._latents(request, job.Inputs(image=images, vae=vae))
     assert source == "images + VAE"
     assert latents.shape == (count, 4, 6, 8)
     assert torch.isfinite(latents).all()

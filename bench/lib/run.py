@@ -21,10 +21,13 @@ THREADS_HELP = (
 )
 
 
-def parse_args(doc: str, argv=None, quick_help: str = "smoke run, under a minute"):
-    """--quick, --out and --threads; sets torch's thread count."""
+def parse_args(doc: str, argv=None, quick_help: str = "smoke run, under a minute", extra=None):
+    """--quick, --out and --threads (and what `extra(parser)` adds); sets torch's
+    thread count."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--out", default=str(ROOT / "out" / "bench"), help="plots and JSON")
     parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     args = parser.parse_args(argv)
