@@ -9,6 +9,9 @@ that node's clone, so a pre-CFG function (a list in ComfyUI: every pack's
 function runs) looks, at each step, at the sampling object the sampler
 really uses and reports a missing patch.
 
+The same per-step function also reports a step cache (EasyCache, LazyCache)
+on the model: see step_cache.
+
 A patch is recognised by a mark on its level function, not by identity: a
 node that copies the sampling object (as our own patches do) keeps it.
 """
@@ -19,7 +22,7 @@ import logging
 import uuid
 
 from ..noisecal.store import ERROR_MODULE, CalibrationError
-from . import user_messages
+from . import step_cache, user_messages
 
 log = logging.getLogger("noise_calibration")
 
@@ -57,6 +60,8 @@ def watch(patched_model, level_fn, what: str, on_dropped: str = "error") -> None
     warn = user_messages.warner(log, what)  # names the node that built the patch
 
     def check(args):
+        # the one per-step hook every pack patch has: it also looks for step caches
+        step_cache.check(args.get("model_options") or {}, what, warn)
         model_sampling = args["model"].model_sampling
         if mark not in _marks(model_sampling):
             message = dropped_message(what, model_sampling)
