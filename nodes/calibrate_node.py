@@ -262,8 +262,10 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "min": 0,
                         "max": 16384,
                         "step": 8,
-                        "tooltip": "Width the model generates well at, in pixels (0: its "
-                        "family's, 1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5).",
+                        "tooltip": "Width the model generates well at, in pixels (0: the "
+                        "model's own: a reference network's trained size, else its family's, "
+                        "1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5, at most what the "
+                        "network takes).",
                     },
                 ),
                 "native_height": (
@@ -388,7 +390,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                 native_height,
             )
             generation = {k: v for k, v in asdict(settings).items()}
-            calibrate_inputs.check_pixel_size(model, width, height, "width/height")
+            calibrate_inputs.check_image_size(model, width, height, "width/height")
             latent_size, count = (height // 8, width // 8), sample_count
         else:
             latent_size, count = self._connected_size(
@@ -507,7 +509,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
     ):
         default_w, default_h = self_calibration.native_size(model)
         native = (native_width or default_w, native_height or default_h)
-        calibrate_inputs.check_pixel_size(model, *native, "native_width/native_height")
+        calibrate_inputs.check_image_size(model, *native, "native_width/native_height")
         return self_calibration.GenerationSettings(
             width=(native_width or default_w) // 8 * 8,
             height=(native_height or default_h) // 8 * 8,
@@ -562,7 +564,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             calibrate_inputs.check_latents(model, used)
             calibrate_inputs.check_latent_size(model, samples)
             return tuple(samples.shape[-2:]), min(sample_count, samples.shape[0])
-        calibrate_inputs.check_pixel_size(model, width, height, "width/height")
+        calibrate_inputs.check_image_size(model, width, height, "width/height")
         return (height // 8, width // 8), min(sample_count, image.shape[0])
 
     @staticmethod
