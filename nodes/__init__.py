@@ -13,6 +13,7 @@ from .empty_conditioning_node import EmptyConditioning
 from .guidance_node import NoiseAwarenessGuidance
 from .image_folder_node import LoadImageFolder
 from .noiseshift_node import NoiseShift
+from .reference_node import LoadReference, ReferenceDecode
 from .spectral_node import SpectralScheduler
 
 folders.register_folder()
@@ -26,5 +27,7 @@ NODE_CLASS_MAPPINGS = {
     "NoiseCalibrationLoadImageFolder": LoadImageFolder,
     "NoiseCalibrationEmptyConditioning": EmptyConditioning,
     "NoiseCalibrationApply": Apply,
+    "NoiseCalibrationLoadReference": LoadReference,
+    "NoiseCalibrationReferenceDecode": ReferenceDecode,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.TITLE for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -39,9 +39,18 @@ class Apply(LevelPatchNode):
         calibration=None,
         inline_calibration="",
         notes=None,
+        latent=None,
     ):
         self.check(strength=strength, if_missing=if_missing)
         patched = apply_patch.apply_recommended(
-            model, strength, if_missing, label, calibration, self.store(), inline_calibration, notes
+            model,
+            strength,
+            if_missing,
+            label,
+            calibration,
+            self.store(),
+            inline_calibration,
+            notes,
+            latent=latent,
         )
         return (patched,)

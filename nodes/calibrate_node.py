@@ -253,8 +253,10 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "min": 0,
                         "max": 16384,
                         "step": 8,
-                        "tooltip": "Width the model generates well at, in pixels (0: its "
-                        "family's, 1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5).",
+                        "tooltip": "Width the model generates well at, in pixels (0: the "
+                        "model's own: a reference network's trained size, else its family's, "
+                        "1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5, at most what the "
+                        "network takes).",
                     },
                 ),
                 "native_height": (

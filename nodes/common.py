@@ -39,6 +39,15 @@ CALIBRATION_INPUTS = {
 }
 
 
+LATENT_CHECK_INPUT = (
+    "LATENT",
+    {
+        "tooltip": "Optional: the latent you sample (e.g. Empty Latent Image). With "
+        "if_missing = error, a missing calibration for its size stops the run at this "
+        "node, before sampling."
+    },
+)
+
 ON_MISSING = list(level_patches.ON_MISSING)
 
 
@@ -230,5 +239,6 @@ class LevelPatchNode(CalibratedModelNode):
                 "if_missing": if_missing_input(cls.MISSING),
                 "label": LABEL_INPUT,
             },
-            "optional": dict(CALIBRATION_INPUTS),
+            # appended: saved workflows keep their sockets and widgets
+            "optional": {**CALIBRATION_INPUTS, "latent": LATENT_CHECK_INPUT},
         }

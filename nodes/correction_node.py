@@ -74,6 +74,7 @@ class NoiseLevelCorrection(LevelPatchNode):
         calibration=None,
         inline_calibration="",
         notes=None,
+        latent=None,
     ):
         self.check(
             strength=strength, sigma_min=sigma_min, sigma_max=sigma_max, if_missing=if_missing
@@ -88,5 +89,6 @@ class NoiseLevelCorrection(LevelPatchNode):
             self.store(),
             inline_calibration,
             notes,
+            latent=latent,
         )
         return (patched,)

@@ -43,9 +43,18 @@ class NoiseShift(LevelPatchNode):
         calibration=None,
         inline_calibration="",
         notes=None,
+        latent=None,
     ):
         self.check(strength=strength, if_missing=if_missing)
         patched = level_patches.apply_noiseshift(
-            model, strength, if_missing, label, calibration, self.store(), inline_calibration, notes
+            model,
+            strength,
+            if_missing,
+            label,
+            calibration,
+            self.store(),
+            inline_calibration,
+            notes,
+            latent=latent,
         )
         return (patched,)

@@ -67,9 +67,11 @@ def apply_recommended(
     calibration_store,
     inline_calibration: str = "",
     notes: list | None = None,
+    latent=None,
 ):
     """MODEL -> MODEL with, per sampled size, the recommended combination, its
-    strengths scaled by `strength` (0: the model itself)."""
+    strengths scaled by `strength` (0: the model itself); latent: a LATENT whose
+    size must be calibrated (checked now)."""
     if strength == 0:
         return model
     if single_method_installed(model):
@@ -95,6 +97,7 @@ def apply_recommended(
         warn=user_messages.warner(log, WHAT),
         parameterization=parameterization,
     )
+    level_patches.check_latent(resolver, latent, if_missing)
     level = RecommendedLevel(resolver)
     patched = conditioning_level.patch_model(model, level, state_fn=RecommendedState(resolver))
     dropped_patch.watch(patched, level, WHAT, if_missing)

@@ -124,8 +124,40 @@ def check_pixel_size(model, width: int, height: int, names: str) -> None:
             )
 
 
+def check_image_size(model, width: int, height: int, names: str) -> None:
+    """Refuse a size in pixels the network cannot take: not whole patches, or
+    past its position embedding."""
+    check_pixel_size(model, width, height, names)
+    check_fits_network(model, width, height, names)
+
+
+def largest_latent(model) -> int | None:
+    """Latent pixels per side the network takes at most (None: no limit). An MMDiT
+    with a fixed position embedding (SD3) covers pos_embed_max_size patches per side;
+    past that ComfyUI fails inside the network."""
+    network = getattr(model.model, "diffusion_model", None)
+    config = getattr(getattr(model.model, "model_config", None), "unet_config", None) or {}
+    limit = getattr(network, "pos_embed_max_size", None) or config.get("pos_embed_max_size")
+    return int(limit) * patch_size(model) if limit else None
+
+
+def check_fits_network(model, width: int, height: int, names: str) -> None:
+    """Refuse a size in pixels (the inputs `names`) larger than the network takes."""
+    largest = largest_latent(model)
+    if largest is None:
+        return
+    for name, value in zip(names.split("/"), (width, height), strict=True):
+        if value // PIXELS_PER_LATENT > largest:
+            raise InvalidInput(
+                f"{name} ({value}) is larger than {type(model.model).__name__} takes: its "
+                f"position embedding covers at most {largest * PIXELS_PER_LATENT} pixels "
+                f"({largest} latent pixels) per side: set {name} to "
+                f"{largest * PIXELS_PER_LATENT} or less"
+            )
+
+
 def check_latent_size(model, latents: torch.Tensor) -> None:
-    """Refuse a LATENT whose size the network cannot take whole."""
+    """Refuse a LATENT whose size the network cannot take whole, or at all."""
     patch = patch_size(model)
     h, w = (int(s) for s in latents.shape[-2:])
     if h % patch or w % patch:
@@ -133,6 +165,13 @@ def check_latent_size(model, latents: torch.Tensor) -> None:
             f"latent: its size {w}x{h} latent pixels is not a multiple of "
             f"{type(model.model).__name__}'s {patch}x{patch} patches: encode images whose "
             f"width and height are multiples of {patch * PIXELS_PER_LATENT} pixels"
+        )
+    largest = largest_latent(model)
+    if largest is not None and max(h, w) > largest:
+        raise InvalidInput(
+            f"latent: its size {w}x{h} latent pixels is larger than "
+            f"{type(model.model).__name__} takes ({largest}x{largest}, its position "
+            f"embedding): encode images of at most {largest * PIXELS_PER_LATENT} pixels per side"
         )
 
 

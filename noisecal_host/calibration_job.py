@@ -77,7 +77,7 @@ def run(model, request: Request, inputs: Inputs, calibration_store):
     settings = None
     if _generates(request.data, inputs):
         settings = _generation_settings(model, request, inputs)
-        calibrate_inputs.check_pixel_size(model, request.width, request.height, "width/height")
+        calibrate_inputs.check_image_size(model, request.width, request.height, "width/height")
         latent_size, count = (request.height // 8, request.width // 8), request.sample_count
     else:
         latent_size, count = _connected_size(model, request, inputs)
@@ -170,7 +170,7 @@ def _generation_settings(model, request: Request, inputs: Inputs):
     the widgets are 0), count, sampling settings, seed and conditioning."""
     default_w, default_h = self_calibration.native_size(model)
     native = (request.native_width or default_w, request.native_height or default_h)
-    calibrate_inputs.check_pixel_size(model, *native, "native_width/native_height")
+    calibrate_inputs.check_image_size(model, *native, "native_width/native_height")
     return self_calibration.GenerationSettings(
         width=native[0] // 8 * 8,
         height=native[1] // 8 * 8,
@@ -228,7 +228,7 @@ def _connected_size(model, request: Request, inputs: Inputs):
         calibrate_inputs.check_latents(model, used)
         calibrate_inputs.check_latent_size(model, samples)
         return tuple(samples.shape[-2:]), min(count, samples.shape[0])
-    calibrate_inputs.check_pixel_size(model, request.width, request.height, "width/height")
+    calibrate_inputs.check_image_size(model, request.width, request.height, "width/height")
     return (request.height // 8, request.width // 8), min(
         request.sample_count, inputs.image.shape[0]
     )

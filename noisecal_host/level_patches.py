@@ -94,6 +94,21 @@ def not_calibrated(what: str, key, missing: str = "calibration", hint: str = "")
     )
 
 
+def check_latent(resolver, latent, if_missing: str) -> None:
+    """With a LATENT connected to the node, resolve its size now: a missing
+    calibration then fails at this node, not inside the sampler."""
+    if latent is None or if_missing != "error":
+        return
+    h, w = (int(v) for v in latent["samples"].shape[-2:])
+    try:
+        resolver.map_for((h, w))
+    except store.CalibrationNotFound as exc:
+        raise store.CalibrationNotFound(
+            f"{exc} (checked for the latent connected to this node, {w}x{h} latent pixels; "
+            f"or set if_missing to 'pass through' to sample it without)"
+        ) from None
+
+
 def _has_table(path) -> bool:
     try:
         return bool(store.load(path).get("correction"))
@@ -137,6 +152,7 @@ def _apply(
     calibration_store,
     notes=None,
     joint: bool = False,
+    latent=None,
     **resolver_options: Any,
 ):
     if strength == 0:
@@ -167,6 +183,7 @@ def _apply(
         parameterization=parameterization,
         **resolver_options,
     )
+    check_latent(resolver, latent, if_missing)
     patched = conditioning_level.patch_model(model, **{patch.hook: resolver})
     dropped_patch.watch(patched, resolver, patch.what, if_missing)
     return patched
@@ -182,12 +199,13 @@ def apply_noiseshift(
     inline_calibration: str = "",
     notes: list | None = None,
     joint: bool = False,
+    latent=None,
 ):
     """MODEL -> MODEL telling the network the calibrated noise level (strength 0:
     the model itself). records: calibration records to use before the store's;
     notes: a list that receives the warnings the user must see; joint: the model
     carries the table calibrated with NoiseShift on (no pair warning: the pair
-    is meant)."""
+    is meant); latent: a LATENT whose size must be calibrated (checked now)."""
     return _apply(
         _NOISESHIFT,
         model,
@@ -199,6 +217,7 @@ def apply_noiseshift(
         calibration_store,
         notes,
         joint=joint,
+        latent=latent,
     )
 
 
@@ -212,9 +231,10 @@ def apply_correction(
     calibration_store,
     inline_calibration: str = "",
     notes: list | None = None,
+    latent=None,
 ):
     """MODEL -> MODEL evaluated at the corrected level sigma_hat for sampler sigmas
-    in sigma_range (strength 0: the model itself); notes as apply_noiseshift."""
+    in sigma_range (strength 0: the model itself); notes, latent as apply_noiseshift."""
     return _apply(
         _CORRECTION,
         model,
@@ -225,5 +245,6 @@ def apply_correction(
         inline_calibration,
         calibration_store,
         notes,
+        latent=latent,
         sigma_range=tuple(sigma_range),
     )

@@ -40,6 +40,7 @@ from safetensors.torch import load, save_file
 
 from ..noisecal.resize import center_crop_resize, resize_latents
 from ..noisecal.store import CalibrationError, CheckpointKey, check_writable, write_atomically
+from .calibrate_inputs import largest_latent
 from .model_info import zero_conditioning
 
 log = logging.getLogger("noise_calibration")
@@ -48,6 +49,9 @@ GENERATED_FOLDER = "generated"
 # Native resolution (pixels per side) by ComfyUI model class; others are ~1 MP.
 NATIVE_SIDE = {"SD15": 512, "SD15_instructpix2pix": 512, "SD20": 768, "SD21UnclipL": 768}
 DEFAULT_NATIVE_SIDE = 1024
+# model_options key where a loader that knows the model's trained size (pixels per
+# side) records it: the pack's reference loader, from the network's sidecar
+NATIVE_OPTION = "noise_calibration_native_side"
 PIXELS_PER_LATENT = 8
 # The cache file's description (safetensors metadata); files without it are regenerated.
 CACHE_FORMAT = "noisecal-generated-set/1"
@@ -78,8 +82,16 @@ class GenerationSettings:
 
 
 def native_size(model) -> tuple[int, int]:
-    """(width, height) the model's family is trained at, in pixels."""
+    """(width, height) the model generates well at, in pixels: what its loader
+    recorded (a reference network's sidecar), else its family's, within the largest
+    size the network takes."""
+    recorded = getattr(model, "model_options", {}).get(NATIVE_OPTION)
+    if recorded:
+        return int(recorded), int(recorded)
     side = NATIVE_SIDE.get(type(model.model.model_config).__name__, DEFAULT_NATIVE_SIDE)
+    largest = largest_latent(model)
+    if largest is not None:  # a small MMDiT's position embedding ends before 1024 px
+        side = min(side, largest * PIXELS_PER_LATENT)
     return side, side
 
 

@@ -230,13 +230,14 @@ def test_rows_that_fit_counts_rows_in_the_free_memory(pack_module, tiny_sd3, mon
     ids=["self-generation 8192x8192", "LATENT 512x512"],
 )
 def test_work_whose_one_row_cannot_fit_is_refused_before_any_network_call(
-    pack, pack_module, calibrate_node, tiny_sd3, monkeypatch, inputs, names
+    pack, pack_module, calibrate_node, tiny_flux, monkeypatch, inputs, names
 ):
-    """Such a run did one network call over huge latents that ignored Cancel for 150 s."""
+    """Such a run did one network call over huge latents that ignored Cancel for 150 s.
+    (Flux: SD3's position embedding refuses these sizes before the memory check.)"""
     simulate_free_memory(pack_module, monkeypatch, 16 * 1024**3)  # a 16 GiB card
-    calls = forward_calls(tiny_sd3.patcher)
+    calls = forward_calls(tiny_flux.patcher)
     with pytest.raises(pack.noisecal.errors.InvalidInput, match=f"^{names}") as raised:
-        call(calibrate_node, tiny_sd3.patcher, **inputs)
+        call(calibrate_node, tiny_flux.patcher, **inputs)
     assert calls == []
     text = str(raised.value)
     assert "needs about" in text and "16.0 GiB is free" in text and "latent (" in text
@@ -262,3 +263,14 @@ def test_cancel_is_honoured_between_image_batches(pack, pack_module, calibrate_n
     finally:
         comfy.model_management.interrupt_current_processing(False)
     assert encoded == [1] and calls == []
+
+
+def test_a_latent_past_the_position_embedding_is_refused(pack, calibrate_node, tiny_sd3):
+    """SD3's MMDiT takes pos_embed_max_size patches per side (the tiny one: 64 x 2)."""
+    calls = forward_calls(tiny_sd3.patcher)
+    latent = {"samples": torch.randn(2, 16, 136, 136)}
+    with pytest.raises(pack.noisecal.errors.InvalidInput, match=r"^latent: .*\(128x128, its"):
+        call(calibrate_node, tiny_sd3.patcher, latent=latent)
+    with pytest.raises(pack.noisecal.errors.InvalidInput, match=r"^width \(1040\) is larger"):
+        call(calibrate_node, tiny_sd3.patcher, data="self-generate", width=1040, height=64)
+    assert calls == []

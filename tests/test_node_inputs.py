@@ -23,6 +23,8 @@ DISPLAY_NAMES = {
     "NoiseCalibrationLoadImageFolder": "Noise Calibration: Load Image Folder",
     "NoiseCalibrationEmptyConditioning": "Noise Calibration: Empty Conditioning",
     "NoiseCalibrationApply": "Noise Calibration: Apply",
+    "NoiseCalibrationLoadReference": "Noise Calibration: Load Reference Model",
+    "NoiseCalibrationReferenceDecode": "Noise Calibration: Decode Reference Latent",
 }
 NAN, INF = math.nan, math.inf
 

@@ -116,7 +116,10 @@ def test_registry_archive_leaves_out_development_files():
     for prefix in ("bench/", "tests/", "tools/", "docs/results-", ".ci/", "scripts/"):
         assert not [f for f in shipped if f.startswith(prefix)], prefix
         assert [f for f in left_out if f.startswith(prefix)], f"{prefix}: nothing tracked?"
-    assert not [f for f in shipped if f.startswith("models/reference/")]
+    # of the reference networks only the one the first example workflow loads
+    example = ["models/reference/sd3_dead_leaves_m32.json"]
+    example.append("models/reference/sd3_dead_leaves_m32.safetensors")
+    assert [f for f in shipped if f.startswith("models/reference/")] == example
     assert "requirements-dev.txt" not in shipped
 
 
@@ -154,3 +157,14 @@ def test_pack_errors_have_a_short_type_name(pack_module):
     for error in errors:
         assert f"{error.__module__}.{error.__qualname__}" == f"noise_calibration.{error.__name__}"
     assert issubclass(store.InvalidInput, ValueError)
+
+
+def test_the_reference_networks_examples_load_ship():
+    """A registry install runs every example that loads a reference network."""
+    shipped, _ = _registry_archive()
+    for path in (ROOT / "example_workflows").glob("*.json"):
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"] == "NoiseCalibrationLoadReference":
+                name = Path(node["widgets_values"][0])
+                assert f"models/reference/{name}" in shipped, path.name
+                assert f"models/reference/{name.stem}.json" in shipped, path.name

@@ -38,6 +38,8 @@ SHOWN_NODES = (  # need an example
     "NoiseCalibrationNoiseAwarenessGuidance",
     "NoiseCalibrationSpectralScheduler",
     "NoiseCalibrationLoadImageFolder",
+    "NoiseCalibrationLoadReference",
+    "NoiseCalibrationReferenceDecode",
 )
 # nodes that read calibration files: with a Calibrate node in the same workflow they
 # must run after it (its calibration output reaches them through links)
@@ -129,6 +131,8 @@ PINNED_WIDGETS = {
     "NoiseCalibrationLoadImageFolder": ["folder", "width", "height", "limit"],
     "NoiseCalibrationEmptyConditioning": [],
     "NoiseCalibrationApply": ["strength", "if_missing", "label", "inline_calibration"],
+    "NoiseCalibrationLoadReference": ["model_name"],
+    "NoiseCalibrationReferenceDecode": [],
 }
 # Widgets appended after a node was first released: a workflow saved by an
 # older version may stop before them (they load with their defaults).
