@@ -123,3 +123,30 @@ def test_per_sample_measures_floor_and_one_component(mix):
     assert per_sample.band_power_swd(c, b) > 3 * fl["swd"]
     tv = per_sample.component_tv(mix, c)
     assert tv == pytest.approx(1 - float(mix.probs[0]), abs=0.02) and tv > 5 * fl["tv"]
+
+
+# --- as a ComfyUI MODEL -------------------------------------------------------
+
+
+def test_mixture_model_through_ksampler(pack_module):
+    """The wrapper takes the mixture denoiser: KSampler at N = M with many steps
+    reproduces the components' proportions (few Euler steps do not: the flow is
+    stiff in which component a sample joins), and the fingerprint tells it from
+    the field testbed."""
+    testbed_model = pack_module("noisecal_host.testing.testbed_model")
+    sampling = pack_module("noisecal_host.testing.sampling")
+    fingerprint = pack_module("noisecal_host.fingerprint")
+    mix = pack_module("noisecal.testing.mixture").MIXTURES["two"]
+    model = testbed_model.make_mixture_model(mix, M, "pixel")
+    other = testbed_model.make_mixture_model(mix, M, "image")
+    field = testbed_model.make_testbed_model(mix.spectra[0], M, "pixel")
+    keys = {fingerprint.checkpoint_key(m) for m in (model, other, field)}
+    assert len(keys) == 3
+    latent = sampling.empty_latent(model, M, M, COUNT)
+    cond = testbed_model.make_testbed_conditioning(COUNT)
+    out = sampling.ksample(model, latent, cond, seed=3, steps=100, sampler_name="euler")
+    fl = per_sample.floors(mix, M, COUNT, seed=14)
+    assert per_sample.component_tv(mix, out) < 3 * fl["tv"] + 0.05
+    assert (
+        per_sample.band_power_swd(out, sample_mixture(mix, M, COUNT, _gen(15))[0]) < 3 * fl["swd"]
+    )
