@@ -59,7 +59,7 @@ def component_tv(mixture: FieldMixture, x: torch.Tensor) -> float:
     return 0.5 * float((component_histogram(mixture, x) - mixture.probs).abs().sum())
 
 
-def floors(mixture: FieldMixture, n: int, count: int, seed: int, repeats: int = 4) -> dict:
+def floors(mixture: FieldMixture, n: int, count: int, seed: int, repeats: int = 16) -> dict:
     """Mean over ``repeats`` pairs of independent true sets of ``count``: FD to the mean
     power, SWD between the pair, TV of the histogram (the scores of a perfect generator)."""
     gen = torch.Generator().manual_seed(seed)
