@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..noisecal.apply import RecommendedLevel
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
-from ..noisecal_host import folders, level_patches
+from ..noisecal_host import folders, level_patches, user_messages
 from ..noisecal_host.apply_patch import calibrated_guidance
 from ..noisecal_host.guidance_patch import apply_guidance
 from .common import LABEL_INPUT, CalibratedModelNode
@@ -179,7 +179,7 @@ class NoiseAwarenessGuidance(CalibratedModelNode):
         if weight == 0:
             return (model,)
         if level_patches.installed(model, "level_fns", RecommendedLevel):
-            level_patches.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
+            user_messages.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
         if weight_source == "calibrated":
             return (calibrated_guidance(model, weight, label, self.store(), notes),)
         return (apply_guidance(model, GuidanceSettings(**widgets)),)

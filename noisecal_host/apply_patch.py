@@ -75,7 +75,7 @@ def apply_recommended(
     if strength == 0:
         return model
     if single_method_installed(model):
-        level_patches.note(notes, MIXED_WARNING)
+        user_messages.note(notes, MIXED_WARNING)
     parameterization = parameterization_of(model)
     key = checkpoint_key(model, label)
     provided = provided_records(key, records, inline_calibration, WHAT, parameterization, notes)
@@ -84,7 +84,7 @@ def apply_recommended(
         if not sizes and if_missing == "error":
             raise level_patches.not_calibrated(WHAT, key)
         if not sizes:
-            level_patches.note(notes, f"{WHAT} passes through: {key.describe()} has no calibration")
+            user_messages.note(notes, f"{WHAT} passes through: {key.describe()} has no calibration")
         elif notes is not None:
             notes.extend(sizes)  # what is calibrated: shown on the node, not a warning
     resolver = RecommendedResolver(
@@ -114,7 +114,7 @@ def calibrated_guidance(model, scale: float, label: str, calibration_store, note
     what = "Noise Awareness Guidance (calibrated weight)"
     key = checkpoint_key(model, label)
     if not calibrated_sizes(key, calibration_store):
-        level_patches.note(notes, f"{what}: {key.describe()} has no calibration; guidance off")
+        user_messages.note(notes, f"{what}: {key.describe()} has no calibration; guidance off")
         return model
     resolver = RecommendedResolver(
         key,

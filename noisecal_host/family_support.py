@@ -34,6 +34,7 @@ import comfy.model_sampling
 import torch
 
 from ..noisecal.store import ERROR_MODULE, CalibrationError, load
+from . import user_messages
 
 log = logging.getLogger("noise_calibration")
 
@@ -238,6 +239,4 @@ def _rounding_message(what, support: Support, label, lost, record) -> str:
 
 
 def _note(notes, text: str) -> None:
-    from .level_patches import note  # the nodes' notes mechanism
-
-    note(notes, text)
+    user_messages.note(notes, text)

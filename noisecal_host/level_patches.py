@@ -58,20 +58,12 @@ def provided_records(
         source = "connected calibration" if i < len(calibration or []) else "inline_calibration"
         store.check_model_type(record, key, parameterization, f"{what}: {source}")
         if store.record_key(record).identity != key.identity:
-            note(
+            user_messages.note(
                 notes,
                 f"{what}: the {source} was made for {store.record_key(record).describe()}, "
                 f"this model is {key.describe()}; using it anyway",
             )
     return records
-
-
-def note(notes, text: str) -> None:
-    """A warning the user must see: logged, sent to the frontend (a toast) and shown
-    on the node through `notes`."""
-    user_messages.warn(text, log)
-    if notes is not None:
-        notes.append(text)
 
 
 def check_calibrated(patch: _Patch, key, calibration_store) -> None:
@@ -159,9 +151,9 @@ def _apply(
         return model
     parameterization = parameterization_of(model)  # clear error for unsupported types
     if installed(model, *patch.other) and not joint:
-        note(notes, PAIR_WARNING)
+        user_messages.note(notes, PAIR_WARNING)
     if installed(model, "level_fns", RecommendedLevel):
-        note(notes, f"{patch.what}: {APPLY_WARNING}")
+        user_messages.note(notes, f"{patch.what}: {APPLY_WARNING}")
     key = checkpoint_key(model, label)
     provided = provided_records(
         key, records, inline_calibration, patch.what, parameterization, notes
@@ -171,7 +163,9 @@ def _apply(
         if if_missing == "error":
             check_calibrated(patch, key, calibration_store)
         elif not calibration_store.files_for(key):
-            note(notes, f"{patch.what} passes through: {key.describe()} has no calibration")
+            user_messages.note(
+                notes, f"{patch.what} passes through: {key.describe()} has no calibration"
+            )
     resolver = patch.resolver(
         key,
         provided,

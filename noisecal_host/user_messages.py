@@ -97,6 +97,14 @@ def warn(text: str, log: logging.Logger | None = None, what: str = "") -> None:
     send(text, "warning", what=what)
 
 
+def note(notes, text: str) -> None:
+    """A warning the user must see: logged, sent to the frontend (a toast) and shown
+    on the node through `notes` (a list the node prints; None: none)."""
+    warn(text)
+    if notes is not None:
+        notes.append(text)
+
+
 def warner(log: logging.Logger | None = None, what: str = ""):
     """A warn(text) for later (sampling time) that names the node executing now."""
     _, node = executing()
