@@ -32,8 +32,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         "then find it). Feed it 16-64 latents of real images at the target resolution "
         "(LATENT, or IMAGE + VAE which are resized and center-cropped). Shows progress and "
         "can be cancelled; an earlier file is only replaced when the run completes.\n"
-        "Set 'correction' to also calibrate the table the Noise Level Correction node "
-        "reads, in the same run and file."
+        "Set 'correction' to also calibrate a correction table in the same run and file: "
+        "for Apply with the held-out check on, for the Noise Level Correction node with "
+        "check = off."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (CALIBRATION_TYPE, "STRING", "IMAGE")
@@ -177,11 +178,14 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     CORRECTION_CHOICES,
                     {
                         "default": DEFAULTS.correction,
-                        "tooltip": "Also calibrate the Noise Level Correction table in the same "
+                        "tooltip": "Also calibrate a Noise Level Correction table in the same "
                         "run, for this sampler family: euler (euler, euler_ancestral, ddim) "
-                        "or heun (second-order samplers). About 25 extra network calls "
-                        "per latent per step (twice that for heun). It fits the steps and scheduler set here "
-                        "best: calibrate at the step count you sample with.",
+                        "or heun (second-order samplers). About 4 extra network calls per "
+                        "latent per step (twice that for heun). With check = held-out the "
+                        "table is made for Apply (with NoiseShift on where its curve "
+                        "shifts); with check = off, alone, for the Noise Level Correction "
+                        "node. It fits the steps and scheduler set here best: calibrate at "
+                        "the step count you sample with.",
                     },
                 ),
                 # appended after correction, in this order: saved workflows keep loading
