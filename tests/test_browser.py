@@ -267,6 +267,8 @@ def step(browser_run, name: str) -> dict:
 def test_the_page_loads_with_the_extension(browser_run):
     outcome = step(browser_run, "load")
     assert outcome["sidebarTab"]
+    assert {"browser", "statusLines"} <= set(outcome["extensionExposes"])
+    assert outcome["onWindow"] == []
     result = browser_run[0]
     ours = [e for e in result["pageErrors"] if "noise_calibration" in e]
     assert not ours, ours
@@ -310,6 +312,14 @@ def test_a_missing_calibration_gives_a_toast_naming_the_node(browser_run):
     error = step(browser_run, "missing_error_toast")
     assert error["run"] == "execution_error"
     assert toast_for(error, f"{error['title']} (node {error['node']})", "at any resolution")
+
+
+def test_the_extension_leaves_the_shared_page_alone(browser_run):
+    """No global on window, no element of its own appended to <body> (the toasts are
+    the frontend's), after the toasts have been shown."""
+    outcome = step(browser_run, "shared_page")
+    assert outcome["onWindow"] == []
+    assert outcome["bodyChildren"] == []
 
 
 def test_the_tab_deletes_after_confirmation(browser_run):

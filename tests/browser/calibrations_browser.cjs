@@ -108,7 +108,9 @@ function findNode(graph, type) {
     const loaded = await step("load", async () => {
       await page.goto(url, { waitUntil: "domcontentloaded" });
       await page.waitForFunction(
-        () => window.comfyAPI?.app?.app?.graph && window.noiseCalibration,
+        () =>
+          window.comfyAPI?.app?.app?.graph &&
+          window.comfyAPI.app.app.extensions?.some((e) => e.name === "noise-calibration.web"),
         null,
         { timeout: 120000 },
       );
@@ -118,6 +120,15 @@ function findNode(graph, type) {
         frontend: await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null),
         sidebarTab: await page.evaluate(() =>
           Boolean(window.comfyAPI.app.app.extensionManager?.registerSidebarTab),
+        ),
+        // the extension's state is on its extension object, nothing on window
+        extensionExposes: await page.evaluate(() =>
+          Object.keys(
+            window.comfyAPI.app.app.extensions.find((e) => e.name === "noise-calibration.web"),
+          ),
+        ),
+        onWindow: await page.evaluate(() =>
+          Object.keys(window).filter((key) => /noise.?calibration/i.test(key)),
         ),
       };
     });
@@ -217,6 +228,19 @@ function findNode(graph, type) {
       await page.waitForTimeout(300);
       await shot(page, "5-missing-error-toast", "the error toast naming the NoiseShift node");
       return { run: run.kind, node: id, title, toasts };
+    });
+
+    await step("shared_page", async () => {
+      // after the toasts: nothing of the extension's is a child of <body>
+      const bodyChildren = await page.evaluate(() =>
+        [...document.body.children]
+          .filter((e) => /noise-calibration/.test(`${e.id} ${e.className}`))
+          .map((e) => e.outerHTML.slice(0, 200)),
+      );
+      const onWindow = await page.evaluate(() =>
+        Object.keys(window).filter((key) => /noise.?calibration/i.test(key)),
+      );
+      return { bodyChildren, onWindow };
     });
 
     await step("delete", async () => {

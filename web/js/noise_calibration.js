@@ -116,41 +116,27 @@ function formatNumber(value, digits = 3) {
 
 const shownMessages = new Set();
 
+// Frontends without `extensionManager.toast` (before 1.3): the legacy dialog
+// (`app.ui.dialog`, the frontend's own element), else the console. Nothing is
+// added to the page by the extension itself.
 function fallbackToast(severity, summary, detail) {
-  let box = document.getElementById("noise-calibration-toasts");
-  if (!box) {
-    box = el("div", {
-      id: "noise-calibration-toasts",
-      style: {
-        position: "fixed",
-        right: "16px",
-        bottom: "16px",
-        zIndex: 10000,
-        display: "flex",
-        flexDirection: "column",
-        gap: "8px",
-        maxWidth: "420px",
-      },
-    });
-    document.body.append(box);
+  const dialog = app.ui?.dialog;
+  if (dialog && typeof dialog.show === "function") {
+    try {
+      dialog.show(
+        el(
+          "div",
+          { className: `noise-calibration-toast noise-calibration-toast-${severity}` },
+          el("b", {}, summary),
+          el("div", { style: { whiteSpace: "pre-wrap" } }, detail),
+        ),
+      );
+      return;
+    } catch (error) {
+      console.warn(`[${EXTENSION}] dialog failed`, error);
+    }
   }
-  const item = el(
-    "div",
-    {
-      className: `noise-calibration-toast noise-calibration-toast-${severity}`,
-      style: {
-        background: severity === "error" ? "#5c1f1f" : "#4d3d10",
-        color: "#fff",
-        padding: "8px 12px",
-        borderRadius: "6px",
-        font: "13px sans-serif",
-      },
-    },
-    el("b", {}, summary),
-    el("div", {}, detail),
-  );
-  box.append(item);
-  setTimeout(() => item.remove(), TOAST_LIFE_MS);
+  (severity === "error" ? console.error : console.warn)(`[${EXTENSION}] ${summary}: ${detail}`);
 }
 
 function toast(severity, summary, detail) {
@@ -553,8 +539,13 @@ function addNodeStatus(nodeType, kind) {
 
 // ------------------------------------------------------------------ the extension
 
-app.registerExtension({
+// State stays in this module. The extension object carries the browser and
+// statusLines for tests and the browser console: `app.extensions.find((e) =>
+// e.name === "noise-calibration.web")`; nothing is written onto window.
+const extension = {
   name: EXTENSION,
+  browser,
+  statusLines,
   async setup() {
     registerTab();
     api.addEventListener(MESSAGE_EVENT, (event) => showMessage(event.detail ?? {}));
@@ -573,7 +564,6 @@ app.registerExtension({
     const kind = STATUS_NODES[nodeData?.name];
     if (kind) addNodeStatus(nodeType, kind);
   },
-});
+};
 
-// for tests and the browser console
-window.noiseCalibration = { browser, statusLines };
+app.registerExtension(extension);
