@@ -433,8 +433,9 @@ def disagreement_table(cells: list[dict]) -> None:
             [c["spectrum"], c["case"], c["sampler"], c["steps"], SHORT[rec]]
             + [f"{c['ratio'][rec]:.3f}", SHORT[win], f"{c['ratio'][win]:.3f}"]
             + [f"{(c['fd'][rec] - c['fd'][win]) / c['fd_floor']:.1f}"]
-            + [f"{chk[rec]['score']:.4g}", f"{chk[win]['score']:.4g}"]
-            + [z_of(chk[win]), f"{c['apply_plain']:.3f}"]
+            # the winner may be a method the check did not compare (the other table)
+            + [f"{chk[rec]['score']:.4g}", f"{chk[win]['score']:.4g}" if win in chk else "-"]
+            + [z_of(chk[win]) if win in chk else "-", f"{c['apply_plain']:.3f}"]
         )
     print_table(
         "Table 3: disagreements (the recommendation is worse than the true winner by more "
