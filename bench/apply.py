@@ -127,7 +127,7 @@ FULL = {
     "spectra": [(3.0, 2.5), (1.0, 2.5)],
     "cases": CASES,
     "runs": RUNS,
-    "cal_count": DEFAULTS.sample_count,  # --latents; the node's: 12 calibrated on, 4 held
+    "cal_count": DEFAULTS.sample_count,  # --latents; the node's: 10 calibrated on, 6 held
     "samples": 256,
     "reference": {"steps": 20, "cases": [(M, 16, 64), (M // 2, 16, 128)]},
 }

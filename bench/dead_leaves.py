@@ -26,8 +26,8 @@ the same model).
 
 Apply, per cell: ``noisecal_host.calibrate.calibrate(..., correction=<sampler>,
 check=True)`` (what the Calibrate node runs with ``correction`` set and
-``check`` = held-out; the lean search on 16 true latents, 12 calibrated on and
-4 held back, as the README recommends) at the cell's sampler, steps and
+``check`` = held-out; the lean search on 16 true latents, 10 calibrated on and
+6 held back, the node's default) at the cell's sampler, steps and
 schedule; the recommendation sampled through the pack's "Noise Calibration:
 Apply" node. Where it recommends plain, Apply leaves every call unchanged
 (``noisecal_host/apply_patch.py``): that is checked bit for bit on two samples

@@ -97,8 +97,8 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "min": 1,
                         "max": 4096,
                         "tooltip": "How many calibration latents to use (the first N of "
-                        "the batch). With check = held-out a quarter (at least 4) is held "
-                        "back: 16 = 12 calibrated on + 4 held back, about 2,400 network "
+                        "the batch). With check = held-out 3/8 (at least 4) are held "
+                        "back: 16 = 10 calibrated on + 6 held back, about 2,300 network "
                         "evaluations at 20 steps with correction and 1,500 without.",
                     },
                 ),
@@ -277,7 +277,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                     CHECK_CHOICES,
                     {
                         "default": DEFAULTS.check,
-                        "tooltip": "held-out: hold back a quarter of the latents, sample them "
+                        "tooltip": "held-out: hold back 3/8 of the latents (at least 4), sample them "
                         "with plain, NoiseShift and (with correction) NLC and both, and record "
                         "which one the Apply node should use (plain unless a gain clears the "
                         "check's noise and edges do not get worse), then the Noise Awareness "
