@@ -340,7 +340,7 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         native_height=DEFAULTS.native_height,
         check=DEFAULTS.check,
     ):
-        self.check_widgets(
+        widgets = dict(
             steps=steps,
             scheduler=scheduler,
             search_mode=search_mode,
@@ -361,27 +361,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
             native_height=native_height,
             check=check,
         )
-        request = calibration_job.Request(
-            steps=steps,
-            scheduler=scheduler,
-            search_mode=search_mode,
-            sample_count=sample_count,
-            seed=seed,
-            width=width,
-            height=height,
-            label=label,
-            max_batch=max_batch,
-            correction=correction,
-            mode=mode,
-            data=data,
-            generation_steps=generation_steps,
-            generation_cfg=generation_cfg,
-            generation_sampler=generation_sampler,
-            generation_scheduler=generation_scheduler,
-            native_width=native_width,
-            native_height=native_height,
-            check=check,
-        )
+        # headless callers get the same range and choice checks as the UI
+        self.check_widgets(**widgets)
+        request = calibration_job.Request(**widgets)
         inputs = calibration_job.Inputs(latent, image, vae, positive, negative, sigmas)
         record, path, text = calibration_job.run(model, request, inputs, self.store())
         return self._output(record, path, text)
