@@ -44,6 +44,8 @@ Sections:
    this tree and on the commit before the cost work (BEFORE, a git worktree)
    in the same run, with each phase's formula. Targets: at most 1,500
    evaluations at the target size by default, 2,500 with correction.
+8. The node's NoiseShift curve before (lean on 24 latents, the rest of 32
+   held back) and now (lean on 10 of 16): gap closed within 2 points.
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ from bench.lib.run import Run, describe_run, finish, parse_args, run_sections  #
 from bench.lib.seeds import ALL as SEEDS  # noqa: E402
 from bench.lib.seeds import SEARCH_SEED  # noqa: E402
 from bench.lib.testbed import CAL_STEPS, M  # noqa: E402
+from noise_calibration.noisecal import held_out_check  # noqa: E402
 from noise_calibration.noisecal.testing.testbed import sample_field  # noqa: E402
 from noise_calibration.noisecal_host import calibrate  # noqa: E402
+from noise_calibration.noisecal_host.calibration_job import DEFAULTS  # noqa: E402
 
 OLD = ("fast", 64)  # (search mode, latents): the default until now
 NEW = ("lean", 12)
@@ -581,6 +585,43 @@ def section_node(run: Run) -> None:
         )
 
 
+# the NoiseShift curve's latents in the Calibrate node's default run: before this
+# round's cost work (32 latents, 24 calibrated on) and now (16, 10 calibrated on)
+NODE_FIT = {"before": 24, "now": held_out_check.split(DEFAULTS.sample_count)[0]}
+
+
+def section_node_fit(run: Run, cases: list[Case], nodes: Nodes) -> None:
+    print_section(
+        f"8. The node's NoiseShift curve: lean on {NODE_FIT['before']} latents (before) "
+        f"and on {NODE_FIT['now']} (now, the rest held back for the check)"
+    )
+    rows, data = [], []
+    for case in cases:
+        d = {"case": case.name}
+        for label, k in NODE_FIT.items():
+            res, record, _ = case.calibrate("lean", k)
+            d[label] = {"nfe": res.nfe, "gap": case.gap(nodes, record)}
+        data.append(d)
+        before, now = d["before"], d["now"]
+        rows.append(
+            [case.name, before["nfe"], now["nfe"], pct(before["gap"]), pct(now["gap"])]
+            + [points(now["gap"], before["gap"])]
+        )
+        ok = before["gap"] is not None and now["gap"] is not None
+        run.check(
+            ok and now["gap"] >= before["gap"] - GAP_POINTS,
+            f"C5 {case.name}: gap closed {pct(now['gap'])} on {NODE_FIT['now']} latents "
+            f"against {pct(before['gap'])} on {NODE_FIT['before']} "
+            f"({points(now['gap'], before['gap'])} points; target >= -2)",
+        )
+    print_table(
+        "Table 8: the node's NoiseShift curve, before and now (20 steps, lean)",
+        ["case", "NFE before", "NFE now", "gap before", "gap now", "now - before"],
+        rows,
+    )
+    run.data["node_fit"] = data
+
+
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
         memory_probe(int(sys.argv[2]))
@@ -605,6 +646,7 @@ def main(argv=None) -> int:
                 ("reuse", lambda: section_reuse(run, cases, nodes)),
                 ("memory", lambda: section_memory(run)),
                 ("node", lambda: section_node(run)),
+                ("node fit", lambda: section_node_fit(run, cases, nodes)),
             ]
         )
     return finish(run, "calibration_cost", timings, lambda _run: [], SEEDS)
