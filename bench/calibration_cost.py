@@ -496,7 +496,7 @@ FORMULAS = {
     "noiseshift": "fit x steps x 3-6 (lean: r = 0, a warm start, Gauss-Newton steps)",
     "correction": "fit x (steps - 1) x 4 (r = 0, a probe, 2 predicted; was 25 and 2 tables)",
     "check": "candidates (3-4) x held x steps",
-    "guidance": "weights (2) x held x steps x 2 rows (the branch rides in the call)",
+    "guidance": "weights (1) x held x steps x 2 rows (the branch rides in the call)",
 }
 
 

@@ -98,8 +98,8 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
                         "max": 4096,
                         "tooltip": "How many calibration latents to use (the first N of "
                         "the batch). With check = held-out 3/8 (at least 4) are held "
-                        "back: 16 = 10 calibrated on + 6 held back, about 2,300 network "
-                        "evaluations at 20 steps with correction and 1,500 without.",
+                        "back: 16 = 10 calibrated on + 6 held back, about 2,200 network "
+                        "evaluations at 20 steps with correction and 1,300 without.",
                     },
                 ),
                 "seed": (
