@@ -182,7 +182,7 @@ def calibrate_noiseshift(b: Bench, n: int) -> tuple[dict, float]:
 
 def calibrate_nlc(b: Bench, n: int, steps: int):
     """run_search with the correction table on the first nlc cal_count calibration
-    latents: (schema-1 record, NoiseShift result, correction result, wall seconds)."""
+    latents: (calibration record, NoiseShift result, correction result, wall seconds)."""
     latents = field_latents(b, n, b.cfg["nlc"]["cal_count"])
     sigmas = testbed.sigmas(b.model, steps, SCHEDULER)
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from ..noisecal import store
 from ..noisecal_host import folders, level_patches, node_status
 
 CATEGORY = "sampling/noise_calibration"
-CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of schema-1 records (dicts)
+CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of calibration records (dicts, noisecal/store.py)
 
 log = logging.getLogger("noise_calibration")
 

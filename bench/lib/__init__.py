@@ -6,7 +6,7 @@
 - ``testbed``: the exact-denoiser testbed as a ComfyUI MODEL, schedules,
   calibration latents, FD of KSampler samples, noise floor, gap closed.
 - ``calibration``: a private calibration store, calibration through
-  ``run_search`` with its schema-1 record, and the patch nodes.
+  ``run_search`` with its calibration record, and the patch nodes.
 - ``timing``: interleaved wall-time repeats of two models.
 - ``report``: number formats, tables, PASS/MISS verdicts, JSON values.
 - ``run``: the command line, the run's state, the section loop and the

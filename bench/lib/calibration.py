@@ -1,6 +1,6 @@
 """Calibration as the Calibrate node runs it (``run_search``, or the whole
 ``calibrate`` with the node's default search: ``calibrate_as_node``), its
-schema-1 record, a private calibration store and the patch nodes that use them."""
+calibration record, a private calibration store and the patch nodes that use them."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def calibrate_as_node(
 
 
 def make_record(model, latents, res, wall, **fields) -> dict:
-    """The schema-1 record of a NoiseShift search result `res` on `latents`."""
+    """The calibration record of a NoiseShift search result `res` on `latents`."""
     h, w = latents.shape[-2:]
     fields.setdefault("network_evaluations", res.nfe)
     return store_mod.make_record(
