@@ -17,8 +17,13 @@ The trajectories inherit their noise's own spectral fluctuation, so the
 target is scaled by it; and a step keeps r = 0 unless its gain clears both
 MIN_GAIN and the distance the target's estimation error alone adds (smaller
 gains fitted that error and made an already accurate sampler worse).
-Cost: about ``CANDIDATES_PER_STEP`` network evaluations per latent per step,
-twice that for Heun.
+Search per step (``search="secant"``, the default): r = 0, a probe at the
+previous step's r, then each next candidate where the states evaluated so far,
+interpolated in r, predict the best landing (the batch power of an
+interpolated state is a quadratic form of their cross spectra: no network call
+to predict). Cost: ``SECANT_EVALUATIONS`` (4) network evaluations per latent
+per step, twice that for Heun; the fixed rounds (``search="rounds"``) cost
+``CANDIDATES_PER_STEP`` (25) for the same quality (bench/correction_search.py).
 
 The table is calibrated for one sampler family (Euler, or Heun for second
 order) at one step count: it includes the discretization error of that
