@@ -54,6 +54,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..noisecal import calibration_summary
 from ..noisecal import store as store_mod
 
 log = logging.getLogger("noise_calibration")
@@ -130,11 +131,6 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _mean(values):
-    values = [v for v in values or [] if _finite(v) is not None]
-    return sum(values) / len(values) if values else None
-
-
 def summary(entry_id: str, entry: dict) -> dict:
     """What the list shows of one file."""
     return {**_context(entry_id, entry), **parse_summary(entry["path"])}
@@ -171,15 +167,17 @@ def parse_summary(path: Path) -> dict:
         methods.append("nlc joint")
     if record.get("check"):
         methods.append("held-out check")
-    chosen = store_mod.recommendation(record)
-    recommendation = {"name": chosen["name"]}
-    check = record.get("check")
-    if check:
-        candidate = check["candidates"][check["recommendation"]]
-        recommendation.update(gain=candidate["gain"], gain_noise=candidate["gain_noise"])
-        recommendation["held_out"] = check.get("held_out")
-    before = _mean(record["metrics"].get("error_before"))
-    after = _mean(record["metrics"].get("error_after"))
+    # what Apply uses (the recommendation with its guidance) and its gain over plain;
+    # the one-step error summed over steps: the numbers the Calibrate node shows
+    recommendation = {"name": store_mod.recommendation(record)["name"]}
+    gain = calibration_summary.recommendation_gain(record)
+    if gain is not None:
+        recommendation.update(
+            gain=_finite(gain["gain"]),
+            gain_noise=_finite(gain["gain_noise"]),
+            held_out=record["check"].get("held_out"),
+        )
+    error = calibration_summary.one_step_error(record) or {}
     item.update(
         checkpoint={
             "identity": key.identity,
@@ -196,9 +194,9 @@ def parse_summary(path: Path) -> dict:
         methods=methods,
         recommendation=recommendation,
         metrics={
-            "error_before": before,
-            "error_after": after,
-            "ratio": after / before if before and after is not None else None,
+            "error_before": error.get("before"),
+            "error_after": error.get("after"),
+            "ratio": _finite(error.get("ratio")),
         },
         calibration_set={
             "count": record["calibration_set"]["count"],

@@ -15,7 +15,7 @@ aiohttp = pytest.importorskip("aiohttp", reason="aiohttp (a ComfyUI requirement)
 from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from noise_calibration.noisecal import store  # noqa: E402
+from noise_calibration.noisecal import calibration_summary, store  # noqa: E402
 from noise_calibration.noisecal.store import CalibrationStore, CheckpointKey  # noqa: E402
 from noise_calibration.noisecal_host import routes  # noqa: E402
 
@@ -90,7 +90,8 @@ def test_the_list_shows_what_each_calibration_found(folders):
     assert mine["resolution"]["image_width"] == 128 and mine["resolution"]["latent_height"] == 16
     assert mine["steps"] == 4 and mine["methods"] == ["noiseshift"]
     assert mine["recommendation"]["name"] == "noiseshift@1"
-    assert mine["metrics"]["error_before"] == 2.5 and mine["metrics"]["error_after"] == 1.0
+    # summed over steps, as the Calibrate node shows it
+    assert mine["metrics"]["error_before"] == 10 and mine["metrics"]["error_after"] == 4
     assert mine["created_at"] and mine["size"] > 0
     assert mine["deletable"] and mine["folder"] == "user"
     shipped = items[store.file_name(OTHER, (16, 16))]
@@ -591,3 +592,75 @@ def test_the_loop_keeps_answering_during_a_big_list(folders, monkeypatch):
     assert took > 0.5  # at least 253 parses of 2 ms
     assert max(gaps) < 0.25, (max(gaps), took)  # never the whole list at once
     assert len(gaps) > 10
+
+
+CHECK = {
+    "method": "spectral-fd",
+    "held_out": 4,
+    "candidates": {
+        "plain": {
+            "noiseshift": 0.0,
+            "correction": 0.0,
+            "score": 1.0,
+            "gain": 0.0,
+            "gain_noise": 0.0,
+        },
+        "noiseshift@1": {
+            "noiseshift": 1.0,
+            "correction": 0.0,
+            "score": 0.8,
+            "gain": 0.2,
+            "gain_noise": 0.01,
+        },
+        "noiseshift@0.5": {
+            "noiseshift": 0.5,
+            "correction": 0.0,
+            "score": 0.9,
+            "gain": 0.1,
+            "gain_noise": 0.01,
+        },
+    },
+    "recommendation": "noiseshift@0.5",
+}
+
+
+def test_the_list_shows_what_the_node_shows(folders):
+    """The tab's one-step error and recommendation are the Calibrate node's: the error
+    summed over steps, and what Apply uses (the recommendation with its guidance)
+    with that one's gain over plain."""
+    user = folders[0]
+    guided = {
+        **CHECK,
+        "guidance": {
+            "mode": "offset",
+            "offset": 2.0,
+            "weight_schedule": "per step size",
+            "base": "noiseshift@0.5",
+            "base_score": 0.9,
+            "weight": 2.0,
+            "candidates": {
+                "guidance@2": {"weight": 2.0, "score": 0.7, "gain": 0.2, "gain_noise": 0.02}
+            },
+        },
+    }
+    rec = record(latent=(24, 24))
+    rec["check"] = guided
+    store.save(rec, user)
+    item = by_file(call(folders, listing))[store.file_name(KEY, (24, 24))]
+    text = calibration_summary.summary(
+        store.validate(rec), None, reused=False, data="testbed", evaluations=1, seconds=1.0
+    )
+    assert f"one-step error {item['metrics']['error_before']:.4g} -> " in text
+    assert item["metrics"]["error_before"] == 10 and item["metrics"]["ratio"] == 0.4
+    assert item["recommendation"]["name"] == store.recommendation(rec)["name"]
+    assert item["recommendation"]["name"] == "noiseshift@0.5+guidance@2"
+    # over plain: 0.1 (noiseshift@0.5) + 0.2 (guidance on top of it), not NoiseShift's 0.2
+    assert item["recommendation"]["gain"] == pytest.approx(0.3)
+    assert item["recommendation"]["gain_noise"] is None
+    assert item["recommendation"]["held_out"] == 4
+
+    rec["check"] = CHECK  # no guidance: the recommendation's own gain and spread
+    store.save(rec, user)
+    item = by_file(call(folders, listing))[store.file_name(KEY, (24, 24))]
+    assert item["recommendation"]["name"] == "noiseshift@0.5"
+    assert item["recommendation"]["gain"] == 0.1 and item["recommendation"]["gain_noise"] == 0.01
