@@ -17,6 +17,7 @@ const STATUS_NODES = {
   NoiseCalibrationNoiseLevelCorrection: "tables",
   NoiseCalibrationApply: "recommendations",
 };
+const PACK_NAME = "Noise Calibration";
 const PACK_ERROR = "noise_calibration"; // the pack's exception types start with it
 const TOAST_LIFE_MS = 15000;
 const PAGE_SIZE = 1000; // the route's largest page (noisecal_host/routes.py MAX_LIMIT)
@@ -102,6 +103,17 @@ function nodeName(id, fallback) {
   return id !== null && id !== undefined ? `${title} (node ${id})` : title;
 }
 
+// A toast's title: the node's name, with the pack's name in front unless the node's
+// title already starts with it ("Noise Calibration: Apply (node 4)", not twice).
+function toastTitle(name) {
+  return name.startsWith(PACK_NAME) ? name : `${PACK_NAME}: ${name}`;
+}
+
+// Text shown in the GUI: plain (no markdown backticks), no trailing newline.
+function plainText(text) {
+  return String(text ?? "").replace(/`/g, "").trim();
+}
+
 function formatBytes(size) {
   if (size < 1024) return `${size} B`;
   return `${(size / 1024).toFixed(1)} KB`;
@@ -158,7 +170,7 @@ function showMessage({ text, level, node, prompt_id: promptId, what }) {
   shownMessages.add(key);
   if (shownMessages.size > 500) shownMessages.delete(shownMessages.values().next().value);
   const severity = level === "error" ? "error" : "warn";
-  toast(severity, `Noise Calibration: ${nodeName(node, what)}`, text);
+  toast(severity, toastTitle(nodeName(node, what)), plainText(text));
 }
 
 function onExecutionError(detail) {
@@ -273,10 +285,14 @@ class CalibrationsBrowser {
           el(
             "div",
             { className: "noise-calibration-recommendation" },
-            `recommendation: ${item.recommendation.name}` +
-              (item.recommendation.gain !== undefined
-                ? ` (gain ${formatNumber(item.recommendation.gain)} ± ` +
-                  `${formatNumber(item.recommendation.gain_noise)})`
+            // what Apply uses (with its guidance) and that one's gain over plain
+            `Apply uses: ${item.recommendation.name}` +
+              (item.recommendation.gain !== undefined && item.recommendation.gain !== null
+                ? ` (gain over plain ${formatNumber(item.recommendation.gain)}` +
+                  (item.recommendation.gain_noise !== undefined &&
+                  item.recommendation.gain_noise !== null
+                    ? ` ± ${formatNumber(item.recommendation.gain_noise)})`
+                    : ")")
                 : ""),
           ),
           el(
