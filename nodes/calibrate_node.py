@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import comfy.samplers
 
-from ..noisecal_host import calibration_job
+from ..noisecal_host import calibration_job, user_messages
 from ..noisecal_host.calibration_job import DEFAULTS
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
@@ -371,5 +371,5 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
     @staticmethod
     def _output(record, path, text):
         rgb = calibration_plot(record)
-        ui = {"text": [text], "images": temp_previews(rgb)}
+        ui = {"text": [user_messages.gui_text(text)], "images": temp_previews(rgb)}
         return {"ui": ui, "result": ([record], path, rgb_to_image(rgb))}

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..noisecal import store
-from ..noisecal_host import folders, level_patches, node_status
+from ..noisecal_host import folders, level_patches, node_status, user_messages
 
 CATEGORY = "sampling/noise_calibration"
 CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of calibration records (dicts, noisecal/store.py)
@@ -189,7 +189,8 @@ class CalibratedModelNode(ChecksInputs, UsesCalibrationStore):
     def run(self, **inputs):
         notes: list[str] = []
         result = self.apply(**inputs, notes=notes)
-        return {"ui": {"text": ["\n".join(notes)] if notes else []}, "result": result}
+        text = "\n".join(user_messages.gui_text(note) for note in notes)
+        return {"ui": {"text": [text] if notes else []}, "result": result}
 
 
 class LevelPatchNode(CalibratedModelNode):

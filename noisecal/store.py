@@ -591,7 +591,7 @@ def not_found(key: CheckpointKey, latent_size, sizes) -> CalibrationNotFound:
     return CalibrationNotFound(
         f"no calibration for {key.describe()} at latent {h}x{w} (image about {w * 8}x{h * 8} "
         f"px); calibrated latent sizes: {have}. Run the 'Noise Calibration: Calibrate' node "
-        f"(or `python -m noisecal_host calibrate`) for this checkpoint and resolution, or connect "
+        f"(or the command python -m noisecal_host calibrate) for this checkpoint and resolution, or connect "
         f"a calibration to the node."
     )
 

@@ -70,12 +70,19 @@ def _first_time(prompt_id, node_id, text: str) -> bool:
         return True
 
 
+def gui_text(text: str) -> str:
+    """`text` as the GUI shows it (a toast, a node's text): plain text, without
+    markdown backticks and without a trailing newline. Logs keep the text as it is."""
+    return str(text).replace("`", "").rstrip()
+
+
 def send(text: str, level: str = "warning", node: str | None = None, what: str = "") -> bool:
-    """Send `text` to the frontend (once per prompt and node); True when sent.
-    node: the node id it names (default: the node executing now)."""
+    """Send `text` to the frontend (once per prompt and node) as gui_text; True when
+    sent. node: the node id it names (default: the node executing now)."""
     server = _server()
     if server is None:
         return False
+    text = gui_text(text)
     prompt_id, current = executing()
     node = node if node is not None else current
     if prompt_id is None:
@@ -102,7 +109,7 @@ def note(notes, text: str) -> None:
     on the node through `notes` (a list the node prints; None: none)."""
     warn(text)
     if notes is not None:
-        notes.append(text)
+        notes.append(gui_text(text))
 
 
 def warner(log: logging.Logger | None = None, what: str = ""):

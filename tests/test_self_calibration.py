@@ -79,7 +79,13 @@ def test_reuse_mode_evaluates_nothing_and_ignores_the_seed(pack_module, calibrat
     out, evaluated = rows(pack_module, model, lambda: self_calibrate(calibrate_node, model, 32, 7))
     assert evaluated == 0
     assert out["result"][1] == first["result"][1]
-    assert out["ui"]["text"][0].startswith("reused ")
+    text = out["ui"]["text"][0]
+    # the stored calibration, described as stored: not as data this run made
+    assert text.startswith("reused the stored calibration ")
+    assert "the stored calibration was made from self-generated: " in text
+    assert "(new)" not in text and "(cached)" not in text
+    assert "this run: no network evaluation" in text
+    assert not text.endswith("\n") and "`" not in text
     _, redone = rows(
         pack_module, model, lambda: self_calibrate(calibrate_node, model, 32, 7, "recalibrate")
     )
