@@ -1,10 +1,12 @@
 """Headless command line: the same code the nodes run, without a UI.
 
 python -m noisecal_host demo        the main job: calibrate the shipped reference model (a
-                                    tiny SD3 trained at M = 32) at M and M/2 as the
-                                    Calibrate node does, sample plain vs NoiseShift, print
-                                    the FD table (--model dead-leaves: the dead-leaves
-                                    network at M/2 with Apply, and a picture)
+                                    tiny SD3 trained at M = 32) at M/2 and M with the
+                                    Calibrate node's defaults (self-generated data, held-out
+                                    check), sample plain vs Apply vs the native denoiser,
+                                    print the FD table and write a picture; then NoiseShift
+                                    alone as a second table (--model dead-leaves: the
+                                    dead-leaves network at M/2 with Apply, and a picture)
 python -m noisecal_host calibrate   calibrate a diffusion-model file (or the testbed)
 """
 
@@ -28,10 +30,10 @@ PACK_ROOT = Path(__file__).resolve().parent.parent
 # the shipped reference network (tools/train_reference.py); its sidecar is the .json beside it
 REFERENCE_MODEL = PACK_ROOT / "models" / "reference" / "sd3_gaussian_field_m32.safetensors"
 # samples per FD cell when --eval-samples is not given. The reference is a real network:
-# a 20-step sample at N = 32 costs about 1 s of one CPU core through plain + NoiseShift,
-# and 64 keeps the whole demo at about 4 minutes on 2 shared cores (bench/reference.py
-# uses 128 at N = M)
-DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 64, "dead-leaves": 64}
+# a 20-step sample at N = 32 costs about 0.5 s of one CPU core per method, and 40 keeps
+# the whole demo (Calibrate + Apply, then NoiseShift alone, at N = 16 and 32) at about 3
+# minutes on 2 shared cores (64 took about 4; bench/reference.py uses 128 at N = M)
+DEFAULT_EVAL_SAMPLES = {"testbed": 256, "reference": 40, "dead-leaves": 64}
 # calibration rows per forward when --max-batch is not given: the testbed's FFTs like big
 # batches; the network on CPU is fastest at about 32 (bigger batches spend a quarter of
 # their time in the kernel allocating activations)
@@ -177,33 +179,35 @@ GRID_SCALE = 3
 GRID_GAP = 4
 GRID_LABEL = 132
 GRID_TITLE = 24
+# the Gaussian reference's picture: latent pixels (16 at M/2) scaled up more
+REFERENCE_GRID_SCALE = 5
 
 
-def grid_size(rows: int, columns: int, pixels: int) -> tuple[int, int]:
-    """(width, height) of the dead-leaves demo's picture for images of `pixels` pixels."""
-    tile = pixels * GRID_SCALE
+def grid_size(rows: int, columns: int, pixels: int, scale: int = GRID_SCALE) -> tuple[int, int]:
+    """(width, height) of a demo's picture for images of `pixels` pixels scaled by `scale`."""
+    tile = pixels * scale
     return (
         GRID_LABEL + columns * tile + (columns + 1) * GRID_GAP,
         GRID_TITLE + rows * tile + (rows + 1) * GRID_GAP,
     )
 
 
-def sample_grid(rows: dict, title: str):
+def sample_grid(rows: dict, title: str, scale: int = GRID_SCALE):
     """rows: label -> images [k, C >= 3, p, p] in [0, 1]: an RGB uint8 picture, a row per
-    label (the first three channels), the label on the left."""
+    label (the first three channels, each pixel `scale` x `scale`), the label on the left."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     columns = max(len(images) for images in rows.values())
     pixels = next(iter(rows.values())).shape[-1]
-    tile = pixels * GRID_SCALE
-    width, height = grid_size(len(rows), columns, pixels)
+    tile = pixels * scale
+    width, height = grid_size(len(rows), columns, pixels, scale)
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     for r, images in enumerate(rows.values()):
         top = GRID_TITLE + GRID_GAP + r * (tile + GRID_GAP)
         for c, image in enumerate(images):
             rgb = image[:3].clamp(0, 1).permute(1, 2, 0).numpy()
-            rgb = rgb.repeat(GRID_SCALE, axis=0).repeat(GRID_SCALE, axis=1)
+            rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
             left = GRID_LABEL + GRID_GAP + c * (tile + GRID_GAP)
             canvas[top : top + tile, left : left + tile] = (rgb * 255).round().astype(np.uint8)
     picture = Image.fromarray(canvas)
@@ -340,33 +344,163 @@ def _demo_dead_leaves(args) -> int:
     return 0
 
 
+def _demo_apply(args, setup, sizes, sample_fd, gap, out_dir, eval_samples, count) -> None:
+    """The product: the Calibrate node at its defaults (self-generated data at the
+    network's trained size, held-out check) for each N, the Apply node on its record,
+    FD to the true field for plain, Apply and native; a picture of the samples at M/2."""
+    from ..noisecal.store import recommendation
+    from ..noisecal.testing.metrics import fd_noise_floor
+    from ..noisecal.testing.testbed import sample_field
+    from . import apply_patch, calibration_job, folders
+
+    spectrum, model, m = setup.spectrum, setup.model, setup.train_res
+    store = folders.user_store(out_dir / "calibrations")
+    native_px = 8 * m  # the trained size: the family default (1024 px) is too large for it
+    print(
+        f"Calibrate at the node's defaults ({count} latents "
+        f"self-generated at the trained {native_px}x{native_px} px, "
+        f"{calibration_job.DEFAULTS.search_mode} search, check "
+        f"{calibration_job.DEFAULTS.check}, correction {calibration_job.DEFAULTS.correction}), "
+        f"then Apply at strength 1",
+        flush=True,
+    )
+    rows, pictures = [], {}
+    for n in sizes:
+        # the node's defaults but the size, and the demo's steps and --samples (by default
+        # the node's: 20 steps, 16 latents)
+        request = calibration_job.Request(
+            steps=args.steps,
+            sample_count=count,
+            width=8 * n,
+            height=8 * n,
+            native_width=native_px,
+            native_height=native_px,
+        )
+        started = time.perf_counter()
+        record, path, text = calibration_job.run(model, request, calibration_job.Inputs(), store)
+        seconds = time.perf_counter() - started
+        save_png(calibration_plot(record), out_dir / f"calibration_apply_N{n}.png")
+        notes: list = []
+        applied = apply_patch.apply_recommended(
+            model, 1.0, "error", None, [record], store, "", notes
+        )
+        fd = {name: sample_fd(name, n, model) for name in ("plain", "native")}
+        fd["Apply"] = sample_fd("Apply", n, applied)
+        chosen = recommendation(record)["name"]
+        floor = fd_noise_floor(spectrum.power(n), eval_samples, spectrum.channels)
+        closed = gap(fd["plain"][0], fd["Apply"][0], fd["native"][0])
+        reused = text.startswith("reused")
+        rows.append((n, fd, closed, floor, chosen, seconds, reused))
+        print(f"  calibrated N={n}: {path}{' (reused)' if reused else ''}", flush=True)
+        if n == sizes[0]:
+            pictures = {label: fd[label][1] for label in ("plain", "Apply", "native")}
+            pictures["true"] = sample_field(
+                spectrum, n, GRID_COLUMNS, torch.Generator().manual_seed(20_000 + args.seed)
+            )
+            pictures["Apply"] = (chosen, pictures["Apply"])
+    header = (
+        f"{'N':>4} {'FD plain':>10} {'FD Apply':>10} {'FD native':>10} {'gap closed':>11} "
+        f"{'floor':>9} {'calib s':>8}  Apply applied"
+    )
+    print(header)
+    print("-" * len(header))
+    for n, fd, closed, floor, chosen, seconds, reused in rows:
+        print(
+            f"{n:>4} {fd['plain'][0]:10.5f} {fd['Apply'][0]:10.5f} {fd['native'][0]:10.5f} "
+            f"{closed:>11} {floor:9.5f} {seconds:8.2f}  {chosen}{' (reused)' if reused else ''}"
+        )
+    n = sizes[0]
+    chosen, applied_samples = pictures.pop("Apply")
+    pictures = {
+        "plain": pictures["plain"],
+        "Apply\n" + chosen.replace("+", "\n+"): applied_samples,
+        "native": pictures["native"],
+        "true": pictures["true"],
+    }
+    scale = float(pictures["true"].float().std())
+    columns = min(GRID_COLUMNS, eval_samples)
+    rows_px = {label: _field_images(x[:columns], scale) for label, x in pictures.items()}
+    picture = out_dir / f"reference_N{n}.png"
+    title = f"Gaussian field, N = {n} latents, euler {args.steps}: the M = {m} network"
+    save_png(sample_grid(rows_px, title, REFERENCE_GRID_SCALE), picture)
+    print(f"picture: {picture}\nplots: {out_dir}/calibration_apply_N*.png", flush=True)
+
+
+def _field_images(fields: torch.Tensor, scale: float) -> torch.Tensor:
+    """Field samples [k, C, n, n] as pictures: the first three channels, 0 at mid-grey,
+    +-2 standard deviations of the true field (`scale`) at the ends."""
+    return (0.5 + fields.float()[:, :3] / (4 * scale)).clamp(0, 1)
+
+
 def _demo(args) -> int:
-    """Main job on the embedded default: calibrate -> apply -> measure FD to the true field."""
+    """Main job on the shipped reference: the Calibrate node's defaults -> Apply -> FD to
+    the true field at N = M/2 and M, a picture; then NoiseShift alone as before."""
     if args.model == "dead-leaves":
         return _demo_dead_leaves(args)
-    if args.samples is None:
-        args.samples = DEFAULT_CAL_SAMPLES[args.model]
     from ..noisecal.testing.metrics import fd_noise_floor, frechet_distance, gap_closed
     from ..noisecal.testing.testbed import sample_field
-    from . import calibration_run, folders, level_patches
+    from . import calibration_job, calibration_run, folders, level_patches
     from .testing.sampling import empty_latent, ksample
     from .testing.testbed_model import make_testbed_conditioning
 
+    # --samples, where given, sizes both calibrations; else each keeps its own default
+    apply_count = args.samples or calibration_job.DEFAULTS.sample_count
+    if args.samples is None:
+        args.samples = DEFAULT_CAL_SAMPLES[args.model]
     torch.set_num_threads(max(1, args.threads))
     eval_samples = args.eval_samples or DEFAULT_EVAL_SAMPLES[args.model]
     max_batch = args.max_batch or DEFAULT_MAX_BATCH[args.model]
     out_dir = Path(args.out) / "demo"
-    calibration_store = folders.user_store(out_dir / "calibrations")
     setup = _demo_setup(args)
     spectrum, model, m = setup.spectrum, setup.model, setup.train_res
+    sizes = (m // 2, m)
     print(
         f"{setup.description}; sampled through ComfyUI (euler, simple, {args.steps} steps), "
-        f"{eval_samples} samples per cell; calibration: {args.samples} field samples, "
-        f"{args.mode} search",
+        f"{eval_samples} samples per cell",
+        flush=True,
+    )
+    fd_cache: dict = {}
+
+    def sample_fd(name: str, n: int, sampled_model) -> tuple[float, torch.Tensor]:
+        """FD to the true field of `eval_samples` samples at n (and the samples): plain and
+        native once per size, shared by both tables."""
+        if (name, n) not in fd_cache:
+            if name == "native":
+                sampled_model = setup.native(n)
+                positive = make_testbed_conditioning(eval_samples)
+                to_field = lambda x: x  # noqa: E731 - the testbed works in field space
+            else:
+                positive, to_field = setup.positive(eval_samples), setup.to_field
+            samples = to_field(
+                ksample(
+                    sampled_model,
+                    empty_latent(sampled_model, n, n, eval_samples),
+                    positive,
+                    steps=args.steps,
+                    seed=args.seed + 1,
+                )
+            )
+            fd_cache[name, n] = (frechet_distance(samples, spectrum.power(n)), samples)
+        return fd_cache[name, n]
+
+    def gap(plain, method, native) -> str:
+        try:
+            return f"{100 * gap_closed(plain, method, native):.1f}%"
+        except ValueError:
+            return "no gap"
+
+    if args.model == "reference":
+        _demo_apply(args, setup, sizes, sample_fd, gap, out_dir, eval_samples, apply_count)
+
+    # NoiseShift alone: the earlier demo, on field samples passed as a LATENT
+    store = folders.user_store(out_dir / "noiseshift_calibrations")
+    print(
+        f"NoiseShift alone: calibration on {args.samples} true field samples, {args.mode} "
+        f"search, no check",
         flush=True,
     )
     rows = []
-    for n in (m, m // 2):
+    for n in reversed(sizes):
         # data seed far from the search/sampling seeds: equal seeds would make x0 and eps
         # one noise
         fields = sample_field(
@@ -384,51 +518,21 @@ def _demo(args) -> int:
             mode=args.mode,
             seed=args.seed,
             max_batch=max_batch,
-            calibration_store=calibration_store,
+            calibration_store=store,
         )
         seconds = time.perf_counter() - started
         save_png(calibration_plot(record), out_dir / f"calibration_N{n}.png")
-        shifted = level_patches.apply_noiseshift(model, 1.0, "error", "", None, calibration_store)
-        latent = empty_latent(model, n, n, eval_samples)
-        fd = {}
-        for name, sampled_model in (("plain", model), ("noiseshift", shifted)):
-            samples = ksample(
-                sampled_model,
-                latent,
-                setup.positive(eval_samples),
-                steps=args.steps,
-                seed=args.seed + 1,
-            )
-            fd[name] = frechet_distance(setup.to_field(samples), spectrum.power(n))
-        native = setup.native(n)
-        samples = ksample(
-            native,
-            empty_latent(native, n, n, eval_samples),
-            make_testbed_conditioning(eval_samples),
-            steps=args.steps,
-            seed=args.seed + 1,
-        )
-        fd["native"] = frechet_distance(samples, spectrum.power(n))
+        shifted = level_patches.apply_noiseshift(model, 1.0, "error", "", None, store)
+        fd = {name: sample_fd(name, n, model)[0] for name in ("plain", "native")}
+        fd["noiseshift"] = sample_fd("noiseshift", n, shifted)[0]
         max_shift = max(
             abs(h - s) for s, h in zip(record["sigmas"], record["sigma_hat"], strict=True)
         )
         floor = fd_noise_floor(spectrum.power(n), eval_samples, spectrum.channels)
-        try:
-            closed = f"{100 * gap_closed(fd['plain'], fd['noiseshift'], fd['native']):.1f}%"
-        except ValueError:
-            closed = "no gap"
+        closed = gap(fd["plain"], fd["noiseshift"], fd["native"])
+        nfe = record["cost"]["network_evaluations"]
         rows.append(
-            (
-                n,
-                fd["plain"],
-                fd["noiseshift"],
-                fd["native"],
-                closed,
-                floor,
-                max_shift,
-                record["cost"]["network_evaluations"],
-                seconds,
-            )
+            (n, fd["plain"], fd["noiseshift"], fd["native"], closed, floor, max_shift, nfe, seconds)
         )
         print(f"  calibrated N={n}: {path}", flush=True)
     header = (
@@ -555,7 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
-        "demo", help="calibrate the reference model at M and M/2, sample, print FD"
+        "demo",
+        help="calibrate the reference model at M/2 and M as the Calibrate node does, "
+        "sample plain vs Apply, print FD",
     )
     demo.add_argument(
         "--model",
@@ -573,9 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples",
         type=int,
         default=None,
-        help="calibration latents (default 12, with the lean search: under 1000 network "
-        "evaluations per resolution; the earlier default was 64 with fast; dead-leaves: "
-        "16, of which the check holds back 4)",
+        help="calibration latents (default: the Calibrate node's 16, self-generated, for "
+        "Apply, and 12 true field samples, lean search, for NoiseShift alone; given, both "
+        "use it; dead-leaves: 16, of which the check holds back 4)",
     )
     demo.add_argument(
         "--eval-samples",

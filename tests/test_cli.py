@@ -144,9 +144,10 @@ def test_the_command_line_and_the_node_write_the_same_record(pack, pack_module, 
     assert from_cli == from_node
 
 
-def _fd_table(stdout):
+def _fd_table(stdout, method):
+    """The two rows of the demo's table whose header has 'FD <method>' (Apply, NoiseShift)."""
     lines = stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.strip().startswith("N "))
+    header = next(i for i, line in enumerate(lines) if f"FD {method} " in line)
     return [line.split() for line in lines[header + 2 : header + 4]]
 
 
@@ -168,13 +169,14 @@ def test_demo_main_job_prints_the_fd_table(tmp_path):
         "8",
         without_nodes=True,
     )
-    rows = _fd_table(stdout)
+    rows = _fd_table(stdout, "NoiseShift")
     assert [row[0] for row in rows] == ["16", "8"]
     plain, shifted = float(rows[1][1]), float(rows[1][2])
     assert shifted < plain  # NoiseShift helps at M/2 even in this small run
     assert (tmp_path / "demo" / "calibration_N8.png").is_file()
+    assert "FD Apply" not in stdout  # the Calibrate + Apply table is the reference's
     # the calibrations went to the store the demo names, and NoiseShift found them there
-    cal = sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
+    cal = sorted((tmp_path / "demo" / "noiseshift_calibrations").glob("*.json"))
     assert [p.name.split("__")[1] for p in cal] == ["16x16.json", "8x8.json"]
 
 
@@ -189,30 +191,55 @@ def test_the_no_nodes_harness_catches_a_node_import(tmp_path):
     assert out.returncode != 0 and "imported the node layer" in out.stderr
 
 
-def test_demo_default_is_the_shipped_reference_model(tmp_path):
-    """The main job's default: the trained SD3 reference at M = 32, tiny counts."""
+def test_demo_default_is_the_shipped_reference_model(pack_module, tmp_path):
+    """The main job's default: the trained SD3 reference at M = 32 through the Calibrate
+    node's pipeline (self-generated data, held-out check) and Apply, then NoiseShift
+    alone; small counts, run without the node layer."""
+    from PIL import Image
+
     stdout = cli(
         "--out",
         str(tmp_path),
         "demo",
         "--samples",
-        "4",
-        "--eval-samples",
         "8",
+        "--eval-samples",
+        "6",
         "--steps",
         "4",
+        without_nodes=True,
     )
     assert "sd3_gaussian_field_m32.safetensors" in stdout
-    rows = _fd_table(stdout)
-    assert [row[0] for row in rows] == ["32", "16"]
-    fds = [[float(v) for v in row[1:4]] for row in rows]  # plain, NoiseShift, native
+    assert "self-generated at the trained 256x256 px" in stdout
+    rows = _fd_table(stdout, "Apply")
+    assert [row[0] for row in rows] == ["16", "32"]
+    fds = [[float(v) for v in row[1:4]] for row in rows]  # plain, Apply, native
     assert all(0 < fd < 10 for row in fds for fd in row)
-    assert fds[1][1] < fds[1][0]  # NoiseShift helps at M/2 even with 4 steps
-    # the calibration went through the node into the demo's store, with plots
-    cal = sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
+    assert fds[0][1] < fds[0][0]  # Apply helps at M/2 even with 4 steps
+    # the column of what Apply applied: the record's recommendation, from its check
+    store = pack_module("noisecal.store")
+    records = [
+        json.loads(p.read_text())
+        for p in sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
+    ]
+    assert [r["resolution"]["latent_height"] for r in records] == [16, 32]
+    for row, record in zip(rows, records, strict=True):
+        assert record["check"]["held_out"] > 0 and record["correction"] is None
+        assert "self-generated" in record["calibration_set"]["source"]
+        assert row[-1] == store.recommendation(record)["name"]
+    shifted = _fd_table(stdout, "NoiseShift")
+    assert [row[0] for row in shifted] == ["32", "16"]
+    assert [row[1] for row in shifted] == [row[1] for row in reversed(rows)]  # one plain cell
+    cal = sorted((tmp_path / "demo" / "noiseshift_calibrations").glob("*.json"))
     assert [p.name.split("__")[1] for p in cal] == ["16x16.json", "32x32.json"]
     assert all(p.name.startswith("SD3-") for p in cal)
     assert (tmp_path / "demo" / "calibration_N16.png").is_file()
+    assert (tmp_path / "demo" / "calibration_apply_N16.png").is_file()
+    # the picture: plain, Apply, native and true, 6 samples each, at N = 16
+    cli_module = pack_module("noisecal_host.cli")
+    expected = cli_module.grid_size(4, 6, 16, cli_module.REFERENCE_GRID_SCALE)
+    with Image.open(tmp_path / "demo" / "reference_N16.png") as image:
+        assert image.size == expected and image.mode == "RGB"
 
 
 def test_demo_without_the_reference_model_says_why(pack_module, tmp_path):
