@@ -108,6 +108,10 @@ class _Spectrum:
         """[C, F] mean power over the batch ``x`` [n, C, h, w]."""
         return bin_mean(fourier_power(x).mean(dim=0), self.index, self.counts)
 
+    def power_of(self, transform: torch.Tensor) -> torch.Tensor:
+        """`power` of a batch from its orthonormal 2D DFT (one transform serves both)."""
+        return bin_mean(transform.abs().square().mean(dim=0), self.index, self.counts)
+
 
 def target_noise(data_weight: float, data_power, target, counts, samples: int, weights) -> float:
     """Expected spectral_distance that the target's own estimation error adds.
@@ -205,8 +209,10 @@ class _Step:
         sampler,
         noise_floor,
         predictor_r=None,
+        keep_transforms=False,
     ):
         self.denoise, self.x, self.sampler = denoise, x, sampler
+        self.keep_transforms = keep_transforms  # the secant search interpolates them
         self.predictor_r = predictor_r
         self._fixed_slope = None
         self.sigma, self.sigma_next = float(sigma), float(sigma_next)
@@ -257,10 +263,12 @@ class _Step:
             den2 = self._denoise(nxt, self.sigma_next)
             nxt = {r: xd + step * (d[r] + (nxt[r] - den2[r]) / self.sigma_next) / 2 for r in todo}
         for r in todo:
+            transform = torch.fft.fft2(nxt[r], norm="ortho")
             self.errors[r] = spectral_distance(
-                self.spectrum.power(nxt[r]), self.target, self.spectrum.weights
+                self.spectrum.power_of(transform), self.target, self.spectrum.weights
             )
-            self.fourier[r] = torch.fft.fft2(nxt[r], norm="ortho")
+            if self.keep_transforms:
+                self.fourier[r] = transform
             self.states[r] = nxt[r]
             # keep only the states that can still be chosen (memory: one batch each)
             keep = {0.0, min(self.errors, key=lambda v: (self.errors[v], abs(v)))}
@@ -471,6 +479,7 @@ def calibrate_correction(
                 sampler,
                 floor,
                 predictor_r,
+                keep_transforms=search == "secant",
             )
             free = not (heun and sigma_next == 0 and i > 0)  # Heun ends with an Euler step
             if not free:
