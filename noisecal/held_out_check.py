@@ -82,6 +82,12 @@ class Candidate:
     table: str | None = None  # "correction" (calibrated alone) or "correction_joint"
 
 
+def curve_shifts(sigmas, sigma_hat) -> bool:
+    """Whether a NoiseShift curve tells any level other than the true one (else
+    NoiseShift is plain, and a table calibrated with it on is the table alone)."""
+    return any(a != b for a, b in zip(sigmas, sigma_hat, strict=True))
+
+
 def candidates(noiseshift: bool = True, table: str | None = None) -> list[Candidate]:
     """plain; NoiseShift where its curve shifts at all (else it is plain); with
     `table` that correction table: "correction" (calibrated alone) on its own,

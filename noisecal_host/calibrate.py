@@ -136,8 +136,7 @@ def run_search(
     _check_correction(correction)
     param = parameterization_of(model)
     family = check_parameterization(param)  # flow or ve: the searches' level space
-    steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
-    phase = _phase_progress(progress, steps, 2 if correction else 1)
+    phase = _phase_progress(progress, step_count(sigmas), 2 if correction else 1)
     result: dict = {}
 
     def work(denoise_at, denoise, x0):
@@ -267,8 +266,16 @@ def check_inputs(model, latents, sigmas: torch.Tensor) -> None:
     calibrate_inputs.check_all(model, latents, sigmas)
 
 
-def plan(steps: int, fit: int, held: int, correction: str | None, generation: int = 0) -> dict:
-    """Each phase's expected network evaluations (the progress bar's shares)."""
+def step_count(sigmas: torch.Tensor) -> int:
+    """Sampler steps the schedule takes (a step from 0 is none)."""
+    return sum(1 for s in sigmas.tolist()[:-1] if s > 0)
+
+
+def plan(sigmas, count: int, check: bool, correction: str | None, generation: int = 0) -> dict:
+    """Each phase's expected network evaluations (the progress bar's shares) for a run
+    on `count` latents over `sigmas`; generation: rows of self-generation first."""
+    steps = step_count(torch.as_tensor(sigmas).flatten())
+    fit, held = held_out_check.split(count) if check else (count, 0)
     out = {GENERATION: generation} if generation else {}
     out[NOISESHIFT] = 4 * fit * steps
     if correction:
@@ -325,9 +332,8 @@ def calibrate(
     started = time.perf_counter()
     calibrated_on, held = held_out_check.split(latents.shape[0]) if check else (len(latents), 0)
     fit, held_out = latents[:calibrated_on], latents[calibrated_on:]
-    steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
     if phases is None:
-        phases = Phases(plan(steps, calibrated_on, held, correction), progress)
+        phases = Phases(plan(sigmas, len(latents), check, correction), progress)
     # as many latents a call as fit in the free memory, at most max_batch
     batch = memory.batch_size(model, latents.shape, max_batch)
     options = dict(positive=positive, seed=seed, max_batch=batch)
@@ -352,7 +358,8 @@ def calibrate(
     tables = {}
     if correction:
         _check_correction(correction)
-        shifts = held and searched.sigma_hat != searched.sigmas
+        # with the check, the table the check can use: with NoiseShift on where it shifts
+        shifts = held > 0 and held_out_check.curve_shifts(searched.sigmas, searched.sigma_hat)
         with phases.phase(CORRECTION, model) as step_done:
             table = run_correction(
                 model,

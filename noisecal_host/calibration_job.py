@@ -186,12 +186,10 @@ def _generation_settings(model, request: Request, inputs: Inputs):
 
 def _phases(sigmas, count, check, correction, settings) -> Phases:
     """One progress bar for the whole run, its phase named on the node."""
-    steps = sum(1 for s in sigmas.tolist()[:-1] if s > 0)
-    fit, held = held_out_check.split(count) if check == "held-out" else (count, 0)
     generation = 0
     if settings is not None:  # rows at the native size, in target-size rows
         generation = settings.count * settings.steps * (2 if settings.cfg > 1 else 1)
-    plan = calibrate.plan(steps, fit, held, correction, generation)
+    plan = calibrate.plan(sigmas, count, check == "held-out", correction, generation)
     return Phases(plan, calibrate.comfy_progress(BAR_UNITS), progress_text())
 
 

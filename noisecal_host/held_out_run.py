@@ -81,7 +81,7 @@ def _sample(model, noise, sigmas, sampler_name: str, positive, seed: int, batch:
 def check_candidates(record: dict) -> list[held_out_check.Candidate]:
     """What the check compares for this record: NoiseShift where its curve shifts,
     the record's table (the joint one where there is one)."""
-    shifts = any(a != b for a, b in zip(record["sigmas"], record["sigma_hat"], strict=True))
+    shifts = held_out_check.curve_shifts(record["sigmas"], record["sigma_hat"])
     table = next((t for t in ("correction_joint", "correction") if record.get(t)), None)
     return held_out_check.candidates(noiseshift=shifts, table=table)
 
