@@ -86,9 +86,8 @@ class Reference:
 
 def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
     """Load the reference network as UNETLoader does and read its training data's spectrum."""
-    import comfy.sd
-
     from ..noisecal.testing.testbed import FieldSpectrum
+    from . import reference_models
 
     path = Path(path)
     if not path.is_file() or not path.with_suffix(".json").is_file():
@@ -98,10 +97,11 @@ def load_reference(path: Path | str = REFERENCE_MODEL) -> Reference:
             f"install leaves it out); run the demo from a git clone of the pack, or use "
             f"'demo --model testbed'"
         )
-    sidecar = json.loads(path.with_suffix(".json").read_text())
+    # the loader node's own: the trained size is recorded on the model for Calibrate
+    sidecar = reference_models.sidecar(path.name)
     spec = sidecar["data"]["spectrum"]
     spectrum = FieldSpectrum(f0=spec["f0"], alpha=spec["alpha"], channels=spec["channels"])
-    model = comfy.sd.load_diffusion_model(str(path))
+    model = reference_models.load(path.name)
     shift = float(model.get_model_object("model_sampling").shift)
     return Reference(model, path, sidecar, spectrum, int(sidecar["native_resolution"]), shift)
 
@@ -355,7 +355,7 @@ def _demo_apply(args, setup, sizes, sample_fd, gap, out_dir, eval_samples, count
 
     spectrum, model, m = setup.spectrum, setup.model, setup.train_res
     store = folders.user_store(out_dir / "calibrations")
-    native_px = 8 * m  # the trained size: the family default (1024 px) is too large for it
+    native_px = 8 * m  # the trained size, which the loader recorded on the model
     print(
         f"Calibrate at the node's defaults ({count} latents "
         f"self-generated at the trained {native_px}x{native_px} px, "
@@ -366,15 +366,10 @@ def _demo_apply(args, setup, sizes, sample_fd, gap, out_dir, eval_samples, count
     )
     rows, pictures = [], {}
     for n in sizes:
-        # the node's defaults but the size, and the demo's steps and --samples (by default
-        # the node's: 20 steps, 16 latents)
+        # the node's defaults (the native size: the model's own) but the size, and the
+        # demo's steps and --samples (by default the node's: 20 steps, 16 latents)
         request = calibration_job.Request(
-            steps=args.steps,
-            sample_count=count,
-            width=8 * n,
-            height=8 * n,
-            native_width=native_px,
-            native_height=native_px,
+            steps=args.steps, sample_count=count, width=8 * n, height=8 * n
         )
         started = time.perf_counter()
         record, path, text = calibration_job.run(model, request, calibration_job.Inputs(), store)
