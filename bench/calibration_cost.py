@@ -45,7 +45,9 @@ Sections:
    in the same run, with each phase's formula. Targets: at most 1,500
    evaluations at the target size by default, 2,500 with correction.
 8. The node's NoiseShift curve before (lean on 24 latents, the rest of 32
-   held back) and now (lean on 10 of 16): gap closed within 2 points.
+   held back) and now (lean on 10 of 16): gap closed within 2 points, as the
+   mean over calibration sets of the case's 64 latents (3 sets of 24, 6
+   disjoint sets of 10; one set in --quick).
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ FULL = {
     "identity_reference": True,
     "other_sets": [1002, 1003],
     "memory_batches": [1, 8, 32, 128],
+    # section 8: where each calibration set starts in the 64 latents of a case
+    # (before: 3 sets of 24, overlapping by 4; now: 6 disjoint sets of 10)
+    "fit_offsets": {"before": [0, 20, 40], "now": [0, 10, 20, 30, 40, 50]},
 }
 QUICK = {
     **FULL,
@@ -107,6 +112,7 @@ QUICK = {
     "identity_reference": False,
     "other_sets": [1002],
     "memory_batches": [1, 64],
+    "fit_offsets": {"before": [0], "now": [0]},
 }
 
 
@@ -591,42 +597,85 @@ NODE_FIT = {"before": 24, "now": held_out_check.split(DEFAULTS.sample_count)[0]}
 
 
 def section_node_fit(run: Run, cases: list[Case], nodes: Nodes) -> None:
+    offsets = run.cfg["fit_offsets"]
     print_section(
         f"8. The node's NoiseShift curve: lean on {NODE_FIT['before']} latents (before) "
-        f"and on {NODE_FIT['now']} (now, the rest held back for the check)"
+        f"and on {NODE_FIT['now']} (now, the rest held back for the check), each on "
+        f"{len(offsets['before'])} and {len(offsets['now'])} calibration sets"
     )
+    # One set of 10 latents is a noisy draw (the gap closed moves by several points
+    # from one set to the next), so the verdict compares the mean over sets: what a
+    # user calibrating on their own set can expect.
     rows, data = [], []
     for case in cases:
         d = {"case": case.name}
         for label, k in NODE_FIT.items():
-            res, record, _ = case.calibrate("lean", k)
-            d[label] = {"nfe": res.nfe, "gap": case.gap(nodes, record)}
+            fits = [case.calibrate("lean", k, offset=o) for o in offsets[label]]
+            gaps = [case.gap(nodes, record) for _, record, _ in fits]
+            d[label] = {"nfe": [res.nfe for res, _, _ in fits], "gaps": gaps}
         data.append(d)
         before, now = d["before"], d["now"]
+        ok = None not in before["gaps"] + now["gaps"]
+        mean_before = statistics.mean(before["gaps"]) if ok else None
+        mean_now = statistics.mean(now["gaps"]) if ok else None
         rows.append(
-            [case.name, before["nfe"], now["nfe"], pct(before["gap"]), pct(now["gap"])]
-            + [points(now["gap"], before["gap"])]
+            [
+                case.name,
+                before["nfe"][0],
+                now["nfe"][0],
+                pct(before["gaps"][0]),
+                pct(now["gaps"][0]),
+                pct(mean_before),
+                pct(mean_now),
+                sd_points(now["gaps"]),
+                points(mean_now, mean_before),
+            ]
         )
-        ok = before["gap"] is not None and now["gap"] is not None
         run.check(
-            ok and now["gap"] >= before["gap"] - GAP_POINTS,
-            f"C5 {case.name}: gap closed {pct(now['gap'])} on {NODE_FIT['now']} latents "
-            f"against {pct(before['gap'])} on {NODE_FIT['before']} "
-            f"({points(now['gap'], before['gap'])} points; target >= -2)",
+            ok and mean_now >= mean_before - GAP_POINTS,
+            f"C5 {case.name}: gap closed {pct(mean_now)} on {NODE_FIT['now']} latents "
+            f"against {pct(mean_before)} on {NODE_FIT['before']}, means over sets "
+            f"({points(mean_now, mean_before)} points; target >= -2)",
         )
     print_table(
-        "Table 8: the node's NoiseShift curve, before and now (20 steps, lean)",
-        ["case", "NFE before", "NFE now", "gap before", "gap now", "now - before"],
+        "Table 8: the node's NoiseShift curve, before and now (20 steps, lean; "
+        "first set, then the mean over sets)",
+        [
+            "case",
+            "NFE before",
+            "NFE now",
+            "gap before (set 1)",
+            "gap now (set 1)",
+            "mean before",
+            "mean now",
+            "now: sd over sets",
+            "mean now - before",
+        ],
         rows,
     )
     run.data["node_fit"] = data
+
+
+def sd_points(values) -> str:
+    """The sample standard deviation in points, or '-' for one value."""
+    return f"{100 * statistics.stdev(values):.1f}" if len(values) > 1 else "-"
 
 
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
         memory_probe(int(sys.argv[2]))
         return 0
-    args = parse_args(__doc__, argv, quick_help="smoke run, about 2 minutes")
+    args = parse_args(
+        __doc__,
+        argv,
+        quick_help="smoke run, about 2 minutes",
+        extra=lambda p: p.add_argument(
+            "--only",
+            nargs="+",
+            metavar="SECTION",
+            help="run these sections only (names as printed)",
+        ),
+    )
     run = Run.start(args, FULL, QUICK)
     describe_run(run.quick)
     cfg = run.cfg
@@ -637,18 +686,17 @@ def main(argv=None) -> int:
         grid_cases = {
             c.name for c in cases if c.name != f"reference N={REF_N}" or cfg["reference_grid"]
         }
-        timings = run_sections(
-            [
-                ("counts", lambda: section_counts(run, cases, nodes)),
-                ("defaults", lambda: section_defaults(run, cases, nodes, grid_cases)),
-                ("identity", lambda: section_identity(run, cfg, ref)),
-                ("search", lambda: section_search(run)),
-                ("reuse", lambda: section_reuse(run, cases, nodes)),
-                ("memory", lambda: section_memory(run)),
-                ("node", lambda: section_node(run)),
-                ("node fit", lambda: section_node_fit(run, cases, nodes)),
-            ]
-        )
+        sections = [
+            ("counts", lambda: section_counts(run, cases, nodes)),
+            ("defaults", lambda: section_defaults(run, cases, nodes, grid_cases)),
+            ("identity", lambda: section_identity(run, cfg, ref)),
+            ("search", lambda: section_search(run)),
+            ("reuse", lambda: section_reuse(run, cases, nodes)),
+            ("memory", lambda: section_memory(run)),
+            ("node", lambda: section_node(run)),
+            ("node fit", lambda: section_node_fit(run, cases, nodes)),
+        ]
+        timings = run_sections([s for s in sections if not args.only or s[0] in args.only])
     return finish(run, "calibration_cost", timings, lambda _run: [], SEEDS)
 
 
