@@ -12,7 +12,7 @@ Everything runs through ComfyUI (the host from ``noisecal_host.host``):
 calibration through ``noisecal_host.calibrate.run_search`` with
 ``correction`` set (the NoiseShift search, then the correction table, inside
 a ComfyUI sampler on the MODEL, as the Calibrate node runs it), records from
-``noisecal.store.make_record``, the pack's Noise Level Correction and
+``noisecal.calibration_record.make_record``, the pack's Noise Level Correction and
 NoiseShift nodes with the record connected (on a private calibration store),
 sampling through ``comfy.sample.sample`` (KSampler).
 
@@ -64,7 +64,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M, NetworkCounter
 from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios
-from noise_calibration.noisecal import store
+from noise_calibration.noisecal import calibration_record
 from noise_calibration.noisecal.correction_search import CorrectionResult
 from noise_calibration.noisecal.spectra import per_sample_rapsd
 from noise_calibration.noisecal_host import conditioning_level
@@ -553,7 +553,7 @@ def synthetic_record(model, sigmas: list[float], size: int) -> dict:
         wall_time_s=0.0,
         params={"sampler": "euler", "source": f"synthetic r = {SYNTHETIC_R:g}"},
     )
-    return store.make_record(
+    return calibration_record.make_record(
         key=checkpoint_key(model),
         image_size=(8 * size, 8 * size),
         latent_size=(size, size),

@@ -38,7 +38,7 @@ def module(name: str):
 calibrate_mod = module("noisecal_host.calibrate")
 held_out_run = module("noisecal_host.held_out_run")
 self_calibration = module("noisecal_host.self_calibration")
-store = module("noisecal.store")
+store = module("noisecal_host.store")
 
 REFERENCE_SIDE = 128  # pixels: a 16x16 latent, below the reference's 32x32
 TESTBED_M, TESTBED_N = 32, 16

@@ -55,7 +55,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
 from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios, timestep_in_sample
-from noise_calibration.noisecal import noiseshift_search, sigma_hat_curve, store
+from noise_calibration.noisecal import calibration_record, noiseshift_search, sigma_hat_curve
 from noise_calibration.noisecal.testing.testbed import ExactDenoiser
 from noise_calibration.noisecal_host.fingerprint import checkpoint_key
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
@@ -571,7 +571,7 @@ def overhead_record(tm, sigmas, o) -> tuple[dict, str]:
             model, lat, sigmas, "fast", max_batch=32, positive=tm.conditioning(1)
         )
         return record, f"fast calibration ({res.nfe} NFE, {cal_s:.1f} s)"
-    record = store.make_record(
+    record = calibration_record.make_record(
         key=checkpoint_key(model),
         image_size=(8 * w, 8 * h),
         latent_size=(h, w),

@@ -43,7 +43,7 @@ network with ``noisecal_host.calibrate.run_search(correction="euler")`` (the
 NoiseShift search, then the table, inside a ComfyUI sampler, as the Calibrate
 node runs it with 'correction' set) on the first 32 of the NoiseShift
 section's calibration latents (quick: 8, and 8 steps only), at the step count
-sampled; the record from ``noisecal.store.make_record``, applied through the
+sampled; the record from ``noisecal.calibration_record.make_record``, applied through the
 pack's Noise Level Correction node (strength 1), sampled as above (same
 noise, same sample count). Columns: FD plain / NLC / NoiseShift (the 20-step
 calibration of the first section, at every step count) / native, NLC as a

@@ -44,9 +44,10 @@ sys.path.insert(0, str(ROOT))  # the repository root
 
 from bench.lib import host  # noqa: E402,F401  (loads the pack as noise_calibration)
 from bench.lib.report import print_table  # noqa: E402
-from noise_calibration.noisecal import store  # noqa: E402
-from noise_calibration.noisecal.store import CalibrationStore, CheckpointKey  # noqa: E402
-from noise_calibration.noisecal_host import routes  # noqa: E402
+from noise_calibration.noisecal import calibration_record  # noqa: E402
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey  # noqa: E402
+from noise_calibration.noisecal_host import routes, store  # noqa: E402
+from noise_calibration.noisecal_host.store import CalibrationStore  # noqa: E402
 
 BASE = routes.PREFIX + "/calibrations"
 SIZES_PER_KEY = 50
@@ -61,7 +62,7 @@ def record(index: int) -> dict:
     key = CheckpointKey(f"{index // SIZES_PER_KEY:064x}", "SD3", "SD3", f"bench {index // 50}")
     side = 8 + index % SIZES_PER_KEY
     sigmas = [1.0, 0.75, 0.5, 0.25]
-    return store.make_record(
+    return calibration_record.make_record(
         key=key,
         image_size=(side * 8, side * 8),
         latent_size=(side, side),

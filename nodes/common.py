@@ -8,11 +8,13 @@ import math
 import numpy as np
 import torch
 
-from ..noisecal import store
+from ..noisecal import errors
 from ..noisecal_host import folders, level_patches, node_status, user_messages
 
 CATEGORY = "sampling/noise_calibration"
-CALIBRATION_TYPE = "NOISE_CALIBRATION"  # a list of calibration records (dicts, noisecal/store.py)
+CALIBRATION_TYPE = (
+    "NOISE_CALIBRATION"  # a list of calibration records (dicts, noisecal/calibration_record.py)
+)
 
 log = logging.getLogger("noise_calibration")
 
@@ -160,7 +162,7 @@ class ChecksInputs:
         """In the node's function: the pack's InvalidInput naming the input."""
         problem = cls.input_problem(values)
         if problem:
-            raise store.InvalidInput(problem)
+            raise errors.InvalidInput(problem)
 
     @classmethod
     def check_widgets(cls, **values) -> None:
@@ -168,7 +170,7 @@ class ChecksInputs:
         must refuse what its UI cannot send (a headless call's steps 0)."""
         problem = cls.input_problem(values, bounds=True)
         if problem:
-            raise store.InvalidInput(problem)
+            raise errors.InvalidInput(problem)
 
 
 class CalibratedModelNode(ChecksInputs, UsesCalibrationStore):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import comfy.samplers
 import torch
 
-from ..noisecal import store
+from ..noisecal import errors
 from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import DEFAULT_START, STARTS, VARIANTS, spectral_sigmas
 from ..noisecal_host.calibration_run import LATENT_DOWNSCALE
@@ -183,10 +183,10 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
     def _stats(self, model, source, latent, latent_size, label) -> SpectrumStats:
         if source == "reference latent":
             if latent is None:
-                raise store.CalibrationError("source 'reference latent' needs the latent input")
+                raise errors.CalibrationError("source 'reference latent' needs the latent input")
             samples = latent["samples"]
             if torch.count_nonzero(samples) == 0:
-                raise store.CalibrationError(
+                raise errors.CalibrationError(
                     "the reference latent is empty: connect an encoded image (VAE Encode)"
                 )
             return rapsd(model.model.process_latent_in(samples.float()))
@@ -194,7 +194,7 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
         match = self.store().find(key, latent_size)
         record = match.records[0] if len(match.records) == 1 else None
         if record is None or not record.get("spectrum"):
-            raise store.CalibrationError(
+            raise errors.CalibrationError(
                 f"the calibration for {key.describe()} at latent "
                 f"{latent_size[0]}x{latent_size[1]} has no spectrum (it needs a calibration "
                 f"at exactly this resolution, made by this pack's Calibrate node): "

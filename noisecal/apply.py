@@ -18,12 +18,12 @@ import math
 
 import torch
 
+from .calibration_record import recommendation
 from .correction import CorrectionMap
 from .correction_table import CorrectionTable
 from .guidance import GuidanceSettings
 from .noiseshift import ShiftMap
 from .resolver import CalibrationResolver
-from .store import recommendation
 
 PLAIN = (None, None, None)
 

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 
 import torch
 
+from .calibration_record import record_key, record_latent_size
 from .correction_table import CorrectionTable
+from .errors import CalibrationNotFound
 from .resolver import CalibrationResolver
-from .store import CalibrationNotFound, record_key, record_latent_size
 
 __all__ = ["CorrectionMap", "CorrectionResolver"]
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from .store import CalibrationNotFound, choose_sizes, not_found, record_latent_size
+from .calibration_record import record_latent_size
+from .errors import CalibrationNotFound
+from .size_lookup import choose_sizes, not_found
 
 
 class CalibrationResolver:

@@ -28,14 +28,14 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from ..noisecal import held_out_check, store
+from ..noisecal import calibration_record, errors, held_out_check
 from ..noisecal.correction_search import SAMPLERS as CORRECTION_SAMPLERS
 from ..noisecal.correction_search import CorrectionResult, calibrate_correction
 from ..noisecal.levels import check_parameterization
 from ..noisecal.noiseshift_search import SearchResult, calibrate_noiseshift
 from ..noisecal.sigma_hat_curve import SigmaHatCurve
 from ..noisecal.spectra import rapsd
-from . import calibrate_inputs, conditioning_level, memory
+from . import calibrate_inputs, conditioning_level, memory, store
 from .calibration_phases import CHECK, CORRECTION, GENERATION, GUIDANCE, NOISESHIFT, Phases
 from .fingerprint import checkpoint_key
 from .held_out_run import run_check
@@ -108,7 +108,7 @@ def _phase_progress(progress, steps: int, phases: int):
 
 def _check_correction(correction) -> None:
     if correction is not None and correction not in CORRECTION_SAMPLERS:
-        raise store.InvalidInput(f"correction must be None or one of {CORRECTION_SAMPLERS}")
+        raise errors.InvalidInput(f"correction must be None or one of {CORRECTION_SAMPLERS}")
 
 
 def run_search(
@@ -180,7 +180,7 @@ def warm_start_curve(calibration_store, key, latent_size, parameterization):
     for size in sizes:
         try:
             record = store.load_for(files[size], key)
-        except store.CalibrationError as exc:
+        except errors.CalibrationError as exc:
             log.warning("no warm start: %s", exc)
             continue
         if record["parameterization"] != parameterization:
@@ -374,7 +374,7 @@ def calibrate(
         tables["correction_joint" if shifts else "correction"] = table
     # the data spectrum (for the spectral scheduler) from every latent: the check does not use it
     spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
-    record = store.make_record(
+    record = calibration_record.make_record(
         key=key,
         image_size=image_size,
         latent_size=tuple(latents.shape[-2:]),
@@ -417,6 +417,6 @@ def calibrate(
         "wall_time_s": time.perf_counter() - started,
         "phases": phases.cost,
     }
-    store.validate(record, "new calibration")
+    calibration_record.validate(record, "new calibration")
     path = str(calibration_store.save(record)) if calibration_store is not None else None
     return record, path

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import comfy.model_management
 import torch
 
-from ..noisecal import held_out_check, store
+from ..noisecal import errors, held_out_check
 from ..noisecal.calibration_summary import summary
 from ..noisecal.resize import center_crop_resize
 from ..noisecal.reuse import SELF_GENERATED
@@ -148,7 +148,7 @@ def _generates(data: str, inputs: Inputs) -> bool:
     if inputs.latent is not None or inputs.image is not None:
         return False
     if data == "connected":
-        raise store.CalibrationError(
+        raise errors.CalibrationError(
             "data is 'connected' but nothing is connected: connect a LATENT of encoded "
             "real images, or IMAGE + VAE, or set data to self-generate"
         )
@@ -238,18 +238,18 @@ def _latents(request: Request, inputs: Inputs) -> tuple[torch.Tensor, str]:
     if inputs.latent is not None:
         samples = inputs.latent["samples"]
         if torch.count_nonzero(samples) == 0:
-            raise store.CalibrationError(
+            raise errors.CalibrationError(
                 "the calibration latent is empty (all zeros): connect latents of real "
                 "images (VAE Encode), or connect IMAGE + VAE"
             )
         return samples, inputs.latent_source
     image, vae = inputs.image, inputs.vae
     if image is None:
-        raise store.CalibrationError(
+        raise errors.CalibrationError(
             "connect calibration data: a LATENT of encoded real images, or IMAGE + VAE"
         )
     if vae is None:
-        raise store.CalibrationError("an IMAGE input needs the VAE input to encode it")
+        raise errors.CalibrationError("an IMAGE input needs the VAE input to encode it")
     encoded = []
     step = request.max_batch
     for start in range(0, image.shape[0], step):

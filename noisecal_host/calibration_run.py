@@ -8,8 +8,8 @@ import logging
 import comfy.samplers
 import torch
 
-from ..noisecal import reuse, store
-from . import calibrate
+from ..noisecal import errors, reuse
+from . import calibrate, store
 
 log = logging.getLogger("noise_calibration")
 
@@ -53,7 +53,7 @@ def find_reusable(calibration_store, key, latent_size, **request) -> tuple[dict,
         return None
     try:
         record = store.load_for(path, key)
-    except store.CalibrationError as exc:
+    except errors.CalibrationError as exc:
         log.warning("not reusing it: %s; calibrating again", exc)
         return None
     why = reuse.mismatch(record, **request)

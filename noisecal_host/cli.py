@@ -348,7 +348,7 @@ def _demo_apply(args, setup, sizes, sample_fd, gap, out_dir, eval_samples, count
     """The product: the Calibrate node at its defaults (self-generated data at the
     network's trained size, held-out check) for each N, the Apply node on its record,
     FD to the true field for plain, Apply and native; a picture of the samples at M/2."""
-    from ..noisecal.store import recommendation
+    from ..noisecal.calibration_record import recommendation
     from ..noisecal.testing.metrics import fd_noise_floor
     from ..noisecal.testing.testbed import sample_field
     from . import apply_patch, calibration_job, folders
@@ -575,8 +575,8 @@ def _inputs(args):
 
 
 def _calibrate(args) -> int:
-    from ..noisecal.store import CalibrationStore
     from . import calibration_job
+    from .store import CalibrationStore
 
     if args.testbed:
         _, model, latents = _testbed_setup(args)

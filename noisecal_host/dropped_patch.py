@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from ..noisecal.store import ERROR_MODULE, CalibrationError
+from ..noisecal.errors import ERROR_MODULE, CalibrationError
 from . import step_cache, user_messages
 
 log = logging.getLogger("noise_calibration")

@@ -33,8 +33,9 @@ import comfy.model_base
 import comfy.model_sampling
 import torch
 
-from ..noisecal.store import ERROR_MODULE, CalibrationError, load
+from ..noisecal.errors import ERROR_MODULE, CalibrationError
 from . import user_messages
+from .store import load
 
 log = logging.getLogger("noise_calibration")
 

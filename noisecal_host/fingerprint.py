@@ -15,8 +15,8 @@ import hashlib
 
 import torch
 
-from ..noisecal import store
-from ..noisecal.store import CheckpointKey
+from ..noisecal import errors
+from ..noisecal.checkpoint_key import CheckpointKey
 
 SAMPLED_TENSORS = 8
 VALUES_PER_TENSOR = 1024
@@ -26,7 +26,7 @@ def weights_fingerprint(patcher) -> str:
     state = patcher.model.state_dict()
     keys = sorted(k for k in state if k.startswith("diffusion_model."))
     if not keys:
-        raise store.InvalidInput("this MODEL has no diffusion_model weights to fingerprint")
+        raise errors.InvalidInput("this MODEL has no diffusion_model weights to fingerprint")
     digest = hashlib.sha256()
     for k in keys:
         digest.update(f"{k}|{tuple(state[k].shape)}|{state[k].dtype}\n".encode())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..noisecal.store import CalibrationStore
+from .store import CalibrationStore
 
 FOLDER_NAME = "noise_calibration"
 ENV_DIR = "NOISE_CALIBRATION_DIR"

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..noisecal.atomic_write import name_problem
-from ..noisecal.store import CalibrationError
+from ..noisecal.errors import CalibrationError
+from .atomic_write import name_problem
 
 log = logging.getLogger("noise_calibration")
 

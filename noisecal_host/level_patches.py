@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..noisecal import store
+from ..noisecal import calibration_record, errors
 from ..noisecal.apply import RecommendedLevel
 from ..noisecal.correction import CorrectionResolver
 from ..noisecal.noiseshift import ShiftResolver
-from . import conditioning_level, dropped_patch, family_support, user_messages
+from . import conditioning_level, dropped_patch, family_support, store, user_messages
 from .fingerprint import checkpoint_key
 from .model_info import max_level, parameterization_of
 
@@ -53,14 +53,14 @@ def provided_records(
     same type is used but logged (and added to `notes`, a list the node shows)."""
     records = list(calibration or [])
     if inline_calibration.strip():
-        records += store.loads_many(inline_calibration, "inline_calibration")
+        records += calibration_record.loads_many(inline_calibration, "inline_calibration")
     for i, record in enumerate(records):
         source = "connected calibration" if i < len(calibration or []) else "inline_calibration"
-        store.check_model_type(record, key, parameterization, f"{what}: {source}")
-        if store.record_key(record).identity != key.identity:
+        calibration_record.check_model_type(record, key, parameterization, f"{what}: {source}")
+        if calibration_record.record_key(record).identity != key.identity:
             user_messages.note(
                 notes,
-                f"{what}: the {source} was made for {store.record_key(record).describe()}, "
+                f"{what}: the {source} was made for {calibration_record.record_key(record).describe()}, "
                 f"this model is {key.describe()}; using it anyway",
             )
     return records
@@ -78,7 +78,7 @@ def check_calibrated(patch: _Patch, key, calibration_store) -> None:
 
 def not_calibrated(what: str, key, missing: str = "calibration", hint: str = ""):
     """The error of a node whose checkpoint has no `missing` at any resolution."""
-    return store.CalibrationNotFound(
+    return errors.CalibrationNotFound(
         f"{what} node: {key.describe()} has no {missing} at any resolution. "
         f"Run 'Noise Calibration: Calibrate' on this model once per resolution"
         f"{hint}, connect a calibration to the node, or set if_missing "
@@ -94,8 +94,8 @@ def check_latent(resolver, latent, if_missing: str) -> None:
     h, w = (int(v) for v in latent["samples"].shape[-2:])
     try:
         resolver.map_for((h, w))
-    except store.CalibrationNotFound as exc:
-        raise store.CalibrationNotFound(
+    except errors.CalibrationNotFound as exc:
+        raise errors.CalibrationNotFound(
             f"{exc} (checked for the latent connected to this node, {w}x{h} latent pixels; "
             f"or set if_missing to 'pass through' to sample it without)"
         ) from None
@@ -104,7 +104,7 @@ def check_latent(resolver, latent, if_missing: str) -> None:
 def _has_table(path) -> bool:
     try:
         return bool(store.load(path).get("correction"))
-    except store.CalibrationError:
+    except errors.CalibrationError:
         return False  # the sampler names the broken file if it needs this one
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import comfy.model_sampling
 import torch
 
-from ..noisecal import store
+from ..noisecal import errors
 
 
 def parameterization_of(model) -> str:
@@ -18,7 +18,7 @@ def parameterization_of(model) -> str:
         return "v"
     if isinstance(ms, comfy.model_sampling.EPS):
         return "eps"
-    raise store.CalibrationError(
+    raise errors.CalibrationError(
         f"model sampling {type(ms).__name__} is not supported: NoiseShift needs a flow "
         f"(SD3, Flux, AuraFlow) or an eps/v (SD1.5, SDXL) model"
     )
@@ -41,7 +41,7 @@ def zero_conditioning(model, tokens: int = 1) -> list:
     else:
         dim = model.model.model_config.unet_config.get("context_dim")
         if model.model.adm_channels:
-            raise store.CalibrationError(
+            raise errors.CalibrationError(
                 "this model needs pooled text conditioning (e.g. SDXL): connect a "
                 "'positive' CONDITIONING (an empty prompt is fine) to the calibration node"
             )

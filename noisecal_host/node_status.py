@@ -5,7 +5,8 @@ the web extension shows it without a request of its own."""
 
 from __future__ import annotations
 
-from ..noisecal import store
+from ..noisecal import calibration_record, errors
+from . import store
 
 UI_KEY = "noise_calibration"
 
@@ -28,7 +29,7 @@ def sizes(key, calibration_store, tables_only: bool = False) -> list[dict]:
     for (h, w), path in sorted(files.items(), key=lambda item: item[0][0] * item[0][1]):
         try:
             record = store.load(path)
-        except store.CalibrationError as exc:
+        except errors.CalibrationError as exc:
             found.append(
                 {
                     "latent": [h, w],
@@ -45,7 +46,7 @@ def sizes(key, calibration_store, tables_only: bool = False) -> list[dict]:
             {
                 "latent": [h, w],
                 "image": [res["image_width"], res["image_height"]],
-                "recommendation": store.recommendation(record)["name"],
+                "recommendation": calibration_record.recommendation(record)["name"],
                 "correction": bool(record.get("correction")),
             }
         )

@@ -54,8 +54,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..noisecal import calibration_summary
-from ..noisecal import store as store_mod
+from ..noisecal import calibration_record, calibration_summary, errors
+from . import atomic_write
+from . import store as store_mod
 
 log = logging.getLogger("noise_calibration")
 
@@ -111,7 +112,7 @@ def scan(calibration_store) -> dict[str, dict]:
             continue
         kind = "user" if resolved == write_dir else "shipped" if resolved == shipped else "extra"
         for path in paths:
-            if path.name.startswith(store_mod.TEMP_PREFIX):
+            if path.name.startswith(atomic_write.TEMP_PREFIX):
                 continue
             st = _regular(path)
             if st is None:
@@ -155,10 +156,10 @@ def parse_summary(path: Path) -> dict:
     does not load."""
     try:
         record = store_mod.load(path)
-    except store_mod.CalibrationError as exc:
+    except errors.CalibrationError as exc:
         return {"error": str(exc).replace(str(path), path.name)}
     item = {}
-    key = store_mod.record_key(record)
+    key = calibration_record.record_key(record)
     res = record["resolution"]
     methods = ["noiseshift"]
     if record.get("correction"):
@@ -169,7 +170,7 @@ def parse_summary(path: Path) -> dict:
         methods.append("held-out check")
     # what Apply uses (the recommendation with its guidance) and its gain over plain;
     # the one-step error summed over steps: the numbers the Calibrate node shows
-    recommendation = {"name": store_mod.recommendation(record)["name"]}
+    recommendation = {"name": calibration_record.recommendation(record)["name"]}
     gain = calibration_summary.recommendation_gain(record)
     if gain is not None:
         recommendation.update(
@@ -455,7 +456,7 @@ def _load_for_plot(path: Path):
         return None, (404, "no calibration has this id (deleted? refresh the list)")
     try:
         return store_mod.load(path), None
-    except store_mod.CalibrationError as exc:
+    except errors.CalibrationError as exc:
         return None, (422, str(exc).replace(str(path), path.name))
 
 

@@ -38,8 +38,10 @@ import comfy.sample
 import torch
 from safetensors.torch import load, save_file
 
+from ..noisecal.checkpoint_key import CheckpointKey
+from ..noisecal.errors import CalibrationError
 from ..noisecal.resize import center_crop_resize, resize_latents
-from ..noisecal.store import CalibrationError, CheckpointKey, check_writable, write_atomically
+from .atomic_write import check_writable, write_atomically
 from .calibrate_inputs import largest_latent
 from .model_info import zero_conditioning
 

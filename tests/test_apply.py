@@ -12,6 +12,8 @@ import logging
 import pytest
 import torch
 
+from noise_calibration.noisecal import calibration_record, errors
+
 M, N = 16, 8
 COUNT = 16  # 10 calibrate, 6 held out
 
@@ -74,7 +76,7 @@ def apply(world, record):
 
 
 def test_the_check_scores_every_candidate_and_recommends_one(pack_module, world):
-    record, store = world["record"], pack_module("noisecal.store")
+    record, store = world["record"], pack_module("noisecal_host.store")
     check = record["check"]
     assert store.load(world["path"]) == record and record["schema_version"] == 2
     # NoiseShift shifts at N = M/2, so one table is calibrated, with NoiseShift on
@@ -128,8 +130,7 @@ def test_recommended_guidance_is_the_guidance_node_at_the_chosen_weight(
     pack, pack_module, world, strength
 ):
     record = with_recommendation(world["record"], "noiseshift@1", guidance=2.0)
-    store = pack_module("noisecal.store")
-    assert store.validate(record)["check"]["guidance"]["weight"] == 2.0
+    assert calibration_record.validate(record)["check"]["guidance"]["weight"] == 2.0
     nodes = world["nodes"]
     (expected,) = nodes["NoiseShift"].apply(world["model"], strength, "error", calibration=[record])
     guidance = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]()
@@ -144,14 +145,13 @@ def test_recommended_guidance_is_the_guidance_node_at_the_chosen_weight(
 
 
 def test_a_guidance_weight_the_check_did_not_try_is_refused(pack_module, world):
-    store = pack_module("noisecal.store")
     record = with_recommendation(world["record"], "plain", guidance=3.0)
-    with pytest.raises(store.CalibrationError, match="not one the check tried"):
-        store.validate(record)
+    with pytest.raises(errors.CalibrationError, match="not one the check tried"):
+        calibration_record.validate(record)
     record = with_recommendation(world["record"], "plain", guidance=2.0)
     record["check"]["guidance"]["base"] = "nlc@1"
-    with pytest.raises(store.CalibrationError, match="another recommendation"):
-        store.validate(record)
+    with pytest.raises(errors.CalibrationError, match="another recommendation"):
+        calibration_record.validate(record)
 
 
 def test_plain_is_the_unpatched_model_bit_for_bit(pack_module, world):
@@ -173,7 +173,6 @@ def test_a_file_without_check_applies_noiseshift(pack_module, world):
 
 
 def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world, caplog):
-    store = pack_module("noisecal.store")
     small = with_recommendation(world["record"], "noiseshift@1")
     large = with_recommendation(world["record"], "noiseshift+nlc@1")
     small["resolution"].update(latent_height=4, latent_width=4, image_width=32, image_height=32)
@@ -185,11 +184,11 @@ def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world,
         out = sample(pack_module, world, model)
     assert torch.equal(out, sample(pack_module, world, world["model"]))
     assert "recommend different methods" in caplog.text
-    assert store.validate(small) and store.validate(large)
+    assert calibration_record.validate(small) and calibration_record.validate(large)
 
 
 def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, tmp_path):
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     empty = pack_module("noisecal_host.folders").user_store(tmp_path)
     node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"](calibration_store=empty)
     with pytest.raises(errors.CalibrationNotFound, match="^Noise Calibration: Apply node: "):
@@ -203,14 +202,13 @@ def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, t
 
 
 def test_a_check_that_does_not_fit_its_file_is_refused(pack_module, world):
-    store = pack_module("noisecal.store")
     unknown = with_recommendation(world["record"], "magic")
-    with pytest.raises(store.CalibrationError, match="not a candidate"):
-        store.validate(unknown)
+    with pytest.raises(errors.CalibrationError, match="not a candidate"):
+        calibration_record.validate(unknown)
     no_table = copy.deepcopy(world["record"])
     no_table["correction_joint"] = None
-    with pytest.raises(store.CalibrationError, match="correction_joint"):
-        store.validate(no_table)
+    with pytest.raises(errors.CalibrationError, match="correction_joint"):
+        calibration_record.validate(no_table)
 
 
 def test_recommendation_needs_a_gain_beyond_the_noise(pack_module):
@@ -362,7 +360,7 @@ def test_apply_on_tiny_models_is_the_recorded_combination(pack, pack_module, tin
         },
         name,
     )
-    record = pack_module("noisecal.store").validate(record)
+    record = pack_module("noisecal.calibration_record").validate(record)
     m = pack.NODE_CLASS_MAPPINGS
     (applied,) = m["NoiseCalibrationApply"]().apply(patcher, 1.0, "error", calibration=[record])
     expected = patcher

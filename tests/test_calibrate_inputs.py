@@ -12,7 +12,7 @@ import torch
 
 @pytest.fixture
 def calibrate_node(pack, tmp_path):
-    store = pack.noisecal.store.CalibrationStore([tmp_path], tmp_path)
+    store = pack.noisecal_host.store.CalibrationStore([tmp_path], tmp_path)
     return pack.NODE_CLASS_MAPPINGS["NoiseCalibrationCalibrate"](calibration_store=store)
 
 
@@ -63,7 +63,7 @@ def test_bad_calibration_input_is_refused_before_any_network_call(
     patcher = tiny_sd3.patcher
     latents, sigmas, message = cases(patcher.model.latent_format.latent_channels)[case]
     calls = forward_calls(patcher)
-    with pytest.raises(pack.noisecal.store.CalibrationError, match=message):
+    with pytest.raises(pack.noisecal.errors.CalibrationError, match=message):
         run(calibrate_node, patcher, latents, sigmas)
     assert calls == []
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from noise_calibration.noisecal import calibration_record
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -115,7 +117,9 @@ def test_the_command_line_and_the_node_write_the_same_record(pack, pack_module, 
     )
     (written,) = (tmp_path / "cli").glob("*.json")
     from_cli = json.loads(written.read_text())
-    store = pack_module("noisecal.store").CalibrationStore([tmp_path / "node"], tmp_path / "node")
+    store = pack_module("noisecal_host.store").CalibrationStore(
+        [tmp_path / "node"], tmp_path / "node"
+    )
     node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationCalibrate"](calibration_store=store)
     model = comfy.sd.load_diffusion_model(str(weights))
     out = node.calibrate(
@@ -217,7 +221,6 @@ def test_demo_default_is_the_shipped_reference_model(pack_module, tmp_path):
     assert all(0 < fd < 10 for row in fds for fd in row)
     assert fds[0][1] < fds[0][0]  # Apply helps at M/2 even with 4 steps
     # the column of what Apply applied: the record's recommendation, from its check
-    store = pack_module("noisecal.store")
     records = [
         json.loads(p.read_text())
         for p in sorted((tmp_path / "demo" / "calibrations").glob("*.json"))
@@ -226,7 +229,7 @@ def test_demo_default_is_the_shipped_reference_model(pack_module, tmp_path):
     for row, record in zip(rows, records, strict=True):
         assert record["check"]["held_out"] > 0 and record["correction"] is None
         assert "self-generated" in record["calibration_set"]["source"]
-        assert row[-1] == store.recommendation(record)["name"]
+        assert row[-1] == calibration_record.recommendation(record)["name"]
     shifted = _fd_table(stdout, "NoiseShift")
     assert [row[0] for row in shifted] == ["32", "16"]
     assert [row[1] for row in shifted] == [row[1] for row in reversed(rows)]  # one plain cell

@@ -117,7 +117,7 @@ def apply_record(pack_module, patcher):
     record = make_record(pack_module, patcher, lambda s: 0.8 * s)
     check = {"plain": (0, 0, None), "noiseshift@1": (1, 0, None)}
     record["check"] = _check_section(check, "noiseshift@1")
-    return pack_module("noisecal.store").validate(record)
+    return pack_module("noisecal.calibration_record").validate(record)
 
 
 def apply_pack(pack, pack_module, name: str, model, base):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from noise_calibration.noisecal import store
+from noise_calibration.noisecal import calibration_record, checkpoint_key, errors
 from noise_calibration.noisecal.correction import CorrectionMap
 from noise_calibration.noisecal.correction_search import calibrate_correction, marginal_power
 from noise_calibration.noisecal.correction_table import CorrectionTable
@@ -154,11 +154,11 @@ def test_progress_cancel_and_bad_input():
 
 
 def test_the_store_checks_a_correction_table():
-    key = store.CheckpointKey("ab" * 32, "SD3", "SD3")
+    key = checkpoint_key.CheckpointKey("ab" * 32, "SD3", "SD3")
     good = {"method": "m", "sigmas": [1.0, 0.5], "r": [0.0, -0.1]}
 
     def make(correction):
-        return store.make_record(
+        return calibration_record.make_record(
             key=key,
             image_size=(64, 64),
             latent_size=(8, 8),
@@ -178,5 +178,5 @@ def test_the_store_checks_a_correction_table():
         ({**good, "r": [0.0, 3.0]}, r"\[-1, 1\]"),
         ({"method": "m", "sigmas": [1.0]}, "'r' is a required property"),
     ]:
-        with pytest.raises(store.CalibrationError, match=message):
+        with pytest.raises(errors.CalibrationError, match=message):
             make(bad)

@@ -39,7 +39,7 @@ def with_table(pack_module, patcher, r_fn, shift_fn=lambda s: s):
     record = make_record(pack_module, patcher, shift_fn)
     sigmas = schedule_levels(patcher)
     record["correction"] = {"method": "test", "sigmas": sigmas, "r": [r_fn(s) for s in sigmas]}
-    return pack_module("noisecal.store").validate(record)
+    return pack_module("noisecal.calibration_record").validate(record)
 
 
 def apply(nlc, model, record, strength=1.0, sigma_range=(0.0, 1000.0), if_missing="error"):
@@ -161,7 +161,7 @@ def test_composes_with_the_guidance_node(pack_module, nodes, tiny_flux):
 
 def test_missing_table_errors_or_passes_through(pack_module, nodes, tiny_sd3, cal_dir, caplog):
     nlc = nodes[1]
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     no_table = make_record(pack_module, tiny_sd3.patcher, lambda s: s)
     with pytest.raises(errors.CalibrationNotFound, match="has no correction table.*correction"):
         run(pack_module, apply(nlc, tiny_sd3.patcher, no_table), tiny_sd3)
@@ -191,7 +191,7 @@ def test_calibrated_table_round_trips_through_the_file(pack_module, nodes, cal_d
     records, path, _ = calibrate.calibrate(
         *widgets, latent=latents, correction="euler", check="off"
     )["result"]
-    saved = pack_module("noisecal.store").load(path)
+    saved = pack_module("noisecal_host.store").load(path)
     assert saved == json.loads(json.dumps(records[0]))
     table = saved["correction"]
     assert table["sampler"] == "euler" and len(table["r"]) == 6 == len(table["sigmas"])

@@ -45,7 +45,7 @@ def test_model_sampling_after_noiseshift_is_an_error_naming_the_node(pack_module
         run(pack_module, dropped, tiny_sd3)
     message = str(info.value)
     assert "Move the NoiseShift node after" in message and "ModelSamplingSD3" in message
-    assert isinstance(info.value, pack_module("noisecal.store").CalibrationError)
+    assert isinstance(info.value, pack_module("noisecal.errors").CalibrationError)
 
 
 def test_pass_through_samples_unpatched_and_warns_once_per_run(

@@ -143,7 +143,7 @@ def correction_record(pack_module, fam, r):
     record = noiseshift_record(pack_module, fam, lambda s: s)
     sigmas = schedule_levels(fam.patcher)
     record["correction"] = {"method": "test", "sigmas": sigmas, "r": [r for _ in sigmas]}
-    return pack_module("noisecal.store").validate(record)
+    return pack_module("noisecal.calibration_record").validate(record)
 
 
 def nodes(pack):
@@ -163,7 +163,7 @@ def supported_or_refused(pack, pack_module, fam):
     """Skip (after checking the node refuses it clearly) where the pack does not
     support the family; return the nodes otherwise."""
     noiseshift, nlc, guidance = nodes(pack)
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     try:
         pack_module("noisecal_host.model_info").parameterization_of(fam.patcher)
     except errors.CalibrationError as exc:

@@ -35,7 +35,7 @@ JSON_VALUES = st.recursive(
 @pytest.fixture(scope="module")
 def world(pack):
     """A tiny SD3, a valid calibration of it (with a correction table), the nodes."""
-    from noise_calibration.noisecal import store
+    from noise_calibration.noisecal import calibration_record, errors
     from noise_calibration.noisecal_host import fingerprint, model_info
     from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
@@ -44,7 +44,7 @@ def world(pack):
     import comfy.samplers
 
     sigmas = [float(s) for s in comfy.samplers.calculate_sigmas(ms, "simple", 4)[:-1]]
-    record = store.make_record(
+    record = calibration_record.make_record(
         key=fingerprint.checkpoint_key(tiny.patcher),
         image_size=(LATENT * 8, LATENT * 8),
         latent_size=(LATENT, LATENT),
@@ -59,8 +59,8 @@ def world(pack):
     nodes = pack.NODE_CLASS_MAPPINGS
     return {
         "tiny": tiny,
-        "record": store.validate(record),
-        "error": store.CalibrationError,
+        "record": calibration_record.validate(record),
+        "error": errors.CalibrationError,
         "noiseshift": nodes["NoiseCalibrationNoiseShift"](),
         "correction": nodes["NoiseCalibrationNoiseLevelCorrection"](),
         "latent": sampling.empty_latent(tiny.patcher, LATENT, LATENT, 1),

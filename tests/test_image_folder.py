@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from noise_calibration.noisecal.store import CalibrationError
+from noise_calibration.noisecal.errors import CalibrationError
 from noise_calibration.noisecal_host import image_folder
 
 NODE_ID = "NoiseCalibrationLoadImageFolder"

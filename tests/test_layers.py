@@ -14,8 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("noisecal", "noisecal_host", "nodes")  # lowest first
-# psutil: the process table atomic writes ask instead of a signal (a ComfyUI requirement)
-MATH_THIRD_PARTY = {"torch", "numpy", "scipy", "jsonschema", "psutil"}
+MATH_THIRD_PARTY = {"torch", "numpy", "scipy", "jsonschema"}
+# files and processes are the host's (noisecal_host: atomic_write, store): the math
+# package reads and writes nothing, so it runs the same anywhere
+NO_FILES_OR_PROCESSES = {"os", "pathlib", "shutil", "tempfile", "subprocess", "signal", "io"}
 # imported under their top-level names before the pack exists (tests, CLI, benchmarks)
 BOOTSTRAP = {"noisecal_host.host", "noisecal_host.pack_loader"}
 
@@ -59,7 +61,7 @@ def test_imports_are_resolved_inside_the_pack(tmp_path):
         "import torch\n"
         "from . import folders\n"
         "from .plots import save_png\n"
-        "from ..noisecal.store import CalibrationStore\n"
+        "from ..noisecal.errors import CalibrationError\n"
         "def later():\n"
         "    from .. import nodes\n"
     )
@@ -68,7 +70,7 @@ def test_imports_are_resolved_inside_the_pack(tmp_path):
         "torch",
         "noisecal_host.folders",
         "noisecal_host.plots",
-        "noisecal.store",
+        "noisecal.errors",
         "nodes",
     ]
     assert [layer_of(m) for m in found] == [None, 1, 1, 0, 2]
@@ -79,6 +81,18 @@ def test_math_package_imports_only_itself_and_its_libraries(path):
     allowed = MATH_THIRD_PARTY | set(sys.stdlib_module_names) | {"noisecal"}
     bad = [(m, line) for m, line in imports_of(path) if m.split(".")[0] not in allowed]
     assert not bad, f"{path.relative_to(ROOT)} imports outside the math package: {bad}"
+
+
+@pytest.mark.parametrize("path", pack_files("noisecal"), ids=lambda p: p.name)
+def test_math_package_touches_no_file_or_process(path):
+    tree = ast.parse(path.read_text(), str(path))
+    bad = [(m, line) for m, line in imports_of(path) if m.split(".")[0] in NO_FILES_OR_PROCESSES]
+    bad += [
+        ("open()", node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open"
+    ]
+    assert not bad, f"{path.relative_to(ROOT)} works with files or processes: {bad}"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +125,7 @@ def test_one_import_path():
         and _from_the_pack(sys.modules[name])
     )
     assert not doubles, f"imported outside the pack's name: {doubles}"
-    assert "noise_calibration.noisecal.store" in sys.modules
+    assert "noise_calibration.noisecal_host.store" in sys.modules
 
 
 def module_name(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noise_calibration.noisecal import levels
+from noise_calibration.noisecal import levels, record_schema
 from noise_calibration.noisecal.guidance import from_u, offset_level, to_u
 from noise_calibration.noisecal.spectra import bin_mean, fourier_power, radial_bins
 from noise_calibration.noisecal.spectral_schedule import log_snr_offset
@@ -26,8 +26,9 @@ def test_searches_take_families_only():
 
 
 def test_file_names_are_the_store_enum(pack_module):
-    store = pack_module("noisecal.store")
-    assert store.SCHEMA["properties"]["parameterization"]["enum"] == list(levels.PARAMETERIZATIONS)
+    assert record_schema.SCHEMA["properties"]["parameterization"]["enum"] == list(
+        levels.PARAMETERIZATIONS
+    )
 
 
 def test_flow_equivalent_level_floats_and_tensors():

@@ -10,7 +10,7 @@ from test_noiseshift_host import make_record, run
 
 @pytest.fixture
 def errors(pack):
-    return pack.noisecal.store
+    return pack.noisecal.errors
 
 
 def node(pack, name, store=None):
@@ -54,7 +54,7 @@ def test_a_flow_record_on_an_eps_model_is_refused(pack, pack_module, errors, tin
 def test_a_labelled_file_of_another_model_class_is_refused_when_sampling(
     pack, pack_module, errors, tiny_sd3, tiny_flux, tmp_path
 ):
-    store = errors.CalibrationStore([tmp_path], tmp_path)
+    store = pack.noisecal_host.store.CalibrationStore([tmp_path], tmp_path)
     store.save(make_record(pack_module, tiny_sd3.patcher, lambda s: s, label="shared"))
     patch = node(pack, "NoiseCalibrationNoiseShift", store)
     (on_sd3,) = patch.apply(tiny_sd3.patcher, 1.0, "error", label="shared")

@@ -172,7 +172,7 @@ def test_nodes_use_the_store_they_are_given_and_leave_the_environment(
     os.environ (NOISE_CALIBRATION_DIR is the user's override, never ours)."""
     monkeypatch.delenv(pack_module("noisecal_host.folders").ENV_DIR, raising=False)
     m = pack.NODE_CLASS_MAPPINGS
-    store = pack_module("noisecal.store").CalibrationStore([tmp_path], tmp_path)
+    store = pack_module("noisecal_host.store").CalibrationStore([tmp_path], tmp_path)
     testbed = pack_module("noisecal_host.testing.testbed_model")
     tb = pack_module("noisecal.testing.testbed")
     sampling = pack_module("noisecal_host.testing.sampling")

@@ -5,6 +5,8 @@ import pytest
 import torch
 from test_noiseshift_host import make_record, schedule_levels
 
+from noise_calibration.noisecal import calibration_record
+
 CALIBRATED = (4, 4)  # latent size of the stored calibration
 WIDGETS = {"strength": 1.0, "if_missing": "error", "label": ""}
 NODES = {  # node id -> (its widgets, how its errors start)
@@ -24,8 +26,8 @@ def calibrated(pack_module, tiny_sd3, tmp_path, monkeypatch):
     record = make_record(pack_module, tiny_sd3.patcher, lambda s: s * 0.9, latent=CALIBRATED)
     sigmas = schedule_levels(tiny_sd3.patcher)
     record["correction"] = {"method": "test", "sigmas": sigmas, "r": [0.05 for _ in sigmas]}
-    store = pack_module("noisecal.store")
-    store.save(store.validate(record), tmp_path)
+    store = pack_module("noisecal_host.store")
+    store.save(calibration_record.validate(record), tmp_path)
     return tiny_sd3
 
 
@@ -38,7 +40,7 @@ def test_a_latent_size_without_calibration_fails_at_the_node(
     pack, pack_module, calibrated, node_id
 ):
     node = pack.NODE_CLASS_MAPPINGS[node_id]()
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     with pytest.raises(errors.CalibrationNotFound) as info:
         node.run(model=calibrated.patcher, **inputs(node_id), latent=latent(8, 8))
     message = str(info.value)

@@ -11,6 +11,8 @@ import comfy.model_sampling
 import comfy.samplers
 import pytest
 
+from noise_calibration.noisecal import calibration_record
+
 
 @pytest.fixture
 def cal_dir(tmp_path, monkeypatch):
@@ -19,13 +21,13 @@ def cal_dir(tmp_path, monkeypatch):
 
 
 def save_record(pack_module, patcher, latent, folder, correction=False):
-    store = pack_module("noisecal.store")
+    store = pack_module("noisecal_host.store")
     fingerprint = pack_module("noisecal_host.fingerprint")
     ms = patcher.get_model_object("model_sampling")
     discrete = isinstance(ms, comfy.model_sampling.ModelSamplingDiscrete)
     sigmas = comfy.samplers.calculate_sigmas(ms, "karras" if discrete else "simple", 8)
     sigmas = [float(s) for s in sigmas if s > 0]
-    record = store.make_record(
+    record = calibration_record.make_record(
         key=fingerprint.checkpoint_key(patcher),
         image_size=(latent[1] * 8, latent[0] * 8),
         latent_size=latent,

@@ -8,6 +8,8 @@ import comfy.samplers
 import pytest
 import torch
 
+from noise_calibration.noisecal import calibration_record
+
 LATENT = 8  # latent pixels per side in these tests
 
 
@@ -34,10 +36,9 @@ def _discrete(ms):
 
 
 def make_record(pack_module, patcher, shift_fn, latent=(LATENT, LATENT), label=None):
-    store = pack_module("noisecal.store")
     fingerprint = pack_module("noisecal_host.fingerprint")
     sigmas = schedule_levels(patcher)
-    return store.make_record(
+    return calibration_record.make_record(
         key=fingerprint.checkpoint_key(patcher, label),
         image_size=(latent[1] * 8, latent[0] * 8),
         latent_size=latent,
@@ -218,7 +219,7 @@ def test_missing_calibration_errors_or_passes_through(
     pack_module, nodes, tiny_sd3, cal_dir, caplog
 ):
     _, noiseshift = nodes
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     key = pack_module("noisecal_host.fingerprint").checkpoint_key(tiny_sd3.patcher)
     # no calibration at any resolution: refused by the node itself, before sampling
     with pytest.raises(errors.CalibrationNotFound) as info:
@@ -228,7 +229,7 @@ def test_missing_calibration_errors_or_passes_through(
     assert key.fingerprint[:16] in message and "SD3" in message
     # a calibration for another size: the missing size is known only when sampling
     other = make_record(pack_module, tiny_sd3.patcher, lambda s: s * 0.8, latent=(4, 4))
-    pack_module("noisecal.store").save(other, cal_dir)
+    pack_module("noisecal_host.store").save(other, cal_dir)
     (model,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error")
     with pytest.raises(errors.CalibrationNotFound) as info:
         run(pack_module, model, tiny_sd3)
@@ -252,7 +253,7 @@ def test_inline_calibration_and_bad_inline_text(pack_module, nodes, tiny_sd3):
     )
     (connected,) = noiseshift.apply(tiny_sd3.patcher, 1.0, "error", calibration=[record])
     assert torch.equal(run(pack_module, inline, tiny_sd3), run(pack_module, connected, tiny_sd3))
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     with pytest.raises(errors.CalibrationError, match="inline_calibration: not valid JSON"):
         noiseshift.apply(tiny_sd3.patcher, 1.0, "error", inline_calibration='{"schema_')
 
@@ -297,7 +298,7 @@ def test_unsupported_model_type_is_a_clear_error(pack_module, nodes, tiny_sd3):
 
     model = tiny_sd3.patcher.clone()
     model.add_object_patch("model_sampling", Odd())
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     with pytest.raises(errors.CalibrationError, match="Odd is not supported"):
         noiseshift.apply(model, 1.0, "error")
 
@@ -346,7 +347,7 @@ def test_lean_calibration_warm_starts_from_another_resolution(pack_module, tmp_p
     it spends fewer evaluations for the same error."""
     calibrate = pack_module("noisecal_host.calibrate")
     calibration_run = pack_module("noisecal_host.calibration_run")
-    store = pack_module("noisecal.store")
+    store = pack_module("noisecal_host.store")
     testbed = pack_module("noisecal_host.testing.testbed_model")
     bed = pack_module("noisecal.testing.testbed")
     spectrum = bed.FieldSpectrum()
@@ -379,7 +380,7 @@ def test_lean_calibration_warm_starts_from_another_resolution(pack_module, tmp_p
     assert started["method"] == "noiseshift-lean" and started["file"].endswith("__6x6.json")
     assert warm["cost"]["network_evaluations"] < cold["cost"]["network_evaluations"]
     assert sum(warm["metrics"]["error_after"]) <= 1.01 * sum(cold["metrics"]["error_after"])
-    store.validate(warm)
+    calibration_record.validate(warm)
     # off by default: the same search as cold
     plain = run(False)
     assert plain["method"]["params"]["warm_start"] is None

@@ -11,6 +11,7 @@ import tomllib
 from PIL import Image
 
 from noise_calibration import noisecal
+from noise_calibration.noisecal import errors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,7 @@ def test_imports_without_comfyui(tmp_path):
         "pack = load_pack()\n"
         "assert pack.NODE_CLASS_MAPPINGS == {} and pack.WEB_DIRECTORY == './web'\n"
         "assert not any(m == 'comfy' or m.startswith('comfy.') for m in sys.modules)\n"
-        "import noise_calibration.noisecal.store, noise_calibration.noisecal.testing.testbed\n"
+        "import noise_calibration.noisecal.calibration_record, noise_calibration.noisecal.testing.testbed\n"
         "assert 'comfy' not in sys.modules\n"
         "print('ok')\n"
     )
@@ -147,16 +148,15 @@ def test_registry_archive_keeps_what_the_pack_needs():
 def test_pack_errors_have_a_short_type_name(pack_module):
     """ComfyUI prints an error's type as module + name, and names a pack's modules
     by their file path: the pack's errors must not carry that path."""
-    store = pack_module("noisecal.store")
-    errors = (
-        store.CalibrationError,
-        store.CalibrationNotFound,
-        store.InvalidInput,
+    pack_errors = (
+        errors.CalibrationError,
+        errors.CalibrationNotFound,
+        errors.InvalidInput,
         pack_module("noisecal_host.dropped_patch").PatchDropped,
     )
-    for error in errors:
+    for error in pack_errors:
         assert f"{error.__module__}.{error.__qualname__}" == f"noise_calibration.{error.__name__}"
-    assert issubclass(store.InvalidInput, ValueError)
+    assert issubclass(errors.InvalidInput, ValueError)
 
 
 def test_the_reference_networks_examples_load_ship():

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from noise_calibration.noisecal import store
-from noise_calibration.noisecal.store import CheckpointKey
+from noise_calibration.noisecal import calibration_record
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey
 from noise_calibration.noisecal_host.plots import calibration_plot, save_png
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3")
@@ -24,7 +24,7 @@ def correction(r=(0.0, 0.06, 0.04, -0.02, -0.05)):
 
 
 def record(correction=None):
-    return store.make_record(
+    return calibration_record.make_record(
         key=KEY,
         image_size=(256, 256),
         latent_size=(32, 32),

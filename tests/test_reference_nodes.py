@@ -17,7 +17,7 @@ class Reached(Exception):
 @pytest.fixture
 def nodes(pack, tmp_path):
     m = pack.NODE_CLASS_MAPPINGS
-    store = pack.noisecal.store.CalibrationStore([tmp_path], tmp_path)
+    store = pack.noisecal_host.store.CalibrationStore([tmp_path], tmp_path)
     return m["NoiseCalibrationLoadReference"](), m["NoiseCalibrationCalibrate"](store)
 
 

@@ -15,9 +15,10 @@ aiohttp = pytest.importorskip("aiohttp", reason="aiohttp (a ComfyUI requirement)
 from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from noise_calibration.noisecal import calibration_summary, store  # noqa: E402
-from noise_calibration.noisecal.store import CalibrationStore, CheckpointKey  # noqa: E402
-from noise_calibration.noisecal_host import routes  # noqa: E402
+from noise_calibration.noisecal import calibration_record, calibration_summary  # noqa: E402
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey  # noqa: E402
+from noise_calibration.noisecal_host import routes, store  # noqa: E402
+from noise_calibration.noisecal_host.store import CalibrationStore  # noqa: E402
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3", "browser test")
 OTHER = CheckpointKey("cd" * 32, "Flux", "Flux")
@@ -27,7 +28,7 @@ SAME_ORIGIN = {"Origin": "http://127.0.0.1:8190", "Host": "127.0.0.1:8190"}
 
 def record(key=KEY, latent=(16, 16)):
     sigmas = [1.0, 0.75, 0.5, 0.25]
-    return store.make_record(
+    return calibration_record.make_record(
         key=key,
         image_size=(latent[1] * 8, latent[0] * 8),
         latent_size=latent,
@@ -648,11 +649,16 @@ def test_the_list_shows_what_the_node_shows(folders):
     store.save(rec, user)
     item = by_file(call(folders, listing))[store.file_name(KEY, (24, 24))]
     text = calibration_summary.summary(
-        store.validate(rec), None, reused=False, data="testbed", evaluations=1, seconds=1.0
+        calibration_record.validate(rec),
+        None,
+        reused=False,
+        data="testbed",
+        evaluations=1,
+        seconds=1.0,
     )
     assert f"one-step error {item['metrics']['error_before']:.4g} -> " in text
     assert item["metrics"]["error_before"] == 10 and item["metrics"]["ratio"] == 0.4
-    assert item["recommendation"]["name"] == store.recommendation(rec)["name"]
+    assert item["recommendation"]["name"] == calibration_record.recommendation(rec)["name"]
     assert item["recommendation"]["name"] == "noiseshift@0.5+guidance@2"
     # over plain: 0.1 (noiseshift@0.5) + 0.2 (guidance on top of it), not NoiseShift's 0.2
     assert item["recommendation"]["gain"] == pytest.approx(0.3)

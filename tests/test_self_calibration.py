@@ -53,7 +53,7 @@ def test_self_calibration_writes_a_file_and_a_set_a_second_size_reuses(
     pack_module, calibrate_node, tiny_model, tmp_path
 ):
     model = tiny_model.patcher
-    store = pack_module("noisecal.store")
+    store = pack_module("noisecal_host.store")
     out, first = rows(pack_module, model, lambda: self_calibrate(calibrate_node, model, 32))
     (record,), path, _ = out["result"]
     assert store.load(path) == record and record["resolution"]["latent_height"] == 4
@@ -136,7 +136,7 @@ def test_self_generated_through_a_vae(pack_module, calibrate_node, tiny_unet):
 
 
 def test_data_connected_without_data_is_a_clear_error(pack_module, calibrate_node, tiny_sd3):
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     with pytest.raises(errors.CalibrationError, match="nothing is connected"):
         self_calibrate(calibrate_node, tiny_sd3.patcher, 32, data="connected")
 
@@ -331,7 +331,7 @@ def test_a_cache_file_of_an_older_version_is_generated_again(pack_module, cache,
 
 
 def test_a_cache_path_that_is_a_folder_is_the_packs_error(pack_module, cache, calibrate_node):
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     cache.path.unlink()
     cache.path.mkdir()
     with network_calls(pack_module, cache.model) as calls:
@@ -350,7 +350,7 @@ def test_a_cache_path_that_is_a_folder_is_the_packs_error(pack_module, cache, ca
 
 
 def test_a_cache_folder_that_is_a_file_is_the_packs_error(pack_module, cache, calibrate_node):
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     folder = cache.path.parent
     shutil.rmtree(folder)
     folder.write_bytes(b"a file where the cache folder goes")

@@ -90,7 +90,7 @@ def test_calibration_source_reads_the_stored_spectrum(
     spectrum = tb.FieldSpectrum()
     model = testbed.make_testbed_model(spectrum, 16)
     variant = scheduler.INPUT_TYPES()["required"]["variant"][0][0]
-    errors = pack_module("noisecal.store")
+    errors = pack_module("noisecal.errors")
     with pytest.raises(errors.CalibrationNotFound, match="latent 8x8"):
         scheduler.schedule(model, 6, "calibration", variant, 0, 1.0, 64, 64, "")
     latents = tb.sample_field(spectrum, 8, 8, torch.Generator().manual_seed(21))

@@ -113,7 +113,8 @@ def test_spectrum_json_round_trip(field_stats):
 
 
 def test_spectrum_fits_the_calibration_record(field_stats):
-    from noise_calibration.noisecal.store import CheckpointKey, make_record
+    from noise_calibration.noisecal.calibration_record import make_record
+    from noise_calibration.noisecal.checkpoint_key import CheckpointKey
 
     record = make_record(
         key=CheckpointKey("ab" * 8, "SD3", "SD3"),

@@ -4,20 +4,18 @@ import json
 
 import pytest
 
-from noise_calibration.noisecal import store
-from noise_calibration.noisecal.store import (
-    CalibrationError,
-    CalibrationNotFound,
-    CalibrationStore,
-    CheckpointKey,
-)
+from noise_calibration.noisecal import calibration_record
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey
+from noise_calibration.noisecal.errors import CalibrationError, CalibrationNotFound
+from noise_calibration.noisecal_host import store
+from noise_calibration.noisecal_host.store import CalibrationStore
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3")
 
 
 def record(key=KEY, latent=(32, 32), shift=0.0, **overrides):
     sigmas = [1.0, 0.75, 0.5, 0.25]
-    rec = store.make_record(
+    rec = calibration_record.make_record(
         key=key,
         image_size=(latent[1] * 8, latent[0] * 8),
         latent_size=latent,
@@ -69,9 +67,9 @@ def test_missing_field(tmp_path):
 
 def test_inconsistent_lengths_and_order():
     with pytest.raises(CalibrationError, match="sigma_hat has 3"):
-        store.validate({**record(), "sigma_hat": [1, 0.5, 0.2]})
+        calibration_record.validate({**record(), "sigma_hat": [1, 0.5, 0.2]})
     with pytest.raises(CalibrationError, match="strictly descending"):
-        store.validate({**record(), "sigmas": [0.2, 0.5, 0.7, 1.0]})
+        calibration_record.validate({**record(), "sigmas": [0.2, 0.5, 0.7, 1.0]})
 
 
 def test_missing_file(tmp_path):
@@ -149,5 +147,5 @@ def test_version_1_files_still_load_and_recommend_noiseshift(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     loaded = store.load(path)
-    assert store.recommendation(loaded)["noiseshift"] == 1.0
-    assert store.recommendation(loaded)["correction"] == 0.0
+    assert calibration_record.recommendation(loaded)["noiseshift"] == 1.0
+    assert calibration_record.recommendation(loaded)["correction"] == 0.0

@@ -10,8 +10,9 @@ import time
 import pytest
 from test_store import record
 
-from noise_calibration.noisecal import store
-from noise_calibration.noisecal.store import CalibrationError
+from noise_calibration.noisecal import calibration_record
+from noise_calibration.noisecal.errors import CalibrationError
+from noise_calibration.noisecal_host import atomic_write, store
 
 
 def valid_text() -> str:
@@ -43,7 +44,7 @@ def test_a_hostile_file_is_refused_naming_the_file(tmp_path, case):
 def test_a_hostile_inline_text_is_refused_naming_it(case):
     text = hostile_texts()[case].decode("utf-8", errors="replace")
     try:
-        records = store.loads_many(text, "inline_calibration")
+        records = calibration_record.loads_many(text, "inline_calibration")
     except CalibrationError as exc:
         assert "inline_calibration" in str(exc)
     else:  # the replacement character made it valid text again: then it is a record
@@ -54,17 +55,17 @@ def test_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "calibration.json"
     path.write_bytes(b"\xef\xbb\xbf" + valid_text().encode())
     assert store.load(path)["sigmas"] == record()["sigmas"]
-    assert store.loads("\ufeff" + valid_text())["sigmas"] == record()["sigmas"]
+    assert calibration_record.loads("\ufeff" + valid_text())["sigmas"] == record()["sigmas"]
 
 
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(calibration_record, "MAX_FILE_BYTES", 1000)
     path = tmp_path / "calibration.json"
     path.write_text(valid_text() + " " * 1000)
     with pytest.raises(CalibrationError, match="calibration.json: .* bytes is larger"):
         store.load(path)
     with pytest.raises(CalibrationError, match="inline_calibration: .* larger"):
-        store.loads_many(valid_text() + " " * 1000, "inline_calibration")
+        calibration_record.loads_many(valid_text() + " " * 1000, "inline_calibration")
 
 
 def test_the_size_limit_leaves_room_for_real_files():
@@ -72,8 +73,8 @@ def test_the_size_limit_leaves_room_for_real_files():
     sigmas = [1 - i / 1000 for i in range(1000)]
     big = record(sigmas=sigmas, sigma_hat=sigmas)
     big["correction"] = {"method": "nlc", "sigmas": sigmas[:-1], "r": [0.01] * 999}
-    assert len(json.dumps(big, indent=1)) * 10 < store.MAX_FILE_BYTES
-    store.validate(big)
+    assert len(json.dumps(big, indent=1)) * 10 < calibration_record.MAX_FILE_BYTES
+    calibration_record.validate(big)
 
 
 def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
@@ -104,7 +105,7 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
         os.waitpid(pid, 0)
         assert store.load(path)["sigma_hat"] in (old["sigma_hat"], new["sigma_hat"])
         # the next writer removes this one's temp file: count the kills inside a write here
-        inside_a_write += any(p.name.startswith(store.TEMP_PREFIX) for p in folder.iterdir())
+        inside_a_write += any(p.name.startswith(atomic_write.TEMP_PREFIX) for p in folder.iterdir())
     assert inside_a_write, "no kill landed inside a write: the test tested nothing"
     assert sorted(p.name for p in folder.glob("*.json")) == [path.name]
     stamp = store.CalibrationStore([folder]).fingerprint_files()
@@ -113,7 +114,7 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path):
     os.utime(legacy, (time.time() - 7200, time.time() - 7200))
     assert store.CalibrationStore([folder]).fingerprint_files() == stamp  # never counted
     store.save(old, folder)  # the next write removes what the killed writers left
-    assert not [p for p in folder.iterdir() if p.name.startswith(store.TEMP_PREFIX)]
+    assert not [p for p in folder.iterdir() if p.name.startswith(atomic_write.TEMP_PREFIX)]
     assert store.load(path)["sigma_hat"] == old["sigma_hat"]
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from noise_calibration.noisecal import calibration_summary, store
-from noise_calibration.noisecal.store import CheckpointKey
+from noise_calibration.noisecal import calibration_record, calibration_summary, size_lookup
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey
 from noise_calibration.noisecal_host import user_messages
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3", "texts")
@@ -50,8 +50,8 @@ def check(recommendation, plain=0.009609):
 
 def record(source=SOURCE, recommendation=None):
     sigmas = [1.0, 0.75, 0.5, 0.25]
-    return store.validate(
-        store.make_record(
+    return calibration_record.validate(
+        calibration_record.make_record(
             key=KEY,
             image_size=(128, 128),
             latent_size=(16, 16),
@@ -126,7 +126,7 @@ def test_gui_text_is_plain():
     notes = []
     user_messages.note(notes, "see `this`\n")
     assert notes == ["see this"]
-    message = str(store.not_found(KEY, (16, 16), [(8, 8)]))
+    message = str(size_lookup.not_found(KEY, (16, 16), [(8, 8)]))
     assert "`" not in message and not message.endswith("\n")
     assert "python -m noisecal_host calibrate" in message
 

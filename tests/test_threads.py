@@ -18,7 +18,7 @@ def records(pack_module, patcher):
         record = make_record(pack_module, patcher, lambda s, n=n: s * (0.7 + n / 80), (n, n))
         sigmas = record["sigmas"]
         record["correction"] = {"method": "test", "sigmas": sigmas, "r": [n / 200] * len(sigmas)}
-        out.append(pack_module("noisecal.store").validate(record))
+        out.append(pack_module("noisecal.calibration_record").validate(record))
     return out
 
 

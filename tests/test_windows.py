@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from test_calibrate_inputs import forward_calls, run
 from test_store import record
 
-from noise_calibration.noisecal import atomic_write, store
-from noise_calibration.noisecal.store import CalibrationError, CheckpointKey
+from noise_calibration.noisecal import checkpoint_key
+from noise_calibration.noisecal.checkpoint_key import CheckpointKey
+from noise_calibration.noisecal.errors import CalibrationError
+from noise_calibration.noisecal_host import atomic_write, store
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def windows_kill(monkeypatch):
 
 
 def leftover(folder, pid, age_s, tag):
-    path = folder / f"{store.TEMP_PREFIX}{pid}-{tag}{store.TEMP_SUFFIX}"
+    path = folder / f"{atomic_write.TEMP_PREFIX}{pid}-{tag}{atomic_write.TEMP_SUFFIX}"
     path.write_text("{")
     stamp = time.time() - age_s
     os.utime(path, (stamp, stamp))
@@ -146,7 +148,7 @@ def test_names_windows_cannot_hold_are_told(name):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    label=st.from_regex(store.LABEL_PATTERN, fullmatch=True) | st.none(),
+    label=st.from_regex(checkpoint_key.LABEL_PATTERN, fullmatch=True) | st.none(),
     model_class=st.text(min_size=0, max_size=80),
     size=st.tuples(st.integers(1, 10**5), st.integers(1, 10**5)),
 )

@@ -518,7 +518,7 @@ def cleanup(ctx: Context) -> list[str]:
     """Delete calibration files named with the label, and our uploaded latent."""
     lines = []
     label = ctx.opts.label
-    # a labelled file's name carries the label's slug (noisecal.store.CheckpointKey.file_stem)
+    # a labelled file's name carries the label's slug (noisecal.checkpoint_key.CheckpointKey.file_stem)
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40]
     try:
         paths = ctx.client.get("/internal/folder_paths")

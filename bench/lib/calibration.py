@@ -9,8 +9,9 @@ import time
 
 from bench.lib.host import node_class
 from bench.lib.seeds import CAL_DATA_SEED, SEARCH_SEED
-from noise_calibration.noisecal import store as store_mod
+from noise_calibration.noisecal import calibration_record
 from noise_calibration.noisecal_host import calibrate
+from noise_calibration.noisecal_host import store as store_mod
 from noise_calibration.noisecal_host.fingerprint import checkpoint_key
 from noise_calibration.noisecal_host.model_info import parameterization_of
 
@@ -59,7 +60,7 @@ def make_record(model, latents, res, wall, **fields) -> dict:
     """The calibration record of a NoiseShift search result `res` on `latents`."""
     h, w = latents.shape[-2:]
     fields.setdefault("network_evaluations", res.nfe)
-    return store_mod.make_record(
+    return calibration_record.make_record(
         key=checkpoint_key(model),
         image_size=(8 * w, 8 * h),
         latent_size=(h, w),

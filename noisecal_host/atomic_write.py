@@ -23,7 +23,7 @@ import secrets
 import time
 from pathlib import Path
 
-from .errors import CalibrationError
+from ..noisecal.errors import CalibrationError
 
 # A temp file's name never matches `*.json`, so one left by a killed writer is
 # never read as a calibration. The writer's process id is part of the name.

@@ -1,0 +1,68 @@
+"""The identity of a checkpoint a calibration belongs to, and the file-name stem
+derived from it (no user text can leave the calibration folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .errors import CalibrationError
+
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
+
+
+@dataclass(frozen=True)
+class CheckpointKey:
+    """Identifies a checkpoint: weights fingerprint, model class, latent format.
+
+    A user label, when given, replaces the fingerprint as the identity, so
+    one calibration can serve e.g. a merged or re-saved copy of a checkpoint.
+    """
+
+    fingerprint: str
+    model_class: str
+    latent_format: str
+    label: str | None = None
+
+    def __post_init__(self):
+        if self.label is not None and not LABEL_PATTERN.fullmatch(self.label):
+            raise CalibrationError(
+                f"label {self.label!r} is not allowed: use 1-64 letters, digits, spaces or "
+                f"- _ . + ( ), starting with a letter or digit (no path separators)"
+            )
+
+    @property
+    def identity(self) -> str:
+        if self.label:
+            return f"label:{self.label}"
+        return f"{self.model_class}:{self.latent_format}:{self.fingerprint}"
+
+    def file_stem(self) -> str:
+        """A file-name-safe stem: no user text can leave the folder."""
+        if self.label:
+            slug = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")[:40] or "label"
+            digest = hashlib.sha256(self.label.encode()).hexdigest()[:8]
+            return f"label-{slug}-{digest}"
+        cls = re.sub(r"[^A-Za-z0-9]+", "", self.model_class)[:24] or "model"
+        fp = re.sub(r"[^0-9a-f]", "", self.fingerprint.lower())[:16] or "nofingerprint"
+        return f"{cls}-{fp}"
+
+    def to_json(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "model_class": self.model_class,
+            "latent_format": self.latent_format,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CheckpointKey:
+        return cls(
+            data["fingerprint"], data["model_class"], data["latent_format"], data.get("label")
+        )
+
+    def describe(self) -> str:
+        if self.label:
+            return f"'{self.label}' ({self.model_class})"
+        return f"{self.model_class} checkpoint {self.fingerprint[:16]}"
