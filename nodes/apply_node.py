@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from ..noisecal_host import apply_patch
+from . import tooltips
 from .common import LevelPatchNode
 
 
 class Apply(LevelPatchNode):
     TITLE = "Noise Calibration: Apply"
+    # ComfyUI calls run (CalibratedModelNode): it calls `apply` below and shows its notes
+    FUNCTION = "run"
     DESCRIPTION = (
         "One node for better low-resolution and few-step images: applies, for the resolution "
         "you sample at, the combination the Calibrate node verified on data it held back: "
@@ -21,10 +24,7 @@ class Apply(LevelPatchNode):
     )
     OUTPUT_TOOLTIPS = ("The model with the recommended combination for each sampled size.",)
 
-    STRENGTH_TOOLTIP = (
-        "1 = the recommended combination at its verified strengths and guidance weight; "
-        "other values scale them (0 = off)."
-    )
+    TOOLTIPS = tooltips.APPLY
 
     @classmethod
     def VALIDATE_INPUTS(cls, strength=None, if_missing=None):

@@ -8,13 +8,10 @@ from ..noisecal_host import calibration_job, user_messages
 from ..noisecal_host.calibration_job import DEFAULTS
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
-from .common import (
-    CALIBRATION_TYPE,
-    CATEGORY,
-    ChecksInputs,
-    UsesCalibrationStore,
-    rgb_to_image,
-)
+from .calibrate_tooltips import CALIBRATE
+from .checks import ChecksInputs
+from .common import CALIBRATION_TYPE, CATEGORY, UsesCalibrationStore, rgb_to_image
+from .widgets import Combo, Float, Int, Socket, String, input_types
 
 CORRECTION_CHOICES = ["off", "euler", "heun"]
 MODES = ["reuse", "recalibrate"]
@@ -50,243 +47,42 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (
-                    "MODEL",
-                    {
-                        "tooltip": "The model to calibrate (after any "
-                        "ModelSampling node you sample with)."
-                    },
-                ),
-                "steps": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.steps,
-                        "min": 2,
-                        "max": 200,
-                        "tooltip": "Steps of the schedule to calibrate at; the "
-                        "result is a curve over sigma that serves "
-                        "other step counts too.",
-                    },
-                ),
-                "scheduler": (
-                    comfy.samplers.KSampler.SCHEDULERS,
-                    {
-                        "default": DEFAULTS.scheduler,
-                        "tooltip": "Scheduler giving the calibration sigmas (from this model's "
-                        "own sampling, so a shift is respected).",
-                    },
-                ),
-                "search_mode": (
-                    ["fast", "grid", "lean"],
-                    {
-                        "default": DEFAULTS.search_mode,
-                        "tooltip": "lean (default): Gauss-Newton steps on the one-step "
-                        "residuals, about 3 evaluations per latent and step; a small shift is "
-                        "kept only where its gain clears twice its standard error, so the "
-                        "training resolution gets none. "
-                        "fast: bracketing + parabolic refinement (about twice the evaluations). "
-                        "grid: the paper's coarse-to-fine grid (slowest).",
-                    },
-                ),
-                "sample_count": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.sample_count,
-                        "min": 1,
-                        "max": 4096,
-                        "tooltip": "How many calibration latents to use (the first N of "
-                        "the batch). With check = held-out 3/8 (at least 4) are held "
-                        "back: 16 = 10 calibrated on + 6 held back, about 2,200 network "
-                        "evaluations at 20 steps with correction and 1,300 without.",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.seed,
-                        "min": 0,
-                        "max": 0xFFFFFFFFFFFFFFFF,
-                        "tooltip": "Seed of the calibration noise.",
-                    },
-                ),
-                "width": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.width,
-                        "min": 16,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Target width in pixels when calibrating from "
-                        "IMAGE (a LATENT input sets it itself).",
-                    },
-                ),
-                "height": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.height,
-                        "min": 16,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Target height in pixels when calibrating from IMAGE.",
-                    },
-                ),
-                "label": (
-                    "STRING",
-                    {
-                        "default": DEFAULTS.label,
-                        "tooltip": "Optional name to store the calibration under "
-                        "instead of the weights fingerprint.",
-                    },
-                ),
-                "max_batch": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.max_batch,
-                        "min": 1,
-                        "max": 4096,
-                        "tooltip": "Most latents per forward pass. Each call takes "
-                        "as many as fit in the free memory by ComfyUI's own estimate, "
-                        "up to this; results do not depend on it.",
-                    },
-                ),
-            },
-            "optional": {
-                "latent": (
-                    "LATENT",
-                    {
-                        "tooltip": "Calibration latents (VAE-encoded real "
-                        "images at the target resolution)."
-                    },
-                ),
-                "image": ("IMAGE", {"tooltip": "Calibration images; needs the VAE input."}),
-                "vae": ("VAE", {"tooltip": "VAE to encode the calibration images."}),
-                "positive": (
-                    "CONDITIONING",
-                    {
-                        "tooltip": "Conditioning during calibration; default: the model's empty "
-                        "(zero) conditioning."
-                    },
-                ),
-                "sigmas": (
-                    "SIGMAS",
-                    {"tooltip": "Calibrate at these sigmas instead of steps + scheduler."},
-                ),
-                # last, so workflows saved before it existed keep their widget values
-                "correction": (
-                    CORRECTION_CHOICES,
-                    {
-                        "default": DEFAULTS.correction,
-                        "tooltip": "Also calibrate a Noise Level Correction table in the same "
-                        "run, for this sampler family: euler (euler, euler_ancestral, ddim) "
-                        "or heun (second-order samplers). About 4 extra network calls per "
-                        "latent per step (twice that for heun). With check = held-out the "
-                        "table is made for Apply (with NoiseShift on where its curve "
-                        "shifts); with check = off, alone, for the Noise Level Correction "
-                        "node. It fits the steps and scheduler set here best: calibrate at "
-                        "the step count you sample with.",
-                    },
-                ),
-                # appended after correction, in this order: saved workflows keep loading
-                "mode": (
-                    MODES,
-                    {
-                        "default": DEFAULTS.mode,
-                        "tooltip": "reuse: when a calibration for this checkpoint, resolution and "
-                        "settings exists, show it instead of calibrating again (a changed seed "
-                        "alone never recalibrates). recalibrate: always run and replace it.",
-                    },
-                ),
-                "data": (
-                    DATA_CHOICES,
-                    {
-                        "default": DEFAULTS.data,
-                        "tooltip": "auto: the connected latent or image if any, else self-generate. "
-                        "self-generate: the model samples sample_count images at its native "
-                        "resolution (from positive/negative), which are brought to width x "
-                        "height (through the VAE when connected); no dataset needed.",
-                    },
-                ),
-                "negative": (
-                    "CONDITIONING",
-                    {"tooltip": "Negative conditioning for self-generation (default: empty)."},
-                ),
-                "generation_steps": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.generation_steps,
-                        "min": 1,
-                        "max": 200,
-                        "tooltip": "Sampler steps for each self-generated image.",
-                    },
-                ),
-                "generation_cfg": (
-                    "FLOAT",
-                    {
-                        "default": DEFAULTS.generation_cfg,
-                        "min": 0.0,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "round": 0.01,
-                        "tooltip": "CFG for self-generation (1: positive only, e.g. Flux or an empty "
-                        "conditioning; about 4-5 for SD3.5 with a prompt).",
-                    },
-                ),
-                "generation_sampler": (
-                    comfy.samplers.KSampler.SAMPLERS,
-                    {
-                        "default": DEFAULTS.generation_sampler,
-                        "tooltip": "Sampler for self-generation. dpmpp_2m (one evaluation per "
-                        "step, second order): on the testbed its 20-step samples have the "
-                        "data's spread and the calibration from them matches one from real "
-                        "data; euler's 20-step samples are about 7% too smooth.",
-                    },
-                ),
-                "generation_scheduler": (
-                    comfy.samplers.KSampler.SCHEDULERS,
-                    {
-                        "default": DEFAULTS.generation_scheduler,
-                        "tooltip": "Scheduler for self-generation.",
-                    },
-                ),
-                "native_width": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.native_width,
-                        "min": 0,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Width the model generates well at, in pixels (0: the "
-                        "model's own: a reference network's trained size, else its family's, "
-                        "1024 for SD3/SD3.5/Flux/SDXL, 512 for SD1.5, at most what the "
-                        "network takes).",
-                    },
-                ),
-                "native_height": (
-                    "INT",
-                    {
-                        "default": DEFAULTS.native_height,
-                        "min": 0,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Height the model generates well at (0: its family's).",
-                    },
-                ),
-                "check": (
-                    CHECK_CHOICES,
-                    {
-                        "default": DEFAULTS.check,
-                        "tooltip": "held-out: hold back 3/8 of the latents (at least 4), sample them "
-                        "with plain, NoiseShift and (with correction) NLC and both, and record "
-                        "which one the Apply node should use (plain unless a gain clears the "
-                        "check's noise and edges do not get worse), then the Noise Awareness "
-                        "Guidance weight on top of it (0 unless one clears the noise). off: "
-                        "calibrate on all latents, no recommendation.",
-                    },
-                ),
-            },
-        }
+        samplers, schedulers = comfy.samplers.KSampler.SAMPLERS, comfy.samplers.KSampler.SCHEDULERS
+        size, cfg = dict(max=16384, step=8), dict(min=0.0, max=100.0, step=0.1, round=0.01)
+        return input_types(
+            CALIBRATE,
+            required=[
+                Socket("MODEL", "model"),
+                Int("steps", DEFAULTS.steps, min=2, max=200),
+                Combo("scheduler", schedulers, DEFAULTS.scheduler),
+                Combo("search_mode", ["fast", "grid", "lean"], DEFAULTS.search_mode),
+                Int("sample_count", DEFAULTS.sample_count, min=1, max=4096),
+                Int("seed", DEFAULTS.seed, min=0, max=0xFFFFFFFFFFFFFFFF),
+                Int("width", DEFAULTS.width, min=16, **size),
+                Int("height", DEFAULTS.height, min=16, **size),
+                String("label", DEFAULTS.label),
+                Int("max_batch", DEFAULTS.max_batch, min=1, max=4096),
+            ],
+            # appended over time, in this order: saved workflows keep their widget values
+            optional=[
+                Socket("LATENT", "latent"),
+                Socket("IMAGE", "image"),
+                Socket("VAE", "vae"),
+                Socket("CONDITIONING", "positive"),
+                Socket("SIGMAS", "sigmas"),
+                Combo("correction", CORRECTION_CHOICES, DEFAULTS.correction),
+                Combo("mode", MODES, DEFAULTS.mode),
+                Combo("data", DATA_CHOICES, DEFAULTS.data),
+                Socket("CONDITIONING", "negative"),
+                Int("generation_steps", DEFAULTS.generation_steps, min=1, max=200),
+                Float("generation_cfg", DEFAULTS.generation_cfg, **cfg),
+                Combo("generation_sampler", samplers, DEFAULTS.generation_sampler),
+                Combo("generation_scheduler", schedulers, DEFAULTS.generation_scheduler),
+                Int("native_width", DEFAULTS.native_width, min=0, **size),
+                Int("native_height", DEFAULTS.native_height, min=0, **size),
+                Combo("check", CHECK_CHOICES, DEFAULTS.check),
+            ],
+        )
 
     @classmethod
     def VALIDATE_INPUTS(

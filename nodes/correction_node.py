@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from ..noisecal_host import level_patches
+from . import tooltips
 from .common import LevelPatchNode
+from .widgets import Float
 
 
 class NoiseLevelCorrection(LevelPatchNode):
     TITLE = "Noise Level Correction"
+    # ComfyUI calls run (CalibratedModelNode): it calls `apply` below and shows its notes
+    FUNCTION = "run"
     DESCRIPTION = (
         "Noise Level Correction (arXiv 2412.05488): the model is evaluated at a corrected "
         "noise level sigma_hat = sigma * (1 + r) that matches the noise really in the "
@@ -28,33 +32,12 @@ class NoiseLevelCorrection(LevelPatchNode):
         "The model evaluated at the corrected noise level on the steps inside "
         "sigma_min..sigma_max (unchanged at strength 0).",
     )
-    STRENGTH_TOOLTIP = (
-        "Scales the calibrated correction r: 0 = off (the model is unchanged), 1 = as calibrated."
-    )
+    TOOLTIPS = tooltips.CORRECTION
     MISSING = "correction table"
-    RANGE_INPUTS = {
-        "sigma_min": (
-            "FLOAT",
-            {
-                "default": 0.0,
-                "min": 0.0,
-                "max": 1000.0,
-                "step": 0.01,
-                "tooltip": "Correct only steps whose sampler sigma is at least this.",
-            },
-        ),
-        "sigma_max": (
-            "FLOAT",
-            {
-                "default": 1000.0,
-                "min": 0.0,
-                "max": 1000.0,
-                "step": 0.01,
-                "tooltip": "Correct only steps whose sampler sigma is at most this "
-                "(flow models such as SD3/Flux go from 1 to 0).",
-            },
-        ),
-    }
+    RANGE_INPUTS = (
+        Float("sigma_min", 0.0, min=0.0, max=1000.0, step=0.01),
+        Float("sigma_max", 1000.0, min=0.0, max=1000.0, step=0.01),
+    )
     ORDERED = (("sigma_min", "sigma_max"),)
 
     @classmethod

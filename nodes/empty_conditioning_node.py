@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..noisecal_host.model_info import zero_conditioning
+from . import tooltips
 from .common import CATEGORY
+from .widgets import Socket, input_types
 
 
 class EmptyConditioning:
@@ -23,11 +25,7 @@ class EmptyConditioning:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The model the conditioning is shaped for."}),
-            }
-        }
+        return input_types(tooltips.EMPTY_CONDITIONING, [Socket("MODEL", "model")])
 
     def condition(self, model):
         return (zero_conditioning(model),)

@@ -8,13 +8,17 @@ from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
 from ..noisecal_host import folders, level_patches, user_messages
 from ..noisecal_host.apply_patch import calibrated_guidance
 from ..noisecal_host.guidance_patch import apply_guidance
-from .common import LABEL_INPUT, CalibratedModelNode
+from . import tooltips
+from .common import CalibratedModelNode
+from .widgets import Combo, Float, Socket, String, input_types
 
 WEIGHT_SOURCES = ("manual", "calibrated")
 
 
 class NoiseAwarenessGuidance(CalibratedModelNode):
     TITLE = "Noise Awareness Guidance"
+    # ComfyUI calls run (CalibratedModelNode): it calls `apply` below and shows its notes
+    FUNCTION = "run"
     DESCRIPTION = (
         "Noise Awareness Guidance (after arXiv 2510.12497), training-free: besides the "
         "usual prediction, the network is asked once more while told another noise level, "
@@ -31,98 +35,21 @@ class NoiseAwarenessGuidance(CalibratedModelNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion model to patch."}),
-                "weight": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": -20.0,
-                        "max": 20.0,
-                        "step": 0.1,
-                        "tooltip": "Guidance weight; 0 = off. With 'per step size' it is per "
-                        "unit of noise level travelled (try 2-4).",
-                    },
-                ),
-                "mode": (
-                    list(MODES),
-                    {
-                        "default": "offset",
-                        "tooltip": "Which other level: offset = a fixed log-SNR offset from the "
-                        "level the network is told; estimated = the level measured "
-                        "from the latent's high frequencies; pseudo-level = a fixed "
-                        "level, for models trained with noise-condition dropout.",
-                    },
-                ),
-                "offset": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": -10.0,
-                        "max": 10.0,
-                        "step": 0.05,
-                        "tooltip": "offset mode: log-SNR offset of the other level (positive = "
-                        "noisier).",
-                    },
-                ),
-                "pseudo_level": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "pseudo-level mode: the fixed level (flow-equivalent, 0-1) "
-                        "the model was trained to treat as 'unknown noise'.",
-                    },
-                ),
-                "weight_schedule": (
-                    list(WEIGHT_SCHEDULES),
-                    {
-                        "default": "per step size",
-                        "tooltip": "per step size: weight times the step's change of noise "
-                        "level (shrinks with more steps); constant: the same weight "
-                        "every step (the paper's form).",
-                    },
-                ),
-                "level_start": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "Guidance only at or below this noise level (flow-equivalent "
-                        "0-1; 1 = from the first step).",
-                    },
-                ),
-                "level_end": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "Guidance only at or above this noise level (0 = to the end).",
-                    },
-                ),
-            },
-            "optional": {
-                "weight_source": (
-                    list(WEIGHT_SOURCES),
-                    {
-                        "default": "manual",
-                        "tooltip": "manual: the settings above. calibrated: the weight the "
-                        "Calibrate node's held-out check chose for this checkpoint and the "
-                        "sampled size (0 where no weight cleared its noise), times `weight` "
-                        "(1 = as chosen), with the mode, offset and schedule it was chosen "
-                        "with; the widgets from mode on are then not used.",
-                    },
-                ),
-                "label": LABEL_INPUT,
-            },
-        }
+        level = dict(min=0.0, max=1.0, step=0.01)
+        return input_types(
+            tooltips.GUIDANCE,
+            required=[
+                Socket("MODEL", "model"),
+                Float("weight", 0.0, min=-20.0, max=20.0, step=0.1),
+                Combo("mode", MODES, "offset"),
+                Float("offset", 1.0, min=-10.0, max=10.0, step=0.05),
+                Float("pseudo_level", 1.0, **level),
+                Combo("weight_schedule", WEIGHT_SCHEDULES, "per step size"),
+                Float("level_start", 1.0, **level),
+                Float("level_end", 0.0, **level),
+            ],
+            optional=[Combo("weight_source", WEIGHT_SOURCES, "manual"), String("label")],
+        )
 
     @classmethod
     def VALIDATE_INPUTS(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..noisecal_host import image_folder
-from .common import CATEGORY, ChecksInputs, log
-
-SIZE_OPTIONS = {"default": 512, "min": 16, "max": 16384, "step": 8}
+from . import tooltips
+from .checks import ChecksInputs
+from .common import CATEGORY, log
+from .widgets import Combo, Int, input_types
 
 
 class LoadImageFolder(ChecksInputs):
@@ -32,41 +33,16 @@ class LoadImageFolder(ChecksInputs):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "folder": (
-                    image_folder.folder_choices(),
-                    {
-                        "default": image_folder.THIS_FOLDER,
-                        "tooltip": "A folder in ComfyUI's input directory ('.' is the input "
-                        "directory itself). Refresh (R) after creating one.",
-                    },
-                ),
-                "width": (
-                    "INT",
-                    {
-                        **SIZE_OPTIONS,
-                        "tooltip": "Width of every image in pixels (the Calibrate node's width).",
-                    },
-                ),
-                "height": (
-                    "INT",
-                    {
-                        **SIZE_OPTIONS,
-                        "tooltip": "Height of every image in pixels (the Calibrate node's height).",
-                    },
-                ),
-                "limit": (
-                    "INT",
-                    {
-                        "default": 64,
-                        "min": 0,
-                        "max": 4096,
-                        "tooltip": "At most this many images, the first by name (0: all).",
-                    },
-                ),
-            }
-        }
+        size = dict(min=16, max=16384, step=8)
+        return input_types(
+            tooltips.IMAGE_FOLDER,
+            required=[
+                Combo("folder", image_folder.folder_choices(), image_folder.THIS_FOLDER),
+                Int("width", 512, **size),
+                Int("height", 512, **size),
+                Int("limit", 64, min=0, max=4096),
+            ],
+        )
 
     @classmethod
     def VALIDATE_INPUTS(cls, folder=None, width=None, height=None, limit=None):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from ..noisecal_host import level_patches
+from . import tooltips
 from .common import LevelPatchNode
 
 
 class NoiseShift(LevelPatchNode):
     TITLE = "NoiseShift (calibrated noise levels)"
+    # ComfyUI calls run (CalibratedModelNode): it calls `apply` below and shows its notes
+    FUNCTION = "run"
     DESCRIPTION = (
         "NoiseShift (arXiv 2510.02307): tells the network a recalibrated noise level for the "
         "resolution you sample at, so SD3/SD3.5/Flux (and SD1.5/SDXL) stop producing "
@@ -24,10 +27,7 @@ class NoiseShift(LevelPatchNode):
         "The model telling the network the calibrated noise level for the latent size "
         "it samples (unchanged at strength 0).",
     )
-    STRENGTH_TOOLTIP = (
-        "0 = off (plain noise levels), 1 = the calibrated levels; values in between scale "
-        "the shift."
-    )
+    TOOLTIPS = tooltips.NOISESHIFT
     MISSING = "calibration"
 
     @classmethod

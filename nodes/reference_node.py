@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from ..noisecal_host import reference_models
-from .common import CATEGORY, ChecksInputs
+from . import tooltips
+from .checks import ChecksInputs
+from .common import CATEGORY
+from .widgets import Combo, Socket, input_types
 
 
 class LoadReference(ChecksInputs):
@@ -23,18 +26,7 @@ class LoadReference(ChecksInputs):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model_name": (
-                    reference_models.names(),
-                    {
-                        "tooltip": "sd3_dead_leaves_m32: dead-leaves images, trained at "
-                        "32x32 latents (256 px); m16 at 16x16; sd3_gaussian_field_m32: a "
-                        "Gaussian field (no picture to decode)."
-                    },
-                ),
-            }
-        }
+        return input_types(tooltips.LOAD_REFERENCE, [Combo("model_name", reference_models.names())])
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_name=None):
@@ -60,11 +52,7 @@ class ReferenceDecode:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "Latents sampled from a dead-leaves network."}),
-            }
-        }
+        return input_types(tooltips.REFERENCE_DECODE, [Socket("LATENT", "samples")])
 
     def decode(self, samples):
         return (reference_models.to_image(samples["samples"]),)

@@ -12,7 +12,10 @@ from ..noisecal_host.calibration_run import LATENT_DOWNSCALE
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.model_info import parameterization_of
 from ..noisecal_host.plots import schedule_plot
-from .common import CATEGORY, ChecksInputs, UsesCalibrationStore, rgb_to_image
+from . import tooltips
+from .checks import ChecksInputs
+from .common import CATEGORY, UsesCalibrationStore, rgb_to_image
+from .widgets import Combo, Float, Int, Socket, String, input_types
 
 SOURCES = ["calibration", "reference latent"]
 
@@ -40,102 +43,22 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (
-                    "MODEL",
-                    {
-                        "tooltip": "The model the schedule is for (its sigma "
-                        "range, shift and calibration)."
-                    },
-                ),
-                "steps": (
-                    "INT",
-                    {"default": 8, "min": 1, "max": 200, "tooltip": "Number of sampling steps."},
-                ),
-                "source": (
-                    SOURCES,
-                    {
-                        "default": "calibration",
-                        "tooltip": "Where the data spectrum comes from: this checkpoint's "
-                        "calibration file at this resolution, or the 'latent' input.",
-                    },
-                ),
-                "variant": (
-                    list(VARIANTS),
-                    {
-                        "default": VARIANTS[0],
-                        "tooltip": "How steps are spaced between the spectral bounds (the first "
-                        "is the measured default).",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 0xFFFFFFFFFFFFFFFF,
-                        "tooltip": "Draws the spectral parameters from the spread "
-                        "measured at calibration: a per-seed schedule. "
-                        "Use the sampler's seed.",
-                    },
-                ),
-                "denoise": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "Below 1: only the last part of the schedule, for img2img.",
-                    },
-                ),
-                "width": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": 16,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Image width, used when no latent is connected.",
-                    },
-                ),
-                "height": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": 16,
-                        "max": 16384,
-                        "step": 8,
-                        "tooltip": "Image height, used when no latent is connected.",
-                    },
-                ),
-                "label": (
-                    "STRING",
-                    {"default": "", "tooltip": "Calibration label, if you calibrated with one."},
-                ),
-            },
-            "optional": {
-                "latent": (
-                    "LATENT",
-                    {
-                        "tooltip": "Sets the resolution; with source "
-                        "'reference latent' its content is the "
-                        "reference spectrum."
-                    },
-                ),
-                "start": (
-                    list(STARTS),
-                    {
-                        "default": DEFAULT_START,
-                        "tooltip": "model maximum: the first step is the model's largest "
-                        "sigma (pure noise), as ComfyUI's schedulers start. spectral bound: "
-                        "start lower, where the strongest frequency is just drowned; "
-                        "on the dead-leaves network up to 4x worse in patch SWD at 8 steps.",
-                    },
-                ),
-            },
-        }
+        size = dict(min=16, max=16384, step=8)
+        return input_types(
+            tooltips.SPECTRAL,
+            required=[
+                Socket("MODEL", "model"),
+                Int("steps", 8, min=1, max=200),
+                Combo("source", SOURCES, "calibration"),
+                Combo("variant", VARIANTS, VARIANTS[0]),
+                Int("seed", 0, min=0, max=0xFFFFFFFFFFFFFFFF),
+                Float("denoise", 1.0, min=0.0, max=1.0, step=0.01),
+                Int("width", 512, **size),
+                Int("height", 512, **size),
+                String("label"),
+            ],
+            optional=[Socket("LATENT", "latent"), Combo("start", STARTS, DEFAULT_START)],
+        )
 
     @classmethod
     def VALIDATE_INPUTS(cls, source=None, denoise=None, start=None):

@@ -119,7 +119,7 @@ def test_every_widget_range_and_choice_is_checked_in_the_function(
     pack, pack_module, calibrate_node, tiny_sd3
 ):
     """Past each end of every number widget, and an unknown choice of every list."""
-    specs = pack_module("nodes.common").widget_specs(type(calibrate_node))
+    specs = pack_module("nodes.checks").widget_specs(type(calibrate_node))
     calls = forward_calls(tiny_sd3.patcher)
     latents = {"samples": torch.randn(2, 16, 8, 8)}
     checked = []

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 FIXTURE = Path(__file__).parent / "fixtures" / "node_inputs.json"
 
 
@@ -63,6 +65,26 @@ def test_the_snapshot_names_every_host_list(pack, pack_module):
     for name in host_lists(pack_module):
         if name != "<input subfolders>":  # '.' alone without an input folder
             assert json.dumps(name) in text, name
+
+
+def test_each_node_names_the_function_comfyui_calls(pack):
+    """FUNCTION is declared in the node's own class, beside the method a reader
+    sees, and names a method of the node."""
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert "FUNCTION" in vars(cls), node_id
+        assert callable(getattr(cls, cls.FUNCTION, None)), node_id
+
+
+def test_every_input_needs_its_tooltip(pack_module):
+    widgets = pack_module("nodes.widgets")
+    steps = widgets.Int("steps", 8, min=1)
+    assert widgets.input_types({"steps": "How many."}, [steps]) == {
+        "required": {"steps": ("INT", {"default": 8, "min": 1, "tooltip": "How many."})}
+    }
+    with pytest.raises(KeyError, match="'steps' has no tooltip"):
+        widgets.input_types({}, [steps])
+    with pytest.raises(KeyError, match="tooltips for no input"):
+        widgets.input_types({"steps": "How many.", "stpes": "typo"}, [steps])
 
 
 if __name__ == "__main__":  # rewrite the fixture: only for a deliberate, reviewed change
