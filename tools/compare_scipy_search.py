@@ -40,6 +40,8 @@ load_pack()
 
 # isort: split
 from noise_calibration.noisecal import noiseshift_search as ns  # noqa: E402
+from noise_calibration.noisecal.noiseshift_grid_fast import predict_shift  # noqa: E402
+from noise_calibration.noisecal.noiseshift_points import StepObjective, draw_eps  # noqa: E402
 from noise_calibration.noisecal.testing.testbed import (  # noqa: E402
     ExactDenoiser,
     FieldSpectrum,
@@ -77,10 +79,10 @@ def ours(denoise: Counted, x0, sigmas) -> dict:
 
 def scipy_search(denoise: Counted, x0, sigmas, method: str) -> dict:
     levels = [float(s) for s in sigmas]
-    eps = ns._draw_eps(x0, SEARCH_SEED)  # the search's own noise and objective
+    eps = draw_eps(x0, SEARCH_SEED)  # the search's own noise and objective
     hat, err, evals, shifts, u_max = [], [], 0, [], 1.0
     for s, s_next in zip(levels, levels[1:], strict=False):
-        obj = ns._StepObjective(denoise, x0, eps, s, s_next, "flow", 1 << 16)
+        obj = StepObjective(denoise, x0, eps, s, s_next, "flow", 1 << 16)
         seen: dict[float, float] = {}
 
         def f(u, obj=obj, seen=seen, top=u_max):
@@ -89,7 +91,7 @@ def scipy_search(denoise: Counted, x0, sigmas, method: str) -> dict:
                 seen[inside] = obj([inside])[0]
             return seen[inside] * (1 + 10 * abs(float(u) - inside))
 
-        u_w = min(max(s + ns._predict_shift(shifts, ns.FAST_PARAMS), 0.0), u_max)
+        u_w = min(max(s + predict_shift(shifts, ns.FAST_PARAMS), 0.0), u_max)
         if method == "bounded":
             out = minimize_scalar(f, bounds=(0.0, u_max), method="bounded", options={"xatol": TOL})
         else:
