@@ -286,6 +286,64 @@ def plan(sigmas, count: int, check: bool, correction: str | None, generation: in
     return out
 
 
+def _noiseshift(model, fit, sigmas, mode, warm_store, key, phases, options):
+    """The NoiseShift search as a phase: (result, the record's method params).
+    warm_store: where to look for a warm start (lean search only; None: none)."""
+    found = None
+    if warm_store is not None and mode == "lean":
+        found = warm_start_curve(warm_store, key, fit.shape[-2:], parameterization_of(model))
+    with phases.phase(NOISESHIFT, model) as step_done:
+        warm = found[0] if found else None
+        searched, _ = run_search(
+            model, fit, sigmas, mode=mode, warm_start=warm, progress=step_done, **options
+        )
+    params = dict(searched.params)
+    if mode == "lean":
+        params["warm_start"] = found[1] if found else None
+    return searched, params
+
+
+def _correction_tables(model, fit, sigmas, searched, correction, held, phases, options) -> dict:
+    """The correction table, named as the record holds it ({}: none). With the
+    check, the table the check can use: with NoiseShift on where the curve shifts."""
+    if not correction:
+        return {}
+    _check_correction(correction)
+    shifts = held > 0 and held_out_check.curve_shifts(searched.sigmas, searched.sigma_hat)
+    with phases.phase(CORRECTION, model) as step_done:
+        table = run_correction(
+            model,
+            fit,
+            sigmas,
+            searched if shifts else None,
+            correction,
+            verify=not held,
+            progress=step_done,
+            **options,
+        )
+    return {"correction_joint" if shifts else "correction": table}
+
+
+def _new_record(model, key, latents, image_size, mode, params, searched, tables, calibration_set):
+    # the data spectrum (for the spectral scheduler) from every latent: the check does not use it
+    spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
+    return calibration_record.make_record(
+        key=key,
+        image_size=image_size,
+        latent_size=tuple(latents.shape[-2:]),
+        parameterization=parameterization_of(model),
+        method=f"noiseshift-{mode}",
+        method_params=params,
+        sigmas=searched.sigmas,
+        sigma_hat=searched.sigma_hat,
+        calibration_set=calibration_set,
+        error_before=searched.error_before,
+        error_after=searched.error_after,
+        **{name: t.to_record() for name, t in tables.items()},
+        spectrum=spectrum,
+    )
+
+
 def calibrate(
     model,
     latents: torch.Tensor,
@@ -337,77 +395,21 @@ def calibrate(
     # as many latents a call as fit in the free memory, at most max_batch
     batch = memory.batch_size(model, latents.shape, max_batch)
     options = dict(positive=positive, seed=seed, max_batch=batch)
-    found = None
-    if warm_start and mode == "lean":
-        found = warm_start_curve(
-            calibration_store, key, latents.shape[-2:], parameterization_of(model)
-        )
-    with phases.phase(NOISESHIFT, model) as step_done:
-        searched, _ = run_search(
-            model,
-            fit,
-            sigmas,
-            mode=mode,
-            warm_start=found[0] if found else None,
-            progress=step_done,
-            **options,
-        )
-    params = {**searched.params, "max_batch": max_batch}
-    if mode == "lean":
-        params["warm_start"] = found[1] if found else None
-    tables = {}
-    if correction:
-        _check_correction(correction)
-        # with the check, the table the check can use: with NoiseShift on where it shifts
-        shifts = held > 0 and held_out_check.curve_shifts(searched.sigmas, searched.sigma_hat)
-        with phases.phase(CORRECTION, model) as step_done:
-            table = run_correction(
-                model,
-                fit,
-                sigmas,
-                searched if shifts else None,
-                correction,
-                verify=not held,
-                progress=step_done,
-                **options,
-            )
-        tables["correction_joint" if shifts else "correction"] = table
-    # the data spectrum (for the spectral scheduler) from every latent: the check does not use it
-    spectrum = rapsd(model.model.process_latent_in(latents.to(torch.float32))).to_json()
-    record = calibration_record.make_record(
-        key=key,
-        image_size=image_size,
-        latent_size=tuple(latents.shape[-2:]),
-        parameterization=parameterization_of(model),
-        method=f"noiseshift-{mode}",
-        method_params=params,
-        sigmas=searched.sigmas,
-        sigma_hat=searched.sigma_hat,
-        calibration_set={
-            "count": int(latents.shape[0]),
-            "source": source,
-            "seed": int(seed),
-            **({"generation": dict(generation)} if generation is not None else {}),
-        },
-        error_before=searched.error_before,
-        error_after=searched.error_after,
-        **{name: t.to_record() for name, t in tables.items()},
-        spectrum=spectrum,
+    warm_store = calibration_store if warm_start else None
+    searched, params = _noiseshift(model, fit, sigmas, mode, warm_store, key, phases, options)
+    params = {**params, "max_batch": max_batch}
+    tables = _correction_tables(model, fit, sigmas, searched, correction, held, phases, options)
+    calibration_set = {"count": int(latents.shape[0]), "source": source, "seed": int(seed)}
+    if generation is not None:
+        calibration_set["generation"] = dict(generation)
+    record = _new_record(
+        model, key, latents, image_size, mode, params, searched, tables, calibration_set
     )
     if held:
-        result = run_check(
-            model,
-            record,
-            held_out,
-            sigmas,
-            sampler=correction or "euler",
-            positive=positive,
-            seed=seed,
-            phases=phases,
-            batch=memory.batch_size(model, latents.shape, max_batch, rows_per_latent=2),
-        )
+        batch = memory.batch_size(model, latents.shape, max_batch, rows_per_latent=2)
+        checked = dict(sampler=correction or "euler", positive=positive, seed=seed, batch=batch)
         record["check"] = {
-            **result,
+            **run_check(model, record, held_out, sigmas, phases=phases, **checked),
             "calibrated_on": calibrated_on,
             "network_evaluations": phases.evaluations(CHECK, GUIDANCE),
         }
