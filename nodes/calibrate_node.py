@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import comfy.samplers
 
-from ..noisecal_host import calibration_job, user_messages
+from ..noisecal_host import calibration_job, node_status, user_messages
 from ..noisecal_host.calibration_job import DEFAULTS
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
@@ -167,5 +167,9 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
     @staticmethod
     def _output(record, path, text):
         rgb = calibration_plot(record)
-        ui = {"text": [user_messages.gui_text(text)], "images": temp_previews(rgb)}
+        # the plot goes in the node's own panel (web/js), sized to the node, not in
+        # "images" (the frontends' previews: a second, smaller copy below the panel)
+        height, width = rgb.shape[:2]
+        plot = [{**p, "width": width, "height": height} for p in temp_previews(rgb)]
+        ui = {"text": [user_messages.gui_text(text)], node_status.PLOT_KEY: plot}
         return {"ui": ui, "result": ([record], path, rgb_to_image(rgb))}

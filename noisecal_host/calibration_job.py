@@ -137,6 +137,8 @@ def run(model, request: Request, inputs: Inputs, calibration_store):
             phases=phases,
         )
     seconds = time.perf_counter() - started
+    if phases.say is not None:  # else the last phase's text ("guidance weight...") stays
+        phases.say(f"done: {calls[0]} network evaluations, {seconds:.1f} s")
     text = summary(record, path, reused=False, data=source, evaluations=calls[0], seconds=seconds)
     return record, path, text
 

@@ -1,7 +1,8 @@
 """What NoiseShift, Noise Level Correction and Apply show on the node after a run:
 the resolutions calibrated for the connected checkpoint (and, per size, the
 calibration's recommendation). Sent in the node's `ui` output under UI_KEY, so
-the web extension shows it without a request of its own."""
+the web extension shows it without a request of its own (the Calibrate node's
+plot goes the same way, under PLOT_KEY)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from ..noisecal import calibration_record, errors
 from . import store
 
 UI_KEY = "noise_calibration"
+# the Calibrate node's plot in its `ui` output: [{"filename", "subfolder", "type",
+# "width", "height"}] of a temp image, shown in the node's panel by the web extension
+PLOT_KEY = "noise_calibration_plot"
 
 
 def calibrated(model, label: str, calibration_store, tables_only: bool = False) -> dict:

@@ -14,26 +14,56 @@ def _figure_to_rgb(fig) -> np.ndarray:
     return rgb
 
 
-def calibration_plot(record: dict) -> np.ndarray:
+# a plot drawn for a given width (the sidebar tab): panels one under the other below
+# this many pixels per panel, and 8 pt text (11 px at 100 dpi) whatever the width, so
+# it reads at the size it is shown
+MIN_PANEL_PX = 420
+NARROW_FONT_PT = 8
+
+
+def calibration_plot(record: dict, width: int | None = None) -> np.ndarray:
     """sigma_hat against sigma (with the identity) and the one-step error per step;
-    with a Noise Level Correction table, a third panel: r against sigma."""
+    with a Noise Level Correction table, a third panel: r against sigma. width: the
+    image's width in pixels, for a place that shows it unscaled (panels stacked when
+    narrow); None: the node's figure, 900 (three panels 1350) pixels wide."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if width is None:
+        return _calibration_figure(record, None)
+    with plt.rc_context({"font.size": NARROW_FONT_PT, "legend.fontsize": NARROW_FONT_PT}):
+        return _calibration_figure(record, width)
+
+
+def _calibration_figure(record: dict, width: int | None) -> np.ndarray:
+    import matplotlib.pyplot as plt
+
     sigmas, hats = record["sigmas"], record["sigma_hat"]
     res = record["resolution"]
     correction = record.get("correction")
-    if correction:
-        fig, (left, right, third) = plt.subplots(1, 3, figsize=(13.5, 3.6), dpi=100)
+    panels = 3 if correction else 2
+    if width is None:
+        fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6), dpi=100)
     else:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+        columns = max(1, min(panels, width // MIN_PANEL_PX))
+        rows = -(-panels // columns)
+        panel_height = min(0.8 * width / columns, 330)
+        fig, grid = plt.subplots(
+            rows, columns, figsize=(width / 100, rows * panel_height / 100), dpi=100, squeeze=False
+        )
+        axes = list(grid.flat)
+        for unused in axes[panels:]:
+            unused.set_visible(False)
+    left, right = axes[0], axes[1]
+    third = axes[2] if correction else None
     top = max(max(sigmas), max(hats))
     left.plot([0, top], [0, top], color="0.6", linestyle="--", label="identity")
     left.plot(sigmas, hats, marker="o", markersize=3, label="calibrated")
+    narrow = width is not None and width < panels * MIN_PANEL_PX  # stacked panels
     left.set_xlabel("sigma (trajectory)")
-    left.set_ylabel("sigma_hat (told to the network)")
+    left.set_ylabel("sigma_hat" if narrow else "sigma_hat (told to the network)")
     left.set_title(
         f"{record['checkpoint']['model_class']} at {res['image_width']}x{res['image_height']}"
     )

@@ -2,7 +2,8 @@
 
     GET    /noise_calibration/calibrations              the list (JSON), a page of it:
                                                         ?offset=0&limit=200 (at most 1000)
-    GET    /noise_calibration/calibrations/{id}/plot.png one file's plot
+    GET    /noise_calibration/calibrations/{id}/plot.png one file's plot (?width=: drawn
+                                                      that many pixels wide)
     DELETE /noise_calibration/calibrations/{id}          delete one file (user folder only)
 
 ComfyUI serves each route under /api as well. A file is reached only by the
@@ -66,6 +67,7 @@ ID_PATTERN = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
 MAX_FILES = 10_000  # a folder holding more is not listed past this many
 DEFAULT_LIMIT = 200  # list entries per page unless ?limit= says otherwise
 MAX_LIMIT = 1000
+PLOT_WIDTH = (160, 2000)  # pixels: a plot drawn for the width it is shown at (?width=)
 # A folder whose mtime is this close to (or after) the scan that indexed it may
 # have changed within the file system's timestamp granularity: not trusted as fresh.
 RACY_NS = 2_000_000_000
@@ -405,13 +407,13 @@ def _multi_user() -> bool:
     return bool(getattr(args, "multi_user", False))
 
 
-def render_png(record: dict) -> bytes:
+def render_png(record: dict, width: int | None = None) -> bytes:
     from PIL import Image
 
     from .plots import calibration_plot
 
     with _plot_lock:
-        rgb = calibration_plot(record)
+        rgb = calibration_plot(record, width)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -435,6 +437,18 @@ def page_bounds(query) -> tuple[int, int] | str:
             return f"{name} must be a whole number from {low} to {high}"
         bounds[name] = int(text)
     return bounds["offset"], bounds["limit"]
+
+
+def plot_width(query) -> int | None | str:
+    """The plot's width in pixels from a query's `width` (None: the node's figure),
+    or why it is refused."""
+    values = query.getall("width", [])
+    if not values:
+        return None
+    low, high = PLOT_WIDTH
+    if len(values) > 1 or not PAGE_NUMBER.fullmatch(values[0]) or not low <= int(values[0]) <= high:
+        return f"width must be given once, a whole number from {low} to {high}"
+    return int(values[0])
 
 
 def _unlink(path: Path):
@@ -507,10 +521,13 @@ def add_routes(routes, store_factory, server=None) -> CalibrationIndex:
         if response is not None:
             return response
         _, entry = found
+        width = plot_width(request.query)
+        if isinstance(width, str):
+            return error(400, width)
         record, problem = await asyncio.to_thread(_load_for_plot, entry["path"])
         if problem is not None:
             return error(*problem)
-        png = await asyncio.to_thread(render_png, record)
+        png = await asyncio.to_thread(render_png, record, width)
         return web.Response(
             body=png, content_type="image/png", headers={"Cache-Control": "no-store"}
         )

@@ -128,6 +128,32 @@ def test_the_plot_is_a_png(folders):
     assert call(folders, requests).startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_the_plot_is_drawn_for_the_width_asked(folders):
+    """?width= draws the plot that many pixels wide (the sidebar tab shows it unscaled:
+    panels one under another when narrow); a width out of bounds, not a whole number
+    or given twice is refused."""
+    import io
+
+    from PIL import Image
+
+    async def requests(client):
+        item = (await listing(client))[0]
+        sizes = {}
+        for width in (240, 900):
+            response = await client.get(f"{BASE}/{item['id']}/plot.png?width={width}")
+            assert response.status == 200 and response.content_type == "image/png"
+            sizes[width] = Image.open(io.BytesIO(await response.read())).size
+        bad = []
+        for query in ("width=5", "width=99999", "width=abc", "width=-300", "width=300&width=400"):
+            bad.append((await client.get(f"{BASE}/{item['id']}/plot.png?{query}")).status)
+        return sizes, bad
+
+    sizes, bad = call(folders, requests)
+    assert sizes[240][0] == 240 and sizes[240][1] > 240  # stacked: taller than wide
+    assert sizes[900][0] == 900 and sizes[900][1] < 900  # side by side
+    assert bad == [400] * 5
+
+
 def test_delete_removes_one_user_file_and_never_a_shipped_one(folders):
     user, shipped, _ = folders
 

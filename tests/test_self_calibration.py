@@ -104,13 +104,16 @@ def test_ui_shows_summary_and_plot(pack_module, calibrate_node, tiny_sd3):
     assert "one-step error" in text and f"{COUNT} latents" in text
     plot = out["result"][2]
     assert plot.ndim == 4 and plot.shape[-1] == 3
+    # the plot for the node's panel (web/js), not the frontends' own (smaller) preview
+    assert "images" not in out["ui"]
     try:
         import folder_paths  # noqa: F401  (a full ComfyUI: the plot is shown on the node)
     except ImportError:
-        assert out["ui"]["images"] == []
+        assert out["ui"]["noise_calibration_plot"] == []
     else:
-        (image,) = out["ui"]["images"]
+        (image,) = out["ui"]["noise_calibration_plot"]
         assert image["type"] == "temp" and image["filename"].endswith(".png")
+        assert (image["width"], image["height"]) == (plot.shape[2], plot.shape[1])
 
 
 def test_a_corrupt_cached_set_is_generated_again(

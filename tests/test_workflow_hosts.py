@@ -26,6 +26,10 @@ is the source's output type and one the target input accepts.
    user puts them, so file choices are checked too. It is stopped at the end.
    COMFYUI_SERVER_URL uses a running server instead (file choices are then not
    compared: that server has its own files). Without either, these tests skip.
+
+3. On that server, the example that needs no download (reference_dead_leaves_apply)
+   runs as shipped through the API (POST /prompt, /history, /view): a few minutes
+   on a CPU, as Calibrate runs at its defaults.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -43,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -572,3 +578,71 @@ def test_the_server_accepts_workflow(path, object_info):
         answer = json.loads(exc.read() or b"{}")
         pytest.fail(f"{path.name}: the server refused the prompt: {json.dumps(answer)[:2000]}")
     assert answer.get("prompt_id") and not answer.get("node_errors"), answer
+
+
+# --------------------------------------------------------------------------- a full run
+
+NO_WEIGHTS_EXAMPLE = "reference_dead_leaves_apply.json"
+RUN_TIMEOUT = 1800.0  # seconds: Calibrate at its defaults on 2 CPU cores takes minutes
+
+
+def post_prompt(url: str, prompt: dict) -> str:
+    body = json.dumps({"prompt": prompt}).encode()
+    request = urllib.request.Request(
+        url + "/prompt", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"the server refused the prompt: {exc.read()[:2000]!r}")
+    assert answer.get("prompt_id") and not answer.get("node_errors"), answer
+    return answer["prompt_id"]
+
+
+def wait_for_history(url: str, prompt_id: str, timeout: float) -> dict:
+    """The prompt's /history entry once it has finished (success or error)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            if entry["status"].get("status_str") in ("success", "error"):
+                return entry
+        time.sleep(2.0)
+    pytest.fail(f"the prompt did not finish within {timeout:.0f} s")
+
+
+def test_the_no_weights_example_runs_on_the_server(object_info):
+    """The example that needs no download runs as shipped through the server's API:
+    the prompt the frontend makes of it (api_prompt), POST /prompt, its /history
+    entry: success, the Calibrate summary and Apply's status in the nodes' outputs,
+    and both previews (plain, Apply) images the server serves, of the decoded size."""
+    from PIL import Image
+
+    info, strict_files, url = object_info
+    if not strict_files:
+        pytest.skip("runs only on the server started here: it writes a calibration file")
+    workflow = load(PACK_ROOT / "example_workflows" / NO_WEIGHTS_EXAMPLE)
+    prompt = api_prompt(workflow, info)
+    entry = wait_for_history(url, post_prompt(url, prompt), RUN_TIMEOUT)
+    status = entry["status"]
+    assert status["status_str"] == "success", json.dumps(status["messages"])[:3000]
+    outputs = entry["outputs"]
+    calibrate = next(i for i, n in prompt.items() if n["class_type"].endswith("Calibrate"))
+    summary = outputs[calibrate]["text"][0]
+    assert summary.startswith("wrote ") and "network evaluations" in summary, summary
+    assert "held-out check" in summary and "Apply uses" in summary, summary
+    apply = next(i for i, n in prompt.items() if n["class_type"].endswith("Apply"))
+    sizes = outputs[apply]["noise_calibration"][0]["sizes"]
+    latent = next(n for n in prompt.values() if n["class_type"] == "EmptySD3LatentImage")
+    width, height = latent["inputs"]["width"], latent["inputs"]["height"]
+    assert [width, height] in [s["image"] for s in sizes], sizes
+    previews = [i for i, n in prompt.items() if n["class_type"] == "PreviewImage"]
+    assert len(previews) == 2
+    for node_id in previews:
+        (image,) = outputs[node_id]["images"]
+        query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
+        with urllib.request.urlopen(f"{url}/view?{query}", timeout=60) as resp:
+            picture = Image.open(io.BytesIO(resp.read()))
+        # the decode node: a latent of W x H latent pixels (image / 8) gives 2W x 2H
+        assert picture.size == (2 * width // 8, 2 * height // 8), picture.size

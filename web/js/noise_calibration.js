@@ -1,8 +1,9 @@
 // Noise Calibration: the calibrations browser (a sidebar tab), the pack's warnings as
-// toasts naming the node, and the calibrated sizes shown on NoiseShift, Noise Level
-// Correction and Apply after a run. Plain JavaScript, no build step; every frontend
-// API used is checked first, so a frontend without one loses that feature only.
-// See docs/web-extension.md.
+// toasts naming the node, and a panel on the nodes after a run (a DOM widget, shown
+// by the classic canvas and the Vue node renderer alike): the Calibrate node's
+// summary and plot, the calibrated sizes on NoiseShift, Noise Level Correction and
+// Apply. Plain JavaScript, no build step; every frontend API used is checked first,
+// so a frontend without one loses that feature only. See docs/web-extension.md.
 
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
@@ -11,6 +12,7 @@ const EXTENSION = "noise-calibration.web";
 const ROUTE = "/noise_calibration/calibrations";
 const MESSAGE_EVENT = "noise_calibration.message"; // noisecal_host/user_messages.py
 const UI_KEY = "noise_calibration"; // noisecal_host/node_status.py
+const PLOT_KEY = "noise_calibration_plot"; // the Calibrate node's plot, the same file
 const CALIBRATE = "NoiseCalibrationCalibrate";
 const STATUS_NODES = {
   NoiseCalibrationNoiseShift: "sizes",
@@ -23,6 +25,8 @@ const TOAST_LIFE_MS = 15000;
 const PAGE_SIZE = 1000; // the route's largest page (noisecal_host/routes.py MAX_LIMIT)
 const MAX_PAGES = 100; // more than the server ever lists
 const SHOW_STEP = 100; // entries drawn at a time; "Show more" draws the next ones
+const PLOT_MIN_WIDTH = 160; // the route's bounds for ?width= (noisecal_host/routes.py PLOT_WIDTH)
+const PLOT_MAX_WIDTH = 2000;
 
 // ------------------------------------------------------------------ small helpers
 
@@ -121,6 +125,7 @@ function formatBytes(size) {
 
 function formatNumber(value, digits = 3) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "-";
+  if (value === 0) return "0";
   return Math.abs(value) >= 0.01 ? value.toFixed(digits) : value.toExponential(2);
 }
 
@@ -359,13 +364,32 @@ class CalibrationsBrowser {
         );
       }
     }
+    // drawn for the width it is shown at (its text stays readable in a narrow tab);
+    // the link opens the full figure, as the Calibrate node shows it
+    const plotURL = apiURL(`${ROUTE}/${item.id}/plot.png`);
     const plot = open
-      ? el("img", {
-          className: "noise-calibration-plot",
-          alt: `plot of ${item.file}`,
-          src: apiURL(`${ROUTE}/${item.id}/plot.png`),
-          style: { width: "100%", marginTop: "6px", background: "#fff", borderRadius: "4px" },
-        })
+      ? el(
+          "div",
+          { style: { marginTop: "6px" } },
+          el("img", {
+            className: "noise-calibration-plot",
+            alt: `plot of ${item.file}`,
+            src: `${plotURL}?width=${this.plotWidth()}`,
+            style: { width: "100%", background: "#fff", borderRadius: "4px" },
+          }),
+          el(
+            "a",
+            {
+              className: "noise-calibration-plot-full",
+              href: plotURL,
+              target: "_blank",
+              rel: "noopener",
+              onclick: (event) => event.stopPropagation(),
+              style: { color: "var(--p-primary-color, #8cf)" },
+            },
+            "open the full plot",
+          ),
+        )
       : null;
     return el(
       "div",
@@ -391,6 +415,13 @@ class CalibrationsBrowser {
       actions,
       plot,
     );
+  }
+
+  // the plot's width in pixels: the entry's inner width (the tab's width less its
+  // padding and the entry's), within the route's bounds
+  plotWidth() {
+    const inner = (this.root?.clientWidth || 300) - 2 * 8 - 2 * 9;
+    return Math.max(PLOT_MIN_WIDTH, Math.min(PLOT_MAX_WIDTH, Math.round(inner)));
   }
 
   render() {
@@ -505,7 +536,7 @@ function statusLines(kind, output) {
         const [w, h] = size.image;
         let line = `  ${w}x${h} px (latent ${size.latent[0]}x${size.latent[1]})`;
         if (size.error) line += " unreadable";
-        else if (kind === "recommendations") line += `: ${size.recommendation}`;
+        else if (kind === "recommendations") line += `: uses ${size.recommendation}`;
         lines.push(line);
       }
     }
@@ -517,38 +548,148 @@ function statusLines(kind, output) {
   return lines;
 }
 
-const LINE_HEIGHT = 14;
+// A display-only DOM widget under the node's widgets: the classic canvas places it
+// over the node, the Vue node renderer ("Nodes 2.0", which never calls
+// onDrawForeground) mounts the same element inside the node. It is not saved
+// (serialize false: widgets_values and the queued prompt stay as they were).
+const PANEL = "noise_calibration_status"; // the widget's name and type
+const PANEL_FONT_PX = 12;
+const PANEL_LINE_PX = 16;
+const PANEL_PAD_PX = 6;
+const PANEL_MARGIN_PX = 10; // the frontend's DOM widget margin on each side
+const PANEL_MAX_LINES = 14; // more scrolls inside the panel
+const CHAR_PX = 7.3; // a 12 px monospace character, to estimate wrapped lines
+const CALIBRATE_WIDTH = 760; // the summary's lines and the plot at about 0.8 of its size
+const STATUS_WIDTH = 360;
 
-function addNodeStatus(nodeType, kind) {
+function calibrateLines(output) {
+  return plainText((output?.text ?? []).join("\n"))
+    .split("\n")
+    .filter((line) => line.trim());
+}
+
+function innerWidth(node) {
+  return (node.size?.[0] ?? STATUS_WIDTH) - 2 * PANEL_MARGIN_PX - 2 * PANEL_PAD_PX;
+}
+
+function wrappedLines(lines, width) {
+  const perLine = Math.max(20, Math.floor((width - 8) / CHAR_PX));
+  return lines.reduce((sum, line) => sum + Math.max(1, Math.ceil(line.length / perLine)), 0);
+}
+
+// the plot's height at the panel's width (its aspect from the node's output)
+function plotHeight(node) {
+  const plot = node.noiseCalibrationPlot;
+  if (!plot?.width || !plot?.height) return 0;
+  return Math.round((innerWidth(node) * plot.height) / plot.width) + PANEL_PAD_PX;
+}
+
+function panelHeight(node) {
+  const lines = node.noiseCalibrationStatus ?? [];
+  if (!lines.length && !node.noiseCalibrationPlot) return 0;
+  const shown = Math.min(PANEL_MAX_LINES, wrappedLines(lines, innerWidth(node)));
+  return shown * PANEL_LINE_PX + plotHeight(node) + 2 * PANEL_PAD_PX + 4;
+}
+
+function addPanel(node) {
+  if (typeof node.addDOMWidget !== "function") return null;
+  const element = el("div", {
+    className: "noise-calibration-node-status",
+    style: {
+      boxSizing: "border-box",
+      padding: `${PANEL_PAD_PX}px`,
+      font: `${PANEL_FONT_PX}px/${PANEL_LINE_PX}px ui-monospace, Menlo, Consolas, monospace`,
+      color: "var(--input-text, #ddd)",
+      background: "var(--comfy-input-bg, #222)",
+      borderRadius: "4px",
+      whiteSpace: "pre-wrap",
+      overflowWrap: "anywhere",
+      overflowY: "auto",
+      userSelect: "text",
+      display: "none",
+    },
+  });
+  const widget = node.addDOMWidget(PANEL, PANEL, element, {
+    serialize: false,
+    hideOnZoom: false,
+    getValue: () => "",
+    setValue: () => {},
+    getMinHeight: () => panelHeight(node),
+    getMaxHeight: () => panelHeight(node),
+  });
+  widget.serialize = false;
+  return widget;
+}
+
+function plotElement(plot) {
+  const query = new URLSearchParams({
+    filename: plot.filename,
+    subfolder: plot.subfolder ?? "",
+    type: plot.type ?? "temp",
+  });
+  return el("img", {
+    className: "noise-calibration-node-plot",
+    alt: "calibration plot",
+    src: apiURL(`/view?${query}`),
+    style: {
+      display: "block",
+      width: "100%",
+      marginTop: `${PANEL_PAD_PX}px`,
+      background: "#fff",
+      borderRadius: "3px",
+    },
+  });
+}
+
+function showPanel(node, lines, plot, minWidth) {
+  node.noiseCalibrationStatus = lines;
+  node.noiseCalibrationPlot = plot?.filename ? plot : null;
+  const widget = node.widgets?.find((w) => w.name === PANEL);
+  if (!widget?.element) return;
+  const element = widget.element;
+  element.replaceChildren(
+    ...lines.map((line) =>
+      el(
+        "div",
+        {
+          className: "noise-calibration-node-status-line",
+          style: line.startsWith("⚠") ? { color: "#e8b04a" } : {},
+        },
+        line,
+      ),
+    ),
+    ...(node.noiseCalibrationPlot ? [plotElement(node.noiseCalibrationPlot)] : []),
+  );
+  const shown = lines.length || node.noiseCalibrationPlot;
+  element.style.display = shown ? "block" : "none";
+  const width = Math.max(node.size[0], shown ? minWidth : 0);
+  if (width !== node.size[0]) node.setSize?.([width, node.size[1]]);
+  element.style.height = `${panelHeight(node)}px`;
+  // the height the widgets now need (the panel's included)
+  const needed = node.computeSize?.([width, node.size[1]])?.[1] ?? node.size[1];
+  if (node.size[1] < needed) node.setSize?.([width, needed]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function addNodePanel(nodeType, linesOf, minWidth) {
+  const onNodeCreated = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const result = onNodeCreated?.apply(this, arguments);
+    try {
+      addPanel(this);
+    } catch (error) {
+      console.warn(`[${EXTENSION}] could not add the status panel`, error);
+    }
+    return result;
+  };
   const onExecuted = nodeType.prototype.onExecuted;
   nodeType.prototype.onExecuted = function (output) {
     const result = onExecuted?.apply(this, arguments);
     try {
-      this.noiseCalibrationStatus = statusLines(kind, output);
-      const base = this.computeSize?.()[1] ?? this.size[1];
-      this.noiseCalibrationBase = base;
-      const needed = base + this.noiseCalibrationStatus.length * LINE_HEIGHT + 6;
-      if (this.size[1] < needed) this.setSize?.([this.size[0], needed]);
-      this.setDirtyCanvas?.(true, false);
+      showPanel(this, linesOf(output), output?.[PLOT_KEY]?.[0], minWidth);
     } catch (error) {
-      console.warn(`[${EXTENSION}] could not show the calibrated sizes`, error);
+      console.warn(`[${EXTENSION}] could not show the node's status`, error);
     }
-    return result;
-  };
-  const onDrawForeground = nodeType.prototype.onDrawForeground;
-  nodeType.prototype.onDrawForeground = function (ctx) {
-    const result = onDrawForeground?.apply(this, arguments);
-    const lines = this.noiseCalibrationStatus;
-    if (!lines?.length || this.flags?.collapsed || !ctx) return result;
-    ctx.save();
-    ctx.font = "11px sans-serif";
-    ctx.fillStyle = "#9bc";
-    let y = (this.noiseCalibrationBase ?? this.size[1] - lines.length * LINE_HEIGHT) + 10;
-    for (const line of lines) {
-      ctx.fillText(line, 10, y, this.size[0] - 16);
-      y += LINE_HEIGHT;
-    }
-    ctx.restore();
     return result;
   };
 }
@@ -562,6 +703,7 @@ const extension = {
   name: EXTENSION,
   browser,
   statusLines,
+  calibrateLines,
   async setup() {
     registerTab();
     api.addEventListener(MESSAGE_EVENT, (event) => showMessage(event.detail ?? {}));
@@ -577,8 +719,10 @@ const extension = {
     });
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    const kind = STATUS_NODES[nodeData?.name];
-    if (kind) addNodeStatus(nodeType, kind);
+    const name = nodeData?.name;
+    if (name === CALIBRATE) addNodePanel(nodeType, calibrateLines, CALIBRATE_WIDTH);
+    const kind = STATUS_NODES[name];
+    if (kind) addNodePanel(nodeType, (output) => statusLines(kind, output), STATUS_WIDTH);
   },
 };
 
