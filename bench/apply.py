@@ -1,67 +1,39 @@
 """Apply benchmark: the held-out check's recommendation against the true FD.
 
-Run from the repository root::
+    .venv/bin/python bench/apply.py [--quick] [--latents K] [--out DIR] [--threads N]
 
-    .venv/bin/python bench/apply.py            # full run (about 20-30 minutes, 2 busy cores)
-    .venv/bin/python bench/apply.py --quick    # smoke run (about a minute)
-    .venv/bin/python bench/apply.py --out DIR  # plots + JSON go to DIR (default out/bench)
+Not a test: each target prints PASS or MISS (bench/README.md, docs/results-apply.md).
+Calibration through ``noisecal_host.calibrate.calibrate`` with ``correction`` set and
+``check=True`` (as the Calibrate node runs it with check = held-out), every model
+through the pack's nodes with the record connected (``bench/lib/apply_models.py``),
+sampling through KSampler.
 
-Not a test: nothing here fails the run. Each target prints PASS or MISS.
+Sections:
+1. Testbed trained at M = 32 (f0 = 3 and 1, alpha 2.5) at N = M, M/2 and M/4 (both
+   mismatch variants), euler 8 and 20 and heun 20 steps, one calibration per cell for
+   its sampler: the true FD (the same noise for every model) of plain, every check
+   candidate (NoiseShift, NLC alone, NoiseShift + the joint table, at 0.5 and 1), the
+   old independent pair, the Apply node and the native denoiser; the recommendation
+   against the true winner.
+2. Reference network (``models/reference/``) at N = M and M/2, 20 Euler steps: FD
+   plain, NoiseShift alone, Apply, native; the check's scores.
+3. Cost: network evaluations and wall time of the joint calibration by phase
+   against NoiseShift alone.
 
-Everything runs through ComfyUI (the host from ``noisecal_host.host``) and the
-pack's own code: calibration through ``noisecal_host.calibrate.calibrate``
-with ``correction`` set and ``check=True`` (as the Calibrate node runs it with
-check = held-out: the NoiseShift search and one Noise Level Correction table on
-three quarters of the latents, calibrated with NoiseShift applied
-(``correction_joint``) where the curve shifts and alone where it does not, then
-the held-out check on the last quarter, which stores every candidate's scores
-and the recommendation in ``record["check"]``); the other table, for the
-benchmark's columns only, calibrated on the same latents (``with_both_tables``);
-every candidate through the pack's NoiseShift and Noise Level Correction
-nodes with the record connected, the recommendation through the pack's
-"Noise Calibration: Apply" node, sampling through ``comfy.sample.sample``
-(KSampler).
-
-Sections (issue: the Apply node benchmark):
-
-1. Testbed. The exact-denoiser testbed "trained" at M = 32 (4 channels,
-   f0 = 3 and f0 = 1, alpha = 2.5), sampled at N = M, M/2 and M/4 (at M/2
-   and M/4 with the "image" and "pixel" mismatch), with euler at 8 and 20
-   steps and heun (second order) at 20 steps ("simple"). One calibration per
-   cell, at the cell's schedule and for its sampler (heun cells calibrate with
-   correction = "heun"). Per cell, the TRUE FD (the same sampling noise for
-   every model) of plain, of every candidate the check compares
-   (NoiseShift, NLC with the table calibrated alone, NoiseShift + NLC with the
-   joint table, each at 0.5 and 1), of the old pair (NoiseShift 1 + NLC 1 with
-   the table calibrated without NoiseShift, "independent pair"), of the Apply
-   node and of the native exact denoiser trained at N; the recommendation,
-   the true winner among the check's candidates and whether they agree.
-2. Reference network. The shipped tiny SD3 trained at M = 32
-   (``models/reference/``) at N = M and N = M/2, 20 Euler steps: FD plain,
-   NoiseShift alone (calibrated without the check on the same latents),
-   Apply and the native exact denoiser; the check's recommendation.
-3. Cost. Network evaluations and wall time of the joint calibration (the
-   NoiseShift search, the table, the check and guidance) against NoiseShift alone
-   (``calibrate`` without correction and check, on all the latents).
-
-Targets (FD floor: the expected FD of as many true samples, the estimator's
-noise): A1 Apply never worse than plain beyond the floor; A2 Apply within 5%
-of the best single method (NoiseShift or NLC, at 0.5 or 1) in every cell; A3
-Apply better than every single method by more than the floor in at least a
-third of the cells where both methods help (each beats plain by more than the
-floor); A4 the joint pair (NoiseShift 1 + joint NLC 1) never worse than the
-better of NoiseShift 1 and NLC 1 beyond the floor (the independent pair for
-comparison); A5 the recommendation agrees with the true winner (its true FD
-at most the winner's plus the floor) in at least 90% of the cells; A6 on the
-reference network at N = M, Apply not worse than plain beyond the floor.
-
-Seeds: ``bench/lib/seeds.py`` (calibration data 1001; search, trajectory and
-check noise 2002; sampling noise 3003). Shared helpers: ``bench/lib/``.
+Judges (floor: the expected FD of as many true samples): A0 Apply without guidance
+is its recommended candidate to the last bit; A1 Apply never worse than plain
+beyond the floor; A2 within 5% of the best single method in every cell; A3 better
+than every single method beyond the floor in a third of the cells where both help;
+A4 the joint pair never worse than the better of NoiseShift 1 and NLC 1 beyond the
+floor; A5 the recommendation within the floor of the true winner in 90% of the
+cells; A6 on the reference at N = M Apply not worse than plain beyond the floor;
+A7 the check's guidance never worse than Apply without it beyond the floor.
+Seeds: ``bench/lib/seeds.py`` (calibration data 1001; search, trajectory and check 2002;
+sampling 3003).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import statistics
 import sys
@@ -72,9 +44,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import reference, testbed
-from bench.lib.calibration import Nodes, calibrate_as_node, private_store, with_both_tables
-from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
+from bench.lib import apply_models as am
+from bench.lib import figures, reference, testbed
+from bench.lib.apply_models import CANDIDATES, INDEPENDENT, JOINT, NAMES
+from bench.lib.calibration import Nodes, private_store, with_both_tables
+from bench.lib.report import cell_name, fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
@@ -82,19 +56,6 @@ from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
 from noise_calibration.noisecal_host.calibration_job import DEFAULTS
 
-# every method the benchmark measures: plain, NoiseShift, NLC with the table calibrated
-# alone, NoiseShift + the joint table, each at 0.5 and 1 (the check compares the ones its
-# record's curve and table allow: bench_tables supplies the other table)
-CANDIDATES = (
-    held_out_check.candidates(table="correction")
-    + held_out_check.candidates(noiseshift=False, table="correction_joint")[1:]
-)
-NAMES = [c.name for c in CANDIDATES]
-NOISESHIFT = ("noiseshift@0.5", "noiseshift@1")
-NLC = ("nlc@0.5", "nlc@1")
-SINGLE = NOISESHIFT + NLC
-JOINT = "noiseshift+nlc@1"  # NoiseShift 1 + the table calibrated with NoiseShift on
-INDEPENDENT = "independent pair"  # NoiseShift 1 + the table calibrated alone (the old pair)
 WITHIN = 1.05  # A2: Apply within this ratio of the best single method
 SHARE_BETTER = 1 / 3  # A3: share of the both-help cells where Apply beats every single method
 AGREE = 0.90  # A5: share of cells where the recommendation agrees with the true winner
@@ -132,10 +93,10 @@ FULL = {
     "reference": {"steps": 20, "cases": [(M, 16, 64), (M // 2, 16, 128)]},
 }
 QUICK = {
+    **FULL,
     "spectra": [(3.0, 2.5)],
     "cases": [CASES[1], CASES[4]],
     "runs": [("euler", 8), ("heun", 20)],
-    "cal_count": DEFAULTS.sample_count,
     "samples": 64,
     "reference": {"steps": 8, "cases": [(M // 2, 8, 16)]},
 }
@@ -150,92 +111,6 @@ class Bench:
     @property
     def cfg(self) -> dict:
         return self.run.cfg
-
-
-def cell_name(c: dict) -> str:
-    return f"[{c['spectrum']} {c['case']} {c['sampler']} {c['steps']}]"
-
-
-# --------------------------------------------------------------------------- set up
-
-
-def calibrate_joint(model, latents, sigmas, sampler: str, *, positive=None, max_batch=None):
-    """calibrate() with the correction for `sampler` and the held-out check:
-    (record, wall seconds)."""
-    return calibrate_as_node(
-        model,
-        latents,
-        sigmas,
-        source="testbed",
-        positive=positive,
-        max_batch=max_batch,
-        correction=sampler,
-        check=True,
-    )
-
-
-def calibrate_noiseshift(model, latents, sigmas, *, positive=None, max_batch=None):
-    """calibrate() as NoiseShift alone (no table, no check, every latent): (record, s)."""
-    return calibrate_as_node(
-        model, latents, sigmas, source="testbed", positive=positive, max_batch=max_batch
-    )
-
-
-def candidate_model(nodes: Nodes, model, record: dict, cand):
-    """A check candidate through the pack's nodes: the table first, then NoiseShift
-    (the order the check patches in)."""
-    patched = model
-    if cand.correction > 0:
-        table_record = {**record, "correction": record[cand.table]}
-        patched = nodes.nlc(patched, table_record, cand.correction)
-    if cand.noiseshift > 0:
-        patched = nodes.noiseshift(patched, record, cand.noiseshift)
-    return patched
-
-
-def independent_pair(nodes: Nodes, model, record: dict):
-    """NoiseShift 1 and NLC 1 with the table calibrated without NoiseShift."""
-    return nodes.noiseshift(nodes.nlc(model, record, 1.0), record, 1.0)
-
-
-def apply_model(nodes: Nodes, model, record: dict):
-    """The Apply node at strength 1 with the record connected."""
-    (patched,) = nodes.node("Apply").apply(model, 1.0, "error", "", calibration=[record])
-    return patched
-
-
-def without_guidance(record: dict) -> dict:
-    """The record with the check's guidance weight at 0 (Apply = the recommendation)."""
-    changed = copy.deepcopy(record)
-    if changed["check"].get("guidance"):
-        changed["check"]["guidance"]["weight"] = 0.0
-    return changed
-
-
-def guidance_weight(record: dict) -> float:
-    return float((record["check"].get("guidance") or {}).get("weight", 0.0))
-
-
-def cost_of(record: dict, wall: float, ns_record: dict, ns_wall: float) -> dict:
-    """Network evaluations of the calibration by phase, and NoiseShift alone's."""
-    total = record["cost"]["network_evaluations"]
-    phases = {k: v["network_evaluations"] for k, v in record["cost"]["phases"].items()}
-    ns_nfe = ns_record["cost"]["network_evaluations"]
-    return {
-        "nfe": total,
-        "nfe_search": phases.get("noiseshift", 0),
-        "nfe_table": phases.get("correction", 0),
-        "table": "joint" if record.get("correction_joint") else "alone",
-        "nfe_check": phases.get("check", 0),
-        "nfe_guidance": phases.get("guidance", 0),
-        "wall_s": wall,
-        "noiseshift_nfe": ns_nfe,
-        "noiseshift_wall_s": ns_wall,
-        "nfe_ratio": total / ns_nfe,
-        "wall_ratio": wall / ns_wall,
-        "calibrated_on": record["check"]["calibrated_on"],
-        "held_out": record["check"]["held_out"],
-    }
 
 
 # --------------------------------------------------------------------------- 1. testbed
@@ -267,13 +142,13 @@ def testbed_cell(b: Bench, sp, label: str, variant: str, n: int, sampler: str, s
     model = testbed.model(sp, M, variant)
     x0 = testbed.cal_latents(sp, n, cfg["cal_count"])
     sigmas = testbed.sigmas(model, steps, CAL_SCHEDULER)
-    record, wall = calibrate_joint(model, x0, sigmas, sampler)
-    ns_record, ns_wall = calibrate_noiseshift(model, x0, sigmas)
+    record, wall = am.calibrate_joint(model, x0, sigmas, sampler)
+    ns_record, ns_wall = am.calibrate_noiseshift(model, x0, sigmas)
     full = with_both_tables(model, x0, sigmas, sampler, record)
-    models = {c.name: candidate_model(b.nodes, model, full, c) for c in CANDIDATES}
-    models[INDEPENDENT] = independent_pair(b.nodes, model, full)
-    models["apply"] = apply_model(b.nodes, model, record)
-    models["apply_base"] = apply_model(b.nodes, model, without_guidance(record))
+    models = {c.name: am.candidate_model(b.nodes, model, full, c) for c in CANDIDATES}
+    models[INDEPENDENT] = am.independent_pair(b.nodes, model, full)
+    models["apply"] = am.apply_model(b.nodes, model, record)
+    models["apply_base"] = am.apply_model(b.nodes, model, am.without_guidance(record))
     if n != M:
         models["native"] = testbed.model(sp, n, "pixel")  # trained at N: both variants agree
     t0 = time.perf_counter()
@@ -293,44 +168,13 @@ def testbed_cell(b: Bench, sp, label: str, variant: str, n: int, sampler: str, s
         "samples": cfg["samples"],
         "fd_floor": testbed.floor(sp, n, cfg["samples"]),
         "fd": fd,
-        **judge_cell(fd, testbed.floor(sp, n, cfg["samples"]), record),
+        **am.outcome(fd, testbed.floor(sp, n, cfg["samples"]), record),
         "check": record["check"]["candidates"],
-        "cost": cost_of(record, wall, ns_record, ns_wall),
+        "cost": am.cost_of(record, wall, ns_record, ns_wall),
         "sampling_s": time.perf_counter() - t0,
     }
     print_cell(cell)
     return cell
-
-
-def judge_cell(fd: dict, floor: float, record: dict) -> dict:
-    """Ratios, the recommendation against the true winner, and Apply against plain and
-    the best single method."""
-    rec = record["check"]["recommendation"]
-    winner = min(NAMES, key=lambda k: fd[k])
-    best_single = min(SINGLE, key=lambda k: fd[k])
-    best_ns, best_nlc = min(fd[k] for k in NOISESHIFT), min(fd[k] for k in NLC)
-    better_single_1 = min(fd["noiseshift@1"], fd["nlc@1"])
-    return {
-        "ratio": {k: ratio(v, fd["plain"]) for k, v in fd.items()},
-        "recommendation": rec,
-        "winner": winner,
-        "agree": fd[rec] <= fd[winner] + floor,
-        "best_single": best_single,
-        "apply_plain": ratio(fd["apply"], fd["plain"]),
-        "apply_best_single": ratio(fd["apply"], fd[best_single]),
-        "apply_minus_recommended": fd["apply_base"] - fd[rec],
-        "guidance": guidance_weight(record),
-        "guidance_ratio": ratio(fd["apply"], fd["apply_base"]),
-        "guidance_worse": fd["apply"] > fd["apply_base"] + floor,
-        "both_help": best_ns < fd["plain"] - floor and best_nlc < fd["plain"] - floor,
-        "apply_beats_singles": fd["apply"] < fd[best_single] - floor,
-        "apply_beats_singles_raw": fd["apply"] < fd[best_single],
-        "apply_worse_than_plain": fd["apply"] > fd["plain"] + floor,
-        "joint_vs_better_single": ratio(fd[JOINT], better_single_1),
-        "independent_vs_better_single": ratio(fd[INDEPENDENT], better_single_1),
-        "joint_worse": fd[JOINT] > better_single_1 + floor,
-        "independent_worse": fd[INDEPENDENT] > better_single_1 + floor,
-    }
 
 
 def print_cell(c: dict) -> None:
@@ -435,7 +279,7 @@ def disagreement_table(cells: list[dict]) -> None:
             + [f"{(c['fd'][rec] - c['fd'][win]) / c['fd_floor']:.1f}"]
             # the winner may be a method the check did not compare (the other table)
             + [f"{chk[rec]['score']:.4g}", f"{chk[win]['score']:.4g}" if win in chk else "-"]
-            + [z_of(chk[win]) if win in chk else "-", f"{c['apply_plain']:.3f}"]
+            + [am.z_of(chk[win]) if win in chk else "-", f"{c['apply_plain']:.3f}"]
         )
     print_table(
         "Table 3: disagreements (the recommendation is worse than the true winner by more "
@@ -450,12 +294,6 @@ def disagreement_table(cells: list[dict]) -> None:
         " = better; winner gain / noise: its gain over plain in the check over the\n"
         f" bootstrap spread; the check recommends only above {held_out_check.Z_GAIN:g})\n"
     )
-
-
-def z_of(cand: dict) -> str:
-    if cand["gain_noise"] > 0:
-        return f"{cand['gain'] / cand['gain_noise']:.1f}"
-    return "n/a" if cand["gain"] == 0 else "inf"
 
 
 def judge_testbed(run: Run, cells: list[dict]) -> None:
@@ -543,14 +381,7 @@ def section_reference(b: Bench) -> None:
         f"{o['steps']} Euler steps; (N, calibration latents, FD samples) {o['cases']})"
     )
     cases = [reference_case(b, r, *case) for case in o["cases"]]
-    b.run.data["reference"] = {
-        "file": ref.path.name,
-        "sha256": ref.sidecar.get("sha256"),
-        "train_res": ref.train_res,
-        "shift": ref.shift,
-        "load_s": r.load_s,
-        "cases": cases,
-    }
+    b.run.data["reference"] = {**reference.info(r), "cases": cases}
     print()
     reference_table(o, cases)
     judge_reference(b.run, cases, ref.train_res)
@@ -563,14 +394,14 @@ def reference_case(b: Bench, r: reference.Reference, n: int, cal_count: int, sam
     sigmas = testbed.sigmas(r.model, o["steps"], CAL_SCHEDULER)
     opts = {"positive": r.positive, "max_batch": 32}
     print(f"N = {n}: joint calibration with the check ({cal_count} latents) ...", flush=True)
-    record, wall = calibrate_joint(r.model, latents, sigmas, "euler", **opts)
+    record, wall = am.calibrate_joint(r.model, latents, sigmas, "euler", **opts)
     print(f"N = {n}: NoiseShift alone ...", flush=True)
-    ns_record, ns_wall = calibrate_noiseshift(r.model, latents, sigmas, **opts)
+    ns_record, ns_wall = am.calibrate_noiseshift(r.model, latents, sigmas, **opts)
     models = {
         "plain": r.model,
         "noiseshift": b.nodes.noiseshift(r.model, ns_record),
-        "apply": apply_model(b.nodes, r.model, record),
-        "apply_base": apply_model(b.nodes, r.model, without_guidance(record)),
+        "apply": am.apply_model(b.nodes, r.model, record),
+        "apply_base": am.apply_model(b.nodes, r.model, am.without_guidance(record)),
     }
     print(f"N = {n}: sampling {samples} per model ...", flush=True)
     fd = {k: reference.fd(r, m, n, samples, o["steps"]) for k, m in models.items()}
@@ -585,11 +416,11 @@ def reference_case(b: Bench, r: reference.Reference, n: int, cal_count: int, sam
         "fd_floor": floor,
         "ratio": {k: ratio(v, fd["plain"]) for k, v in fd.items()},
         "recommendation": record["check"]["recommendation"],
-        "guidance": guidance_weight(record),
+        "guidance": am.guidance_weight(record),
         "check": record["check"]["candidates"],
         "apply_worse_than_plain": fd["apply"] > fd["plain"] + floor,
         "guidance_worse": fd["apply"] > fd["apply_base"] + floor,
-        "cost": cost_of(record, wall, ns_record, ns_wall),
+        "cost": am.cost_of(record, wall, ns_record, ns_wall),
     }
     print(
         f"N = {n}: FD plain {fmt(fd['plain'])}, NoiseShift {case['ratio']['noiseshift']:.3f}x, "
@@ -621,7 +452,7 @@ def reference_table(o: dict, cases: list[dict]) -> None:
     )
     rows = [
         [c["N"], name, f"{v['score']:.5g}", f"{v['gain']:+.5g}", f"{v['gain_noise']:.3g}"]
-        + [z_of(v)]
+        + [am.z_of(v)]
         for c in cases
         for name, v in c["check"].items()
     ]
@@ -704,47 +535,17 @@ def section_cost(b: Bench) -> None:
         )
 
 
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- main
 
 
 def plots(run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = run.data.get("cells", [])
-    if not cells:
-        return []
-    fig, ax = plt.subplots(figsize=(max(8, 0.32 * len(cells)), 4.5))
-    x = list(range(len(cells)))
     series = [
         ("best single", lambda c: c["ratio"][c["best_single"]], "o"),
         ("NoiseShift 1 + joint NLC 1", lambda c: c["ratio"][JOINT], "^"),
         ("NoiseShift 1 + independent NLC 1", lambda c: c["ratio"][INDEPENDENT], "v"),
         ("Apply", lambda c: c["ratio"]["apply"], "*"),
     ]
-    for name, fn, marker in series:
-        ax.scatter(x, [fn(c) for c in cells], marker=marker, label=name, s=30)
-    ax.axhline(1.0, color="0.5", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels(
-        [f"{c['spectrum'][:4]} {c['case']} {c['sampler'][0]}{c['steps']}" for c in cells],
-        rotation=90,
-        fontsize=6,
-    )
-    ax.set_ylabel("FD / FD plain")
-    ax.set_title(f"Apply on the testbed (M={M}): FD ratio to plain per cell")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = run.out / "apply_fd_ratio.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [path]
-
-
-# --------------------------------------------------------------------------- main
+    return figures.apply(run, series, M)
 
 
 def main(argv=None) -> int:

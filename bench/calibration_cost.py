@@ -53,27 +53,23 @@ Sections:
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import reference, testbed  # noqa: E402
-from bench.lib.calibration import Nodes, make_record, private_store  # noqa: E402
+from bench.lib import probes, reference, testbed  # noqa: E402
+from bench.lib.calibration import Nodes, private_store  # noqa: E402
+from bench.lib.cost_case import Case, field_set  # noqa: E402
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name  # noqa: E402
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections  # noqa: E402
+from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections  # noqa: E402
 from bench.lib.seeds import ALL as SEEDS  # noqa: E402
 from bench.lib.seeds import SEARCH_SEED  # noqa: E402
 from bench.lib.testbed import CAL_STEPS, M  # noqa: E402
 from noise_calibration.noisecal import held_out_check  # noqa: E402
-from noise_calibration.noisecal.testing.testbed import sample_field  # noqa: E402
 from noise_calibration.noisecal_host import calibrate  # noqa: E402
 from noise_calibration.noisecal_host.calibration_job import DEFAULTS  # noqa: E402
 
@@ -114,60 +110,6 @@ QUICK = {
     "memory_batches": [1, 64],
     "fit_offsets": {"before": [0], "now": [0]},
 }
-
-
-class Case:
-    """One calibration case: a model, its calibration set at N, FD plain/native."""
-
-    def __init__(self, name, model, latents, sigmas, fd, native_fd, positive=None, other=None):
-        self.name, self.model, self.latents, self.sigmas = name, model, latents, sigmas
-        self.partner = None  # (name, model, latents) of the other resolution for reuse
-        self.other = other  # data seed -> another calibration set of 64
-        self.fd, self.positive = fd, positive
-        self.fd_plain = fd(model)
-        self.fd_native = native_fd
-
-    def calibrate(self, mode: str, count: int, offset: int = 0, max_batch: int = 64, x0=None):
-        """run_search on latents [offset, offset + count): (result, record, wall s)."""
-        x0 = self.latents[offset : offset + count] if x0 is None else x0
-        t0 = time.perf_counter()
-        res, _ = calibrate.run_search(
-            self.model,
-            x0,
-            self.sigmas,
-            positive=self.positive,
-            mode=mode,
-            seed=SEARCH_SEED,
-            max_batch=max_batch,
-        )
-        wall = time.perf_counter() - t0
-        return res, make_record(self.model, x0, res, wall, method=f"noiseshift-{mode}"), wall
-
-    def calibrate_stored(self, folder, count: int, warm_start: bool, latents=None):
-        """calibrate.calibrate (the Calibrate node's path) into the store in `folder`:
-        the record; with warm_start the lean search starts from the store's nearest
-        other resolution."""
-        latents = self.latents[:count] if latents is None else latents[:count]
-        h, w = latents.shape[-2:]
-        record, _ = calibrate.calibrate(
-            self.model,
-            latents,
-            self.sigmas,
-            image_size=(8 * w, 8 * h),
-            source="bench",
-            positive=self.positive,
-            mode=NEW[0],
-            seed=SEARCH_SEED,
-            max_batch=64,
-            calibration_store=private_store(Path(folder)),
-            warm_start=warm_start,
-        )
-        return record
-
-    def gap(self, nodes: Nodes, record) -> float | None:
-        return testbed.gap(
-            self.fd_plain, self.fd(nodes.noiseshift(self.model, record)), self.fd_native
-        )
 
 
 def testbed_cases(cfg) -> list[Case]:
@@ -212,11 +154,6 @@ def reference_case(cfg, ref, n: int) -> Case:
     at_m = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, M, 64))
     case.partner = (f"reference N={M}", at_m)
     return case
-
-
-def field_set(sp, n: int, seed: int):
-    """64 true field samples at N = n from data seed `seed`."""
-    return sample_field(sp, n, 64, torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------- 1. counts
@@ -386,9 +323,9 @@ def section_reuse(run: Run, cases: list[Case], nodes: Nodes) -> None:
             continue
         partner_name, partner_latents = case.partner
         with tempfile.TemporaryDirectory() as folder:
-            source = case.calibrate_stored(folder, k, False, latents=partner_latents)
-            cold = case.calibrate_stored(tempfile.mkdtemp(dir=folder), k, False)
-            warm = case.calibrate_stored(folder, k, True)
+            source = case.calibrate_stored(folder, mode, k, False, latents=partner_latents)
+            cold = case.calibrate_stored(tempfile.mkdtemp(dir=folder), mode, k, False)
+            warm = case.calibrate_stored(folder, mode, k, True)
         started = warm["method"]["params"]["warm_start"]
         assert started is not None and cold["method"]["params"]["warm_start"] is None
         d = {"case": case.name, "from": partner_name, "warm_start": started}
@@ -415,39 +352,6 @@ def section_reuse(run: Run, cases: list[Case], nodes: Nodes) -> None:
 
 
 # --------------------------------------------------------------------------- 6. memory
-
-
-def memory_probe(max_batch: int) -> None:
-    """In a fresh process: peak RSS of one old-default calibration at N = M."""
-    torch.set_num_threads(1)
-    ref = reference.load()
-    latents = ref.model.model.process_latent_out(testbed.cal_latents(ref.ref.spectrum, M, 64))
-    sigmas = testbed.sigmas(ref.model, CAL_STEPS)
-    calibrate.run_search(
-        ref.model, latents[:1], sigmas[-3:], positive=ref.positive, mode="fast", max_batch=1
-    )
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    mode, k = OLD
-    res, _ = calibrate.run_search(
-        ref.model, latents[:k], sigmas, positive=ref.positive, mode=mode, max_batch=max_batch
-    )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"max_batch": max_batch, "before_kib": before, "peak_kib": peak, "nfe": res.nfe}
-    print(json.dumps({**out, "wall_s": time.perf_counter() - t0}))
-
-
-# SD3.5 medium: MMDiT-X, hidden 1536 (24 blocks, 24 heads), 2.5B parameters in bf16.
-SD35M = {"hidden": 1536, "params": 2.5e9, "bytes": 2, "text_tokens": 154}
-LIVE_WIDTHS = 9  # residual + q, k, v + attention out + 4x MLP hidden, per token, one block
-
-
-def activation_estimate(side_px: int, rows: int) -> float:
-    """GB for `rows` latents at `side_px` square: weights + rows x tokens x hidden x 9 x 2 B
-    (one block's live activations; attention by SDPA, no tokens x tokens matrix)."""
-    tokens = (side_px // 16) ** 2 + SD35M["text_tokens"]
-    per_row = tokens * SD35M["hidden"] * LIVE_WIDTHS * SD35M["bytes"]
-    return (SD35M["params"] * SD35M["bytes"] + rows * per_row) / 1e9
 
 
 def section_memory(run: Run) -> None:
@@ -477,7 +381,7 @@ def section_memory(run: Run) -> None:
         rows,
     )
     est = [
-        [side, mb, f"{activation_estimate(side, mb):.1f}"]
+        [side, mb, f"{probes.activation_estimate(side, mb):.1f}"]
         for side in (512, 1024, 2048)
         for mb in (8, 32, 64)
     ]
@@ -506,58 +410,24 @@ FORMULAS = {
 }
 
 
-def probe(root: Path, kind: str, correction: str) -> dict:
-    """bench/node_cost_probe.py on the tree at `root`: rows per phase of one node run."""
-    script = Path(__file__).resolve().parent / "node_cost_probe.py"
-    out = subprocess.run(
-        [sys.executable, str(script), str(root), kind, correction],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def before_tree(folder: Path) -> Path | None:
-    """A worktree of BEFORE sharing this tree's host snapshot, or None without git."""
-    root = Path(__file__).resolve().parent.parent
-    tree = folder / "before"
-    try:
-        subprocess.run(
-            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(tree), BEFORE],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"(no 'before' column: cannot check out {BEFORE}: {exc})")
-        return None
-    (tree / ".cache").symlink_to(root / ".cache", target_is_directory=True)
-    return tree
-
-
 def section_node(run: Run) -> None:
     print_section(
         "7. The Calibrate node at its defaults, phase by phase (20 steps; reference network "
         "at 128 px self-generated at 256 px, testbed f0=3 'image' N = 16 from a LATENT), "
         f"before ({BEFORE}) and now"
     )
-    root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as folder:
-        old_root = before_tree(Path(folder))
+        old_root = probes.before_tree(Path(folder), BEFORE)
         try:
             results = {}
             for kind in ("reference", "testbed"):
                 for correction in ("off", "euler"):
-                    now = probe(root, kind, correction)
-                    old = probe(old_root, kind, correction) if old_root else None
+                    now = probes.probe(ROOT, kind, correction)
+                    old = probes.probe(old_root, kind, correction) if old_root else None
                     results[f"{kind} {correction}"] = {"now": now, "before": old}
         finally:
             if old_root is not None:
-                subprocess.run(
-                    ["git", "-C", str(root), "worktree", "remove", "--force", str(old_root)],
-                    check=False,
-                    capture_output=True,
-                )
+                probes.remove_tree(old_root)
     run.data["node"] = results
     rows = []
     for name, r in results.items():
@@ -663,7 +533,7 @@ def sd_points(values) -> str:
 
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
-        memory_probe(int(sys.argv[2]))
+        probes.memory_probe(int(sys.argv[2]), OLD)
         return 0
     args = parse_args(
         __doc__,

@@ -1,45 +1,27 @@
 """Noise Level Correction benchmark: testbed quality, calibration cost, overhead.
 
-Run from the repository root::
+    .venv/bin/python bench/correction.py [--quick] [--out DIR] [--threads N]
 
-    .venv/bin/python bench/correction.py            # full run (about 10 minutes, 2 cores)
-    .venv/bin/python bench/correction.py --quick    # smoke run (under a minute)
-    .venv/bin/python bench/correction.py --out DIR  # plots + JSON go to DIR (default out/bench)
+Not a test: each target prints PASS or MISS (bench/README.md, docs/results-correction.md).
+Calibration through ``noisecal_host.calibrate.run_search`` with ``correction`` set
+(as the Calibrate node runs it), the pack's Noise Level Correction and NoiseShift
+nodes with the record connected (a private store), sampling through KSampler.
 
-Not a test: nothing here fails the run. Each target prints PASS or MISS.
+Sections:
+1. Quality: the exact-denoiser testbed trained at M = 32 (f0 = 3 and 1, alpha 2.5)
+   at N = M and M/2 ("image", "pixel"), euler and heun at 4, 8, 20, 50 "simple"
+   steps: FD ratio to plain (512 samples, the same noise for every method) of NLC
+   with the table calibrated at the cell's steps (the default), with the 20-step
+   table (transfer), NoiseShift, both nodes and the native model; network
+   evaluations per sample (forward hook) and each calibration's NFE and time.
+   Judges: C1 the default never more than 2% worse than plain, C2 below 0.98x
+   somewhere, C3 no extra network evaluations when sampling.
+2. Online candidate: the per-sample apparent noise level as the state function
+   (``bench/lib/online_level.py``), Euler cells of the first spectrum.
+3. Overhead: tiny SD3 with the node (a synthetic table, r = -0.02) against the
+   unpatched model, interleaved repeats; the time in the state function.
 
-Everything runs through ComfyUI (the host from ``noisecal_host.host``):
-calibration through ``noisecal_host.calibrate.run_search`` with
-``correction`` set (the NoiseShift search, then the correction table, inside
-a ComfyUI sampler on the MODEL, as the Calibrate node runs it), records from
-``noisecal.calibration_record.make_record``, the pack's Noise Level Correction and
-NoiseShift nodes with the record connected (on a private calibration store),
-sampling through ``comfy.sample.sample`` (KSampler).
-
-Sections (issue: NLC benchmark):
-
-1. Testbed quality. The exact-denoiser testbed "trained" at M = 32
-   (4 channels, f0 = 3 and f0 = 1, alpha = 2.5), sampled at N = M and at
-   N = M/2 ("image" and "pixel" mismatch), with euler and heun at 4, 8, 20
-   and 50 steps ("simple"). Per cell, FD of 512 samples (one seed: the same
-   noise for every method) for plain, NLC with the table calibrated at that
-   step count for that sampler (the default: the node's documented use),
-   NLC with the 20-step table of that sampler (transfer), NoiseShift (fast
-   calibration at 20 Euler steps), both nodes (NoiseShift + the default
-   table) and the native model (trained at N), as ratios to plain; the FD
-   noise floor; network evaluations per sample of each method (forward
-   hook); the calibration's network evaluations and wall time.
-2. Online candidate. A naive per-sample "apparent noise level": at every
-   network call, the level whose marginal spectrum (1 - s)^2 S_data + s^2
-   (S_data from the calibration latents) best matches each sample's radially
-   averaged power, installed as the correction's state function. Euler
-   cells of the first spectrum.
-3. Overhead. Sampling wall time on tiny SD3 with the Noise Level Correction
-   node (a synthetic table, r = -0.02 at every level) against the unpatched
-   model, interleaved repeats; the time spent in the state function.
-
-Seeds: ``bench/lib/seeds.py`` (calibration data, search noise and sampling
-noise). Shared helpers: ``bench/lib/``.
+Seeds: ``bench/lib/seeds.py``.
 """
 
 from __future__ import annotations
@@ -56,19 +38,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
-from bench.lib.calibration import Nodes, correction_calibration, private_store
-from bench.lib.report import fmt, print_section, print_table, ratio, spectrum_name
+from bench.lib import figures, online_level, testbed
+from bench.lib.calibration import Nodes, correction_calibration, private_store, synthetic_record
+from bench.lib.report import cell_name, fmt, print_section, print_table, ratio, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M, NetworkCounter
-from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios
-from noise_calibration.noisecal import calibration_record
+from bench.lib.timing import TimedSampler, interleaved, ratios, state_fn_profile
 from noise_calibration.noisecal.correction_search import CorrectionResult
-from noise_calibration.noisecal.spectra import per_sample_rapsd
-from noise_calibration.noisecal_host import conditioning_level
-from noise_calibration.noisecal_host.fingerprint import checkpoint_key
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
 WORSE = 1.02  # the default may not make FD worse than this ratio to plain anywhere
@@ -97,13 +75,11 @@ FULL = {
     "overhead": {"latent": 32, "batch": 4, "steps": 20, "repeats": 15, "warmup": 2, "reps": 300},
 }
 QUICK = {
+    **FULL,
     "spectra": [(3.0, 2.5)],
-    "cases": CASES,
-    "samplers": ["euler", "heun"],
     "steps": [4, 20],
-    "cal_count": 32,
     "samples": 128,
-    "online": {"spectra": 1, "steps": [4, 20], "grid": 101, "profile_steps": 20},
+    "online": {**FULL["online"], "steps": [4, 20]},
     "overhead": {"latent": 32, "batch": 4, "steps": 10, "repeats": 4, "warmup": 1, "reps": 100},
 }
 
@@ -133,10 +109,6 @@ class Bench:
         count = self.cfg["samples"]
         fd = testbed.fd(model, sp, n, count, steps=steps, sampler=sampler, scheduler=CAL_SCHEDULER)
         return fd, self.counter.rows / count
-
-
-def cell_name(c: dict) -> str:
-    return f"[{c['spectrum']} {c['case']} {c['sampler']} {c['steps']}]"
 
 
 # --------------------------------------------------------------------------- 1. quality
@@ -415,7 +387,7 @@ def online_case(b: Bench, sp, label: str, n: int, c: dict) -> tuple[dict, list]:
     """FD with the apparent level as the state function; (results, the level log)."""
     info = b.case_data[(sp, label)]
     log: list = []
-    model = online_model(info["model"], info["x0"], b.cfg["online"]["grid"], log)
+    model = online_level.online_model(info["model"], info["x0"], b.cfg["online"]["grid"], log)
     t0 = time.perf_counter()
     fd, nfe = b.fd_counted(model, sp, n, c["steps"], "euler")
     wall = time.perf_counter() - t0
@@ -431,58 +403,6 @@ def online_case(b: Bench, sp, label: str, n: int, c: dict) -> tuple[dict, list]:
         "wall_s": wall,
     }
     return case, log
-
-
-def apparent_level(data_power, weights, grid: int):
-    """Per-sample level whose marginal spectrum best matches the sample (flow)."""
-    coarse = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
-    step = 1.0 / (grid - 1)
-
-    def distance(amp, levels):
-        # amp [n, C, F], levels [n, S] -> [n, S]
-        model = (1 - levels)[:, :, None, None] ** 2 * data_power + levels[:, :, None, None] ** 2
-        diff = (amp[:, None] - model.sqrt()).square()
-        return (diff * weights).sum(-1).mean(-1)
-
-    def estimate(x):
-        power, _, _ = per_sample_rapsd(x)
-        amp = power.sqrt()
-        d = distance(amp, coarse.expand(x.shape[0], -1))
-        best = coarse[d.argmin(dim=1)]
-        fine = best[:, None] + step * torch.linspace(-1, 1, 41, dtype=torch.float64)
-        fine = fine.clamp(0.0, 1.0)
-        d = distance(amp, fine)
-        return fine.gather(1, d.argmin(dim=1, keepdim=True)).reshape(-1)
-
-    return estimate
-
-
-def online_model(model, x0, grid: int, log: list | None = None):
-    """The model with the per-sample apparent level as its state function."""
-    power, _, counts = per_sample_rapsd(x0)
-    data_power = power.mean(dim=0)  # [C, F]
-    weights = counts.to(torch.float64) / counts.sum()
-    estimate = apparent_level(data_power, weights, grid)
-    current: dict = {}
-
-    def wrapper(apply_model, args):
-        x, t = args["input"], args["timestep"]
-        current["call"] = (t, estimate(x))
-        return apply_model(x, t, **args["c"])
-
-    def state_fn(sigma, latent_hw):
-        call = current.get("call")
-        if call is None or call[0] is not sigma:
-            return sigma
-        s64 = sigma.to(torch.float64)
-        hat = torch.where(s64 > 0, torch.maximum(call[1], 1e-3 * s64).clamp(max=1.0), s64)
-        if log is not None:
-            log.append((float(s64.mean()), (hat / s64.clamp(min=1e-12) - 1).tolist()))
-        return hat.to(sigma.dtype)
-
-    patched = conditioning_level.patch_model(model, state_fn=state_fn)
-    patched.set_model_unet_function_wrapper(wrapper)
-    return patched
 
 
 def online_profile(c: dict, label: str, log: list, table) -> dict:
@@ -542,7 +462,7 @@ def section_overhead(b: Bench) -> None:
     b.run.data["overhead"] = case
 
 
-def synthetic_record(model, sigmas: list[float], size: int) -> dict:
+def synthetic_table(model, sigmas: list[float], size: int) -> dict:
     """A record whose correction table has r = SYNTHETIC_R at every level."""
     table = CorrectionResult(
         sigmas=sigmas,
@@ -553,18 +473,7 @@ def synthetic_record(model, sigmas: list[float], size: int) -> dict:
         wall_time_s=0.0,
         params={"sampler": "euler", "source": f"synthetic r = {SYNTHETIC_R:g}"},
     )
-    return calibration_record.make_record(
-        key=checkpoint_key(model),
-        image_size=(8 * size, 8 * size),
-        latent_size=(size, size),
-        parameterization="flow",
-        method="noiseshift-fast",
-        method_params={},
-        sigmas=sigmas,
-        sigma_hat=sigmas,
-        calibration_set={"count": 1, "source": "synthetic", "seed": 0},
-        correction=table.to_record(),
-    )
+    return synthetic_record(model, size, sigmas, sigmas, "synthetic", correction=table.to_record())
 
 
 def overhead_case(b: Bench, o: dict) -> dict:
@@ -572,13 +481,13 @@ def overhead_case(b: Bench, o: dict) -> dict:
     tm = tiny_models.tiny_sd3()
     model = tm.patcher
     sigmas = [float(s) for s in testbed.sigmas(model, o["steps"], CAL_SCHEDULER)[:-1]]
-    patched = b.nodes.nlc(model, synthetic_record(model, sigmas, o["latent"]))
+    patched = b.nodes.nlc(model, synthetic_table(model, sigmas, o["latent"]))
     lat = sampling.empty_latent(model, o["latent"], o["latent"], o["batch"])
     run = TimedSampler(lat, tm.conditioning(o["batch"]), o["steps"])
     nfe, changed = calls_and_change(run, model, patched)
     times = interleaved(run, model, patched, o["repeats"], o["warmup"])
     r = ratios(times)
-    prof = profile_state(patched, run, sigmas, o)
+    prof = state_fn_profile(patched, run, sigmas, o)
     return {
         "model": "sd3",
         "record": f"synthetic table, r = {SYNTHETIC_R:g}",
@@ -608,37 +517,6 @@ def calls_and_change(run: TimedSampler, plain, patched) -> tuple[dict, float]:
     return nfe, float((outs["plain"] - outs["NLC"]).abs().max())
 
 
-def profile_state(patched, run: TimedSampler, sigmas: list[float], o: dict) -> dict:
-    """Calls to and seconds in the state function during one sample, and its cost per call."""
-    ms = patched.get_model_object("model_sampling")
-    fns = ms.state_fns
-    stats = {"n": 0, "s": 0.0}
-
-    def timed(fn):
-        def wrapped(sigma, latent_hw):
-            t0 = time.perf_counter()
-            try:
-                return fn(sigma, latent_hw)
-            finally:
-                stats["s"] += time.perf_counter() - t0
-                stats["n"] += 1
-
-        return wrapped
-
-    ms.state_fns = tuple(timed(fn) for fn in fns)
-    try:
-        run(patched)
-    finally:
-        ms.state_fns = fns
-    hw = (o["latent"], o["latent"])
-    sigma = torch.full((o["batch"],), sigmas[len(sigmas) // 2])
-    return {
-        "calls": stats["n"],
-        "in_sample_ms": 1000 * stats["s"],
-        "state_fn_us": per_call_us(lambda: fns[0](sigma, hw), o["reps"]),
-    }
-
-
 def overhead_table(o: dict, c: dict) -> None:
     p, (q1, q3) = c["profile"], c["pair_ratio_quartiles"]
     row = [
@@ -665,89 +543,11 @@ def overhead_table(o: dict, c: dict) -> None:
     )
 
 
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- main
 
 
 def plots(run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = run.data.get("quality", [])
-    if not cells:
-        return []
-    return [plot_fd_ratio(plt, run, cells)]
-
-
-def plot_fd_ratio(plt, run: Run, cells: list[dict]) -> Path:
-    """FD ratio to plain against steps, one panel per spectrum and case."""
-    panels = list(dict.fromkeys((c["spectrum"], c["case"]) for c in cells))
-    ncols = len(run.cfg["cases"])
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.6 * nrows), squeeze=False)
-    online = {
-        (c["spectrum"], c["case"], c["steps"]): c["ratio_online"]
-        for c in run.data.get("online", {}).get("cells", [])
-    }
-    for j, panel in enumerate(panels):
-        ax = axes[j // ncols][j % ncols]
-        plot_panel(ax, run.cfg, [c for c in cells if (c["spectrum"], c["case"]) == panel])
-        pts = sorted((s, v) for (sp, case, s), v in online.items() if (sp, case) == panel)
-        if pts:
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                ":",
-                color="k",
-                marker="x",
-                label="online apparent level, euler",
-            )
-        ax.set_title(f"{panel[0]}, {panel[1]}", fontsize=9)
-        if j % ncols == 0:
-            ax.set_ylabel("FD / FD plain")
-    for j in range(len(panels), nrows * ncols):
-        axes[j // ncols][j % ncols].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
-    fig.suptitle(f"Noise Level Correction on the testbed (M={M}): FD ratio to plain")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    path = run.out / "correction_fd_ratio.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_panel(ax, cfg: dict, cells: list[dict]) -> None:
-    """One case: every method's ratio against steps, euler solid and heun dashed."""
-    import matplotlib.ticker
-
-    styles = {"euler": "-", "heun": "--"}
-    colors = {k: f"C{i}" for i, (k, _) in enumerate(METHODS)}
-    ax.axhline(1.0, color="0.5", linewidth=0.8)
-    ax.axhspan(BETTER, WORSE, color="0.9")
-    for sampler in cfg["samplers"]:
-        rows = [c for c in cells if c["sampler"] == sampler]
-        steps = [c["steps"] for c in rows]
-        for key, name in METHODS:
-            ax.plot(
-                steps,
-                [c["ratio"][key] for c in rows],
-                styles[sampler],
-                color=colors[key],
-                marker="o",
-                ms=3,
-                label=f"{name}, {sampler}",
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(cfg["steps"])
-    ax.set_xticklabels([str(s) for s in cfg["steps"]])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("steps")
-
-
-# --------------------------------------------------------------------------- main
+    return figures.correction(run, METHODS, (BETTER, WORSE), M)
 
 
 def main(argv=None) -> int:

@@ -58,24 +58,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
+from bench.lib import figures, testbed
 from bench.lib.calibration import Nodes, private_store, with_both_tables
+from bench.lib.dead_leaves import (
+    FLOOR_SEED,
+    M_FILE,
+    NATIVE_FILE,
+    POWER_SEED,
+    TRUE_SEED,
+    TrueSets,
+    load,
+    sample,
+)
 from bench.lib.report import fmt, pct, print_section, print_table
-from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from noise_calibration.noisecal import held_out_check
-from noise_calibration.noisecal.spectra import fourier_power
 from noise_calibration.noisecal.spectral_schedule import DEFAULT_VARIANT
 from noise_calibration.noisecal.testing import dead_leaves as dl
-from noise_calibration.noisecal.testing import metrics, swd
 from noise_calibration.noisecal_host import calibrate
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 from noise_calibration.noisecal_host.testing import sampling
 
-MODELS = ROOT / "models" / "reference"
-M_FILE = MODELS / "sd3_dead_leaves_m32.safetensors"
-NATIVE_FILE = MODELS / "sd3_dead_leaves_m16.safetensors"
-TRUE_SEED, FLOOR_SEED, POWER_SEED = 7001, 7002, 7003
 CAL_STEPS = 20
 SCHEDULER = "simple"
 SEARCH_MODE = "fast"
@@ -117,51 +121,6 @@ QUICK = {
         "ns": (32, 16, 8),
     },
 }
-
-
-def load(path: Path):
-    import comfy.sd
-
-    t0 = time.perf_counter()
-    model = comfy.sd.load_diffusion_model(str(path))
-    return model, time.perf_counter() - t0
-
-
-class TrueSets:
-    """True data at N = n: the reference and floor sets (images), the power, cal latents."""
-
-    def __init__(self, n: int, count: int, cal_count: int):
-        self.n = n
-        self.ref = dl.render(dl.DeadLeaves(), count, 2 * n, TRUE_SEED)
-        self.floor_set = dl.render(dl.DeadLeaves(), count, 2 * n, FLOOR_SEED)
-        power_lat = dl.sample_latents(4 * count, n, POWER_SEED)
-        self.power = fourier_power(power_lat.double()).reshape(-1, n, n).mean(dim=0)
-        self.cal = dl.sample_latents(cal_count, n, CAL_DATA_SEED)
-        self.floors = self.measure(dl.to_latent(self.floor_set))
-
-    def measure(self, latents) -> dict:
-        """SWD and edge distance of the images of `latents` to the reference set, FD of the
-        latents to the true power."""
-        images = dl.to_image(latents.float())
-        return {
-            "swd": swd.patch_swd(images, self.ref)["average"],
-            "edge": swd.edge_distance(images, self.ref)["average"],
-            "fd": metrics.frechet_distance(latents.float(), self.power),
-        }
-
-
-def sample(model, positive, n, count, sampler, steps):
-    lat = sampling.empty_latent(model, n, n, count)
-    out = sampling.ksample(
-        model,
-        lat,
-        positive,
-        seed=SAMPLE_SEED,
-        steps=steps,
-        sampler_name=sampler,
-        scheduler=SCHEDULER,
-    )
-    return model.model.process_latent_in(out)
 
 
 def calibrate_noiseshift(nodes, model, positive, truth: TrueSets, cfg) -> tuple[dict, float]:
@@ -487,28 +446,8 @@ def plots(run: Run) -> list[Path]:
     grids = run.data.pop("_grids", {})
     if not grids:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = [k for k in ("plain", "noiseshift", "native", "true") if k in grids]
-    fig, axes = plt.subplots(len(order), 8, figsize=(8, len(order) + 0.4))
-    for r, key in enumerate(order):
-        imgs = dl.to_image(grids[key].float())[:, :3].clamp(0, 1)
-        for i in range(8):
-            ax = axes[r, i]
-            ax.imshow(imgs[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_ylabel(key, fontsize=8)
-    fig.suptitle("dead leaves, N = 16 (32 px), Euler 20: M = 32 network", fontsize=9)
-    fig.tight_layout()
-    path = run.out / "dead_leaves_n16.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [path]
+    title = "dead leaves, N = 16 (32 px), Euler 20: M = 32 network"
+    return figures.sample_grids(run.out / "dead_leaves_n16.png", grids, dl.to_image, title)
 
 
 def main(argv=None) -> int:

@@ -1,45 +1,25 @@
 """Noise Awareness Guidance benchmark: testbed quality sweep and chosen defaults.
 
-Run from the repository root::
+    .venv/bin/python bench/guidance.py [--quick] [--out DIR] [--threads N]
 
-    .venv/bin/python bench/guidance.py            # full run (about 6.5 minutes, 2 cores)
-    .venv/bin/python bench/guidance.py --quick    # smoke run (under a minute)
-    .venv/bin/python bench/guidance.py --out DIR  # plots + JSON go to DIR (default out/bench)
+Not a test: each target prints PASS or MISS (bench/README.md, docs/results-guidance.md).
+The pack's Noise Awareness Guidance node patches the MODEL, sampling through
+KSampler; NoiseShift is the pack's node with a fast calibration (64 latents, 20
+simple Euler steps), as in ``bench/noiseshift.py``.
 
-Not a test: nothing here fails the run. Each target prints PASS or MISS.
-
-Everything runs through ComfyUI (the host from ``noisecal_host.host``): the
-pack's Noise Awareness Guidance node patches the MODEL, sampling is
-``comfy.sample.sample`` (KSampler), NoiseShift is the pack's node (on a private
-calibration store) with a calibration record made by
-``noisecal_host.calibrate.run_search`` (fast mode, 64 latents, 20 simple Euler
-steps), as in ``bench/noiseshift.py``.
-
-Sections (docs/design.md sections 2.2 and 5):
-
-1. Sweep (coarse, fewer samples). The exact-denoiser testbed "trained" at
-   M = 32 (f0 = 3, alpha = 2.5, 4 channels). Cells: N = M (the "pixel" and
-   "image" variants coincide there), N = M/2 "pixel" and "image", each
-   without and with NoiseShift; Euler at 4, 8, 16, 32 steps and
-   euler_ancestral at 16 (fixed seed). Every candidate (mode x weight
-   schedule x weight x offset / pseudo_level) against guidance off, as an FD
-   ratio per cell. Selection, the same rule for every set of cells:
-   feasible = no cell more than 5% worse and FD lower at 4, 8 and 16 steps
-   at N = M; among the feasible the lowest geometric-mean ratio; with none
-   feasible, the lowest worst-cell ratio (the best trade-off). Applied to
-   the whole set ("default") and to the set without the N = M/2 rows that
-   lack NoiseShift ("with NoiseShift", the recommended pairing), per mode
-   and over all modes; the best 2 over all modes and the best per mode of
-   each set are the finalists.
-2. Full set. The finalists on the full sample count, same cells; the same
-   rule on these numbers chooses the default and the pairing, and the
-   targets are checked on them.
+Cells: the exact-denoiser testbed trained at M = 32 (f0 = 3, alpha = 2.5), rows N = M
+and N = M/2 "pixel" and "image" without and with NoiseShift, columns Euler 4, 8, 16,
+32 and euler_ancestral 16; a candidate's FD ratio to guidance off per cell (the same
+sampling noise).
+1. Sweep (fewer samples): every candidate (mode x weight schedule x weight x offset /
+   pseudo-level). The rule (``bench/lib/guidance_sweep.py``): feasible = no cell more
+   than 5% worse and FD lower at 4, 8, 16 steps at N = M; the lowest geometric mean
+   among them, else the lowest worst cell. Applied to all cells ("default") and
+   without the N = M/2 rows lacking NoiseShift ("with NoiseShift"), per mode and over
+   all; the best of each go to section 2.
+2. Full set: the finalists on the full sample count; the same rule chooses the
+   default and the pairing, and the targets are judged on them.
 What the extra branch costs per step: ``bench/guidance_cost.py``.
-
-Seeds (``bench/lib/seeds.py``): calibration data and search noise as in
-``bench/noiseshift.py``; the FD samples of every cell and candidate share the
-sampling seed, so a ratio compares the same initial noise (and, for
-euler_ancestral, the same ancestral noise). Shared helpers: ``bench/lib/``.
 """
 
 from __future__ import annotations
@@ -52,11 +32,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
-from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
-from bench.lib.host import node_class
+from bench.lib import figures, testbed
+from bench.lib.calibration import Nodes, guidance, noiseshift_calibration, private_store
+from bench.lib.guidance_sweep import candidate_grid, describe, geomean, rank, worst_cell
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import SAMPLE_SEED
@@ -83,20 +65,6 @@ CASES = [
 ]
 
 
-def _grid(spec: dict) -> list[dict]:
-    """Candidates: per mode, every (schedule, weight) with every value of its parameter."""
-    out = []
-    for mode, m in spec.items():
-        for schedule in ("per step size", "constant"):
-            for w in m[schedule]:
-                for v in m.get("values", (None,)):
-                    c = {"mode": mode, "schedule": schedule, "weight": w}
-                    c["offset"] = v if mode == "offset" else 1.0
-                    c["pseudo_level"] = v if mode == "pseudo-level" else 1.0
-                    out.append(c)
-    return out
-
-
 FULL = {
     "spectra": [(3.0, 2.5)],
     "cal_count": 64,
@@ -107,7 +75,7 @@ FULL = {
     # for small offsets what matters is about weight x offset (a first full run with
     # offsets 0.5, 1, 2 gave the same ratios, within 1%, at equal products), so two
     # offsets and a log-spaced weight list cover it; negative weights test the other sign
-    "candidates": _grid(
+    "candidates": candidate_grid(
         {
             "offset": {
                 "values": (0.5, 2.0),
@@ -134,7 +102,7 @@ QUICK = {
     "samples": 64,
     "columns": [COLUMNS[0], COLUMNS[2], COLUMNS[4]],
     "cases": [CASES[0], CASES[3], CASES[4]],
-    "candidates": _grid(
+    "candidates": candidate_grid(
         {
             "offset": {"values": (0.5, 2.0), "per step size": (0.5, 4.0), "constant": (0.03,)},
             "estimated": {"per step size": (0.5,), "constant": (0.03,)},
@@ -147,41 +115,9 @@ SETS = ("default", "with NoiseShift")
 MODES = ("any", "offset", "estimated", "pseudo-level")
 
 
-def describe(c: dict) -> str:
-    param = {"offset": f"offset {c['offset']:g}", "pseudo-level": f"level {c['pseudo_level']:g}"}
-    extra = param.get(c["mode"], "")
-    sched = "/step" if c["schedule"] == "per step size" else "const"
-    return f"{c['mode']} w={c['weight']:g} {sched}" + (f" {extra}" if extra else "")
-
-
-def geomean(values) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def worst_cell(r: dict, cells: list):
-    return max(cells, key=lambda k: r[k])
-
-
-def rank(ratios, cells, help_cells):
-    """Indices ordered by the selection rule of section 1 over `cells`, with feasibility.
-
-    Feasible (no cell above WORSE, lower FD at every help cell) first, by
-    geometric-mean ratio; then the infeasible, by worst-cell ratio."""
-    scored = []
-    for i, r in enumerate(ratios):
-        vals = [r[k] for k in cells]
-        ok = max(vals) <= WORSE and all(r[k] < 1 for k in help_cells)
-        scored.append((not ok, geomean(vals) if ok else max(vals), geomean(vals), i))
-    return [(i, not bad) for bad, _, _, i in sorted(scored)]
-
-
 def guided(model, c: dict):
     """`model` through the pack's Noise Awareness Guidance node with candidate `c`."""
-    node = node_class("NoiseAwarenessGuidance")()
-    (patched,) = node.apply(
-        model, c["weight"], c["mode"], c["offset"], c["pseudo_level"], c["schedule"], 1.0, 0.0
-    )
-    return patched
+    return guidance(model, c["weight"], c["mode"], c["offset"], c["pseudo_level"], c["schedule"])
 
 
 def lacking_ns(cfg: dict) -> str:
@@ -255,7 +191,8 @@ class Bench:
                 idx = [i for i in indices if mode == "any" or cands[i]["mode"] == mode]
                 if not idx:
                     continue
-                ranked = rank([ratios[i] for i in idx], self.set_cells(set_name), self.help_cells)
+                cells = self.set_cells(set_name)
+                ranked = rank([ratios[i] for i in idx], cells, self.help_cells, WORSE)
                 out[(set_name, mode)] = [(idx[j], ok) for j, ok in ranked]
         return out
 
@@ -583,89 +520,24 @@ def equal_nfe_row(res: dict, sweep_plain: dict, strong: dict, label: str, k: int
     ]
 
 
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- main
 
 
 def plots(b: Bench, run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     written = []
     if run.data.get("sweep"):
-        written.append(plot_sweep(plt, b, run.data["sweep"]))
+        panels = [
+            (b.cells, "all cells"),
+            (b.ns_cells, f"without {lacking_ns(b.cfg)} rows lacking NoiseShift"),
+        ]
+        written.append(figures.guidance_sweep(run, run.data["sweep"], panels, WORSE, geomean))
     if b.full_shown:
-        written.append(plot_finalists(plt, b))
+        finalists, ratios, tag = b.full_shown
+        cands = b.cfg["candidates"]
+        grid = np.array([[ratios[i][c] for c in b.cells] for i in finalists])
+        names = [f"{tag[i]} {describe(cands[i])}" for i in finalists]
+        written.append(figures.guidance_finalists(run, b.cells, names, grid, WORSE))
     return written
-
-
-def plot_sweep(plt, b: Bench, sweep: dict) -> Path:
-    """Worst-cell against geometric-mean ratio of every candidate, all cells and NS set."""
-    import matplotlib.ticker
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    colors = {"offset": "C0", "estimated": "C1", "pseudo-level": "C2"}
-    markers = {"per step size": "o", "constant": "^"}
-    for ax, cells, title in (
-        (axes[0], b.cells, "all cells"),
-        (axes[1], b.ns_cells, f"without {lacking_ns(b.cfg)} rows lacking NoiseShift"),
-    ):
-        for c in sweep["candidates"]:
-            r = [c["ratios"][k] for k in cells]
-            color, marker = colors[c["mode"]], markers[c["schedule"]]
-            ax.scatter(geomean(r), max(r), color=color, marker=marker, s=18)
-        ax.axhline(WORSE, color="0.5", linestyle="--")
-        ax.axvline(1.0, color="0.5", linestyle=":")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("geometric-mean FD ratio (guided / off)")
-        ax.set_ylabel("worst-cell FD ratio")
-        ax.set_title(title, fontsize=9)
-    handles = [
-        plt.Line2D([], [], color=v, marker="o", linestyle="", label=k) for k, v in colors.items()
-    ] + [plt.Line2D([], [], color="k", marker=v, linestyle="", label=k) for k, v in markers.items()]
-    axes[0].legend(handles=handles, fontsize=8)
-    fig.suptitle(f"Guidance sweep ({sweep['samples']} samples per cell)")
-    fig.tight_layout()
-    return save(plt, fig, b.run.out / "guidance_sweep.png")
-
-
-def plot_finalists(plt, b: Bench) -> Path:
-    """The finalists' ratio per cell, log2 colour scale; bold over WORSE."""
-    import numpy as np
-
-    finalists, ratios, tag = b.full_shown
-    cands = b.cfg["candidates"]
-    grid = np.array([[ratios[i][c] for c in b.cells] for i in finalists])
-    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(b.cells)), 1.2 + 0.5 * len(grid)))
-    im = ax.imshow(np.log2(grid), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
-    for (y, x), v in np.ndenumerate(grid):
-        weight = "bold" if v > WORSE else "normal"
-        ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=6, fontweight=weight)
-    ax.set_xticks(range(len(b.cells)))
-    ax.set_xticklabels([f"{a}, {c}" for a, c in b.cells], fontsize=6, rotation=90)
-    ax.set_yticks(range(len(finalists)))
-    ax.set_yticklabels([f"{tag[i]} {describe(cands[i])}" for i in finalists], fontsize=7)
-    cbar = fig.colorbar(im, ax=ax)
-    cbar.set_label("log2 FD ratio to guidance off")
-    ax.set_title(
-        f"Finalists on the full set ({b.cfg['samples']} samples); bold: > {WORSE}x", fontsize=9
-    )
-    fig.tight_layout()
-    return save(plt, fig, b.run.out / "guidance_fd_ratio.png")
-
-
-def save(plt, fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# --------------------------------------------------------------------------- main
 
 
 def main(argv=None) -> int:

@@ -48,9 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 
 from bench.lib import reference, testbed
+from bench.lib.apply_models import apply_model
 from bench.lib.calibration import Nodes, calibrate_as_node, node_search_mode, private_store
+from bench.lib.dead_leaves import FLOOR_SEED, M_FILE, TRUE_SEED
 from bench.lib.report import fmt, print_section, print_table, spectrum_name
-from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
@@ -62,8 +64,6 @@ from noise_calibration.noisecal_host.testing import sampling
 
 WEIGHTS = held_out_check.GUIDANCE_WEIGHTS
 OFFSET = held_out_check.GUIDANCE_OFFSET
-DEAD_LEAVES = ROOT / "models" / "reference" / "sd3_dead_leaves_m32.safetensors"
-TRUE_SEED, FLOOR_SEED = 7001, 7002  # as bench/dead_leaves.py
 CASES = [("N=32", "image", M), ("N=16 image", "image", M // 2), ("N=16 pixel", "pixel", M // 2)]
 
 FULL = {
@@ -98,11 +98,6 @@ def calibrate_cell(model, latents, sigmas, positive=None) -> dict:
     ]
 
 
-def applied(nodes: Nodes, model, record: dict):
-    (patched,) = nodes.node("Apply").apply(model, 1.0, "error", "", calibration=[record])
-    return patched
-
-
 def judge(cell: dict) -> dict:
     fd, floor = cell["fd"], cell["fd_floor"]
     off = fd["off"]
@@ -121,10 +116,12 @@ def judge(cell: dict) -> dict:
 def measure_cell(nodes: Nodes, model, record: dict, fd_of, floor: float) -> dict:
     t0 = time.perf_counter()
     guidance = record["check"]["guidance"]
-    fd = {"off": fd_of(applied(nodes, model, with_weight(record, 0.0)))}
+    fd = {"off": fd_of(apply_model(nodes, model, with_weight(record, 0.0)))}
     for w in WEIGHTS:
-        fd[held_out_check.guidance_name(w)] = fd_of(applied(nodes, model, with_weight(record, w)))
-    as_written = fd_of(applied(nodes, model, record))
+        fd[held_out_check.guidance_name(w)] = fd_of(
+            apply_model(nodes, model, with_weight(record, w))
+        )
+    as_written = fd_of(apply_model(nodes, model, record))
     chosen = (
         fd["off"]
         if guidance["weight"] == 0
@@ -205,7 +202,7 @@ def section_dead_leaves(b) -> None:
         f"3. Dead-leaves network (sd3_dead_leaves_m32; {o['cal_count']} calibration latents; "
         "patch SWD decides, floor: two true sets)"
     )
-    model = comfy.sd.load_diffusion_model(str(DEAD_LEAVES))
+    model = comfy.sd.load_diffusion_model(str(M_FILE))
     positive = zero_conditioning(model)
     cells = []
     for n, samples in o["cases"]:

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 from bench.lib import testbed
-from bench.lib.host import node_class
+from bench.lib.calibration import guidance
 from bench.lib.report import print_section, print_table
 from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import TIMING_SEED
@@ -73,9 +73,7 @@ MODELS = {
 
 def guided(model, mode: str):
     """`model` through the pack's Noise Awareness Guidance node."""
-    node = node_class("NoiseAwarenessGuidance")()
-    (patched,) = node.apply(model, 0.1, mode, 1.0, 1.0, "constant", 1.0, 0.0)
-    return patched
+    return guidance(model, 0.1, mode)
 
 
 def separate_call(model):

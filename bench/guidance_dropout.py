@@ -41,8 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.dead_leaves import FLOOR_SEED, M_FILE, POWER_SEED, TRUE_SEED, TrueSets, load, sample
-from bench.lib.host import node_class
+from bench.lib.calibration import guidance
+from bench.lib.dead_leaves import FLOOR_SEED, M_FILE, POWER_SEED, TRUE_SEED, TrueSets, load, sample
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import SAMPLE_SEED
@@ -66,10 +66,7 @@ QUICK = {"ns": (32, 16), "samples": {32: 12, 16: 24}}
 
 def guided(model, w: float):
     """The guidance node at weight w, pseudo-level mode (w = 0: the model unchanged)."""
-    (patched,) = node_class("NoiseAwarenessGuidance")().apply(
-        model, w, "pseudo-level", 1.0, PSEUDO_LEVEL, "constant", 1.0, 0.0
-    )
-    return patched
+    return guidance(model, w, "pseudo-level", pseudo_level=PSEUDO_LEVEL)
 
 
 def uncapped(model, w: float):

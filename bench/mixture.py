@@ -45,8 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 import torch
 
-from bench.apply import CANDIDATES, apply_model, calibrate_joint, candidate_model, guidance_weight
 from bench.lib import testbed
+from bench.lib.apply_models import (
+    CANDIDATES,
+    apply_model,
+    calibrate_joint,
+    candidate_model,
+    guidance_weight,
+)
 from bench.lib.calibration import Nodes, private_store, with_both_tables
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections

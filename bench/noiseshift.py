@@ -1,63 +1,46 @@
 """NoiseShift benchmark: quality, transfer, search cost and sampling overhead.
 
-Run from the repository root::
+    .venv/bin/python bench/noiseshift.py [--quick] [--out DIR] [--threads N]
 
-    .venv/bin/python bench/noiseshift.py            # full run (a few minutes, 2 cores)
-    .venv/bin/python bench/noiseshift.py --quick    # smoke run (< 1 minute)
-    .venv/bin/python bench/noiseshift.py --out DIR  # plots + JSON go to DIR (default out/bench)
+Not a test: each target prints PASS or MISS (bench/README.md, docs/results-noiseshift.md).
+Calibration through ``noisecal_host.calibrate.run_search`` (inside a ComfyUI sampler
+on the MODEL), sampling through KSampler, NoiseShift through the pack's node with
+the calibration record connected.
 
-Not a test: nothing here fails the run. Each target prints PASS or MISS.
-
-Everything runs through ComfyUI's own code (the host from
-``noisecal_host.host``): calibration through ``noisecal_host.calibrate.run_search``
-(the search runs inside a ComfyUI sampler on the MODEL), sampling through
-``comfy.sample.sample`` (KSampler), NoiseShift applied with the pack's
-NoiseShift node and a connected calibration record.
-
-Sections (docs/design.md sections 2.1 and 5):
-
-1. Testbed quality. The exact-denoiser testbed "trained" at M (32), sampled
-   at N = M, M/2, M/4 (two spectra, both mismatch variants, 20 Euler steps,
-   "simple"): FD of plain / NoiseShift / native (exact denoiser for N), the
-   gap closed and the FD estimator's noise floor.
-2. Transfer. Calibrated at 20 simple Euler steps, applied at 10 and 40 steps,
-   with the "beta" and "normal" schedulers and with dpmpp_2m; "recal" is a
-   calibration made at the target schedule itself, for comparison.
-3. Search cost. Grid (the paper's coarse-to-fine search) against fast (ours):
-   network evaluations (NFE), wall time and the total one-step error, plus an
-   exhaustive check of single steps (``noisecal.noiseshift_search.step_errors`` on a
-   dense candidate list).
-4. Overhead. Sampling wall time with NoiseShift (a real calibration record
-   for that resolution) against the unpatched model on tiny SD3 and tiny Flux,
-   interleaved repeats, medians; the level function is profiled per call.
-
-Seeds: ``bench/lib/seeds.py``. Shared helpers: ``bench/lib/``.
+Sections and judges:
+1. Quality: the exact-denoiser testbed trained at M = 32, sampled at N = M, M/2,
+   M/4 (two spectra, both mismatch variants, 20 simple Euler steps): FD plain /
+   NoiseShift / native, gap closed, noise floor. S1: at N = M the shift stays
+   within 0.01; below M NoiseShift closes at least half the gap.
+2. Transfer: the 20-step calibration applied at 10 and 40 steps, with "beta",
+   "normal" and dpmpp_2m; "recal" calibrates at the target schedule itself.
+3. Search cost: grid (the paper's) against fast: NFE, wall time, total one-step
+   error (S3: 5x fewer NFE, at most 1% more error); the exhaustive check of single
+   steps (``bench/lib/search_check.py``).
+4. Overhead: sampling wall time with NoiseShift against the unpatched model on
+   tiny SD3 and Flux, interleaved repeats, the level function per call (S4: <= 3%).
+Seeds: ``bench/lib/seeds.py``.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
-from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
+from bench.lib import figures, search_check, testbed
+from bench.lib.calibration import Nodes, noiseshift_calibration, private_store, synthetic_record
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
-from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
-from bench.lib.timing import TimedSampler, interleaved, per_call_us, ratios, timestep_in_sample
-from noise_calibration.noisecal import calibration_record, noiseshift_search, sigma_hat_curve
-from noise_calibration.noisecal.testing.testbed import ExactDenoiser
-from noise_calibration.noisecal_host.fingerprint import checkpoint_key
+from bench.lib.timing import TimedSampler, interleaved, level_profile, ratios
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
 FULL = {
@@ -99,16 +82,10 @@ FULL = {
     },
 }
 QUICK = {
+    **FULL,
     "spectra": [(3.0, 2.5)],
-    "variants": ["pixel", "image"],
-    "resolutions": [M, M // 2, M // 4],
-    "cal_count": 64,
     "samples": 256,
-    "transfer": [
-        ("10 steps", 10, "euler", "simple"),
-        ("beta", 20, "euler", "beta"),
-        ("dpmpp_2m", 20, "dpmpp_2m", "simple"),
-    ],
+    "transfer": [FULL["transfer"][i] for i in (0, 2, 4)],
     "transfer_resolutions": [M // 2],
     "transfer_spectra": 1,
     "cost_cases": [(0, "image", M // 2), (0, "pixel", M // 4)],
@@ -116,13 +93,8 @@ QUICK = {
     "exhaustive_steps": [0, 10],
     "tiny_cost": False,
     "overhead": {
-        "latent": 32,
-        "batch": 4,
-        "steps": 10,
-        "repeats": 4,
-        "warmup": 1,
-        "calibrate": False,
-        "timeit_reps": 100,
+        **FULL["overhead"],
+        **{"steps": 10, "repeats": 4, "warmup": 1, "calibrate": False, "timeit_reps": 100},
     },
 }
 
@@ -452,63 +424,13 @@ def judge_cost(run: Run, cases: list[dict]) -> None:
         )
 
 
-def direct_denoise(denoiser):
-    """The testbed's denoise as ComfyUI forms it (velocity at the told level, true sigma)."""
-
-    def denoise(x, sigma, sigma_cond):
-        v = denoiser.velocity(x, sigma_cond)
-        return x - sigma.to(x.dtype).reshape(-1, 1, 1, 1) * v
-
-    return denoise
-
-
-DENSE = [i / 1000 for i in range(1001)]
-
-
 def exhaustive_case(b: Bench, key, i: int) -> dict:
     """Step i of a section 3 search against a dense scan of the same one-step error."""
     si, variant, n = key
-    sp = b.spectra[si]
     out, x0, sigmas = b.cost_results[key]
-    denoise = direct_denoise(ExactDenoiser(sp, M, variant))
-    levels = [float(v) for v in sigmas]
-
-    def errs(cands):
-        return noiseshift_search.step_errors(
-            denoise, x0, levels[i], levels[i + 1], cands, seed=SEARCH_SEED, max_batch=512
-        )
-
-    e_dense = errs(DENSE)
-    per_mode = {mode: exhaustive_mode(errs, e_dense, out[mode][0], i) for mode in ("grid", "fast")}
-    _, c_glob = min(zip(e_dense, DENSE, strict=True))
-    return {
-        "case": f"{spectrum_name(sp)} {variant} N={n}",
-        "step": i,
-        "sigma": levels[i],
-        "global_best_dense": c_glob,
-        "error_plain": errs([levels[i]])[0],
-        **per_mode,
-    }
-
-
-def exhaustive_mode(errs, e_dense, res, i: int) -> dict:
-    """The exhaustive optimum within the mode's allowed range [0, previous sigma_hat]."""
-    upper = 1.0 if i == 0 else res.sigma_hat[i - 1]
-    allowed = [(e, c) for e, c in zip(e_dense, DENSE, strict=True) if c <= upper]
-    _, c_best = min(allowed)
-    fine = sorted({min(max(c_best + k * 1e-4, 0.0), upper) for k in range(-20, 21)} | {upper})
-    e_fine = errs(fine)
-    e_star, c_star = min(zip(e_fine, fine, strict=True))
-    e_star = min(e_star, min(e for e, _ in allowed))
-    e_mode = errs([res.sigma_hat[i]])[0]
-    return {
-        "sigma_hat": res.sigma_hat[i],
-        "upper": upper,
-        "exhaustive_sigma_hat": c_star,
-        "exhaustive_error": e_star,
-        "error": e_mode,
-        "excess": e_mode / e_star - 1.0,
-    }
+    results = {mode: out[mode][0] for mode in ("grid", "fast")}
+    check = search_check.step_check(b.spectra[si], variant, x0, sigmas, i, results)
+    return {"case": f"{spectrum_name(b.spectra[si])} {variant} N={n}", **check}
 
 
 def exhaustive_table(cases: list[dict]) -> None:
@@ -571,17 +493,9 @@ def overhead_record(tm, sigmas, o) -> tuple[dict, str]:
             model, lat, sigmas, "fast", max_batch=32, positive=tm.conditioning(1)
         )
         return record, f"fast calibration ({res.nfe} NFE, {cal_s:.1f} s)"
-    record = calibration_record.make_record(
-        key=checkpoint_key(model),
-        image_size=(8 * w, 8 * h),
-        latent_size=(h, w),
-        parameterization="flow",
-        method="noiseshift-fast",
-        method_params={},
-        sigmas=[float(s) for s in sigmas[:-1]],
-        sigma_hat=[min(1.0, float(s) * 1.05) for s in sigmas[:-1]],
-        calibration_set={"count": 1, "source": "identity plus shift", "seed": 0},
-    )
+    levels = [float(s) for s in sigmas[:-1]]
+    shifted = [min(1.0, s * 1.05) for s in levels]
+    record = synthetic_record(model, w, levels, shifted, "identity plus shift")
     return record, "identity-plus-shift record"
 
 
@@ -596,7 +510,7 @@ def overhead_case(b: Bench, name: str, o: dict) -> dict:
     run = TimedSampler(lat, tm.conditioning(o["batch"]), o["steps"])
     times = interleaved(run, model, patched, o["repeats"], o["warmup"])
     r = ratios(times)
-    prof = profile_level(patched, model, sigmas, o, run)
+    prof = level_profile(patched, model, sigmas, o, run)
     prof["estimated_overhead"] = (prof["in_sample_patched_ms"] - prof["in_sample_plain_ms"]) / (
         1000 * r["median_plain_s"]
     )
@@ -654,160 +568,11 @@ def overhead_tables(o: dict, cases: list[dict]) -> None:
     )
 
 
-def bare_interpolations(s_list, h_list, sigma):
-    """Interpolation on prebuilt knots, in torch and in numpy (what a validated map costs)."""
-    pairs = sorted(zip(s_list, h_list, strict=True))
-    kx = torch.tensor([0.0] + [p[0] for p in pairs], dtype=torch.float64)
-    ky = torch.tensor([0.0] + [p[1] for p in pairs], dtype=torch.float64)
-    kx_np, ky_np = kx.numpy(), ky.numpy()
-
-    def bare():
-        q = sigma.to(torch.float64)
-        i = torch.searchsorted(kx, q).clamp(1, len(kx) - 1)
-        t = (q - kx[i - 1]) / (kx[i] - kx[i - 1])
-        return (ky[i - 1] + t * (ky[i] - ky[i - 1])).to(sigma.dtype)
-
-    def bare_numpy():
-        q = np.interp(sigma.numpy().astype(np.float64), kx_np, ky_np)
-        return torch.from_numpy(q).to(sigma.dtype)
-
-    return bare, bare_numpy
-
-
-def profile_level(patched, model, sigmas, o, run) -> dict:
-    """timestep() inside a real sample (calls, total time) and per-call microbenchmarks."""
-    ms_p = patched.get_model_object("model_sampling")
-    ms_0 = model.get_model_object("model_sampling")
-    resolver = ms_p.level_fns[0]
-    plain_situ = timestep_in_sample(run, model)
-    patched_situ = timestep_in_sample(run, patched)
-    hw = (o["latent"], o["latent"])
-    sigma = torch.full((o["batch"],), float(sigmas[5]))
-    ms_p.latent_hw = hw
-    s_list, h_list = resolver.map_for(hw).curves[0]
-    bare, bare_numpy = bare_interpolations(s_list, h_list, sigma)
-    reps = o["timeit_reps"]
-    plain_us = per_call_us(lambda: ms_0.timestep(sigma), reps)
-    patched_us = per_call_us(lambda: ms_p.timestep(sigma), reps)
-    return {
-        "calls_per_sample": patched_situ["n"],
-        "plain_calls_per_sample": plain_situ["n"],
-        "in_sample_plain_ms": 1000 * plain_situ["s"],
-        "in_sample_patched_ms": 1000 * patched_situ["s"],
-        "plain_timestep_us": plain_us,
-        "patched_timestep_us": patched_us,
-        "extra_us_per_call": patched_us - plain_us,
-        "resolver_us": per_call_us(lambda: resolver(sigma, hw), reps),
-        "interp_us": per_call_us(
-            lambda: sigma_hat_curve.interp_sigma_hat(s_list, h_list, sigma, max_level=1.0),
-            reps,
-        ),
-        "interp_cached_us": per_call_us(bare, reps),
-        "interp_numpy_us": per_call_us(bare_numpy, reps),
-    }
-
-
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- main
 
 
 def plots(run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    if run.data.get("quality"):
-        written.append(plot_sigma_hat(plt, run.data["quality"], run.out))
-        written.append(plot_quality_fd(plt, run.data["quality"], run.out))
-    if run.data.get("transfer"):
-        written.append(plot_transfer(plt, run.data["transfer"], run.out))
-    return written
-
-
-def save(plt, fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_sigma_hat(plt, cases, out: Path) -> Path:
-    """sigma_hat and the shift against sigma, one column per spectrum and variant."""
-    groups = list(dict.fromkeys((c["spectrum"], c["variant"]) for c in cases))
-    fig, axes = plt.subplots(2, len(groups), figsize=(4 * len(groups), 7), squeeze=False)
-    for j, g in enumerate(groups):
-        top, bottom = axes[0][j], axes[1][j]
-        top.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="identity")
-        bottom.axhline(0, color="0.6", linestyle="--")
-        for c in cases:
-            if (c["spectrum"], c["variant"]) != g:
-                continue
-            top.plot(c["sigmas"], c["sigma_hat"], marker="o", ms=3, label=f"N={c['N']}")
-            shift = [h - s for s, h in zip(c["sigmas"], c["sigma_hat"], strict=True)]
-            bottom.plot(c["sigmas"], shift, marker="o", ms=3, label=f"N={c['N']}")
-        top.set_title(f"{g[0]}, {g[1]} (M={M})")
-        top.set_xlabel("sigma")
-        top.set_ylabel("sigma_hat")
-        bottom.set_xlabel("sigma")
-        bottom.set_ylabel("sigma_hat - sigma")
-        top.legend(fontsize=8)
-    fig.tight_layout()
-    return save(plt, fig, out / "noiseshift_sigma_hat.png")
-
-
-def plot_quality_fd(plt, cases, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(cases)), 4.5))
-    x = list(range(len(cases)))
-    width = 0.27
-    series = (("fd_plain", "plain"), ("fd_noiseshift", "NoiseShift"), ("fd_native", "native"))
-    for k, (key, name) in enumerate(series):
-        ax.bar([i + (k - 1) * width for i in x], [c[key] for c in cases], width, label=name)
-    ax.scatter(x, [c["fd_floor"] for c in cases], color="k", marker="_", s=300, label="FD floor")
-    ax.set_yscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"{c['spectrum']}\n{c['variant']} N={c['N']}" for c in cases], fontsize=7)
-    ax.set_ylabel("FD to the true field")
-    ax.set_title(f"Testbed FD, {settings()}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save(plt, fig, out / "noiseshift_fd.png")
-
-
-def plot_transfer(plt, tr, out: Path) -> Path:
-    panels = list(dict.fromkeys((c["spectrum"], c["variant"], c["N"]) for c in tr))
-    ncols = min(4, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
-    series = (
-        ("fd_plain", "plain"),
-        ("fd_noiseshift", f"NoiseShift ({CAL_STEPS}-step cal)"),
-        ("fd_recalibrated", "NoiseShift (recal)"),
-        ("fd_native", "native"),
-    )
-    width = 0.2
-    for j, key in enumerate(panels):
-        ax = axes[j // ncols][j % ncols]
-        rows = [c for c in tr if (c["spectrum"], c["variant"], c["N"]) == key]
-        x = list(range(len(rows)))
-        for k, (name, label) in enumerate(series):
-            vals = [c[name] if c[name] is not None else float("nan") for c in rows]
-            ax.bar([i + (k - 1.5) * width for i in x], vals, width, label=label)
-        ax.set_yscale("log")
-        ax.set_xticks(x)
-        ax.set_xticklabels([c["applied_at"] for c in rows], fontsize=7, rotation=30)
-        ax.set_title(f"{key[0]}, {key[1]}, N={key[2]}", fontsize=9)
-        if j % ncols == 0:
-            ax.set_ylabel("FD to the true field")
-    for j in range(len(panels), nrows * ncols):
-        axes[j // ncols][j % ncols].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.suptitle(f"Transfer of the {CAL_STEPS}-step {CAL_SCHEDULER} Euler calibration (M={M})")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return save(plt, fig, out / "noiseshift_transfer_fd.png")
-
-
-# --------------------------------------------------------------------------- main
+    return figures.noiseshift(run, M, settings(), f"{CAL_STEPS}-step {CAL_SCHEDULER}")
 
 
 def main(argv=None) -> int:

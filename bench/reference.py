@@ -70,15 +70,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import testbed
-from bench.lib.calibration import Nodes, make_record, private_store
+from bench.lib import figures, reference, testbed
+from bench.lib.calibration import Nodes, correction_calibration, private_store
 from bench.lib.report import fmt, pct, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
-from noise_calibration.noisecal.testing import metrics
-from noise_calibration.noisecal_host import calibrate, cli
-from noise_calibration.noisecal_host.model_info import zero_conditioning
-from noise_calibration.noisecal_host.testing import sampling
 
 STEPS = 20
 SCHEDULER = "simple"
@@ -118,26 +114,25 @@ class Bench:
 
     run: Run
     nodes: Nodes
-    ref: cli.Reference
-    load_s: float
-    positive: list  # the reference's zero conditioning
+    r: reference.Reference  # the network, its zero conditioning, its load time
     shifted: dict = field(default_factory=dict)  # N -> the NoiseShift-patched model
     cases: list = field(default_factory=list)
-
-    @classmethod
-    def load(cls, run: Run, nodes: Nodes) -> Bench:
-        t0 = time.perf_counter()
-        ref = cli.load_reference()
-        load_s = time.perf_counter() - t0
-        return cls(run, nodes, ref, load_s, zero_conditioning(ref.model))
 
     @property
     def cfg(self) -> dict:
         return self.run.cfg
 
     @property
+    def ref(self):
+        return self.r.ref
+
+    @property
     def model(self):
-        return self.ref.model
+        return self.r.model
+
+    @property
+    def positive(self) -> list:
+        return self.r.positive
 
     @property
     def m(self) -> int:
@@ -185,56 +180,10 @@ def calibrate_nlc(b: Bench, n: int, steps: int):
     latents: (calibration record, NoiseShift result, correction result, wall seconds)."""
     latents = field_latents(b, n, b.cfg["nlc"]["cal_count"])
     sigmas = testbed.sigmas(b.model, steps, SCHEDULER)
-    t0 = time.perf_counter()
-    res, corr = calibrate.run_search(
-        b.model,
-        latents,
-        sigmas,
-        positive=b.positive,
-        mode=SEARCH_MODE,
-        seed=SEARCH_SEED,
-        max_batch=b.cfg["max_batch"],
-        correction=NLC_SAMPLER,
-    )
-    wall = time.perf_counter() - t0
-    record = make_record(
-        b.model,
-        latents,
-        res,
-        wall,
-        method=f"noiseshift-{SEARCH_MODE}",
-        network_evaluations=res.nfe + corr.nfe,
-        correction=corr.to_record(),
+    res, corr, record, wall = correction_calibration(
+        b.model, latents, sigmas, NLC_SAMPLER, positive=b.positive, max_batch=b.cfg["max_batch"]
     )
     return record, res, corr, wall
-
-
-def reference_fd(b: Bench, model, n: int, count: int, steps: int = STEPS):
-    """FD to the true field at N = n of the reference (or a patch of it), and the
-    sampling wall time; samples go through the SD3 latent format first."""
-    lat = sampling.empty_latent(model, n, n, count)
-    t0 = time.perf_counter()
-    out = sampling.ksample(
-        model,
-        lat,
-        b.positive,
-        seed=SAMPLE_SEED,
-        steps=steps,
-        sampler_name=SAMPLER,
-        scheduler=SCHEDULER,
-    )
-    wall = time.perf_counter() - t0
-    out = model.model.process_latent_in(out)
-    return metrics.frechet_distance(out, b.ref.spectrum.power(n)), wall
-
-
-def native_fd(b: Bench, n: int, count: int, steps: int = STEPS) -> float:
-    """FD of the exact testbed denoiser for N = n on the same data and schedule."""
-    native = cli.reference_native(b.ref, n)
-    out = testbed.ksample_testbed(
-        native, n, count, steps=steps, sampler=SAMPLER, scheduler=SCHEDULER
-    )
-    return metrics.frechet_distance(out, b.ref.spectrum.power(n))
 
 
 # --------------------------------------------------------------------------- 1. NoiseShift
@@ -254,9 +203,9 @@ def noiseshift_case(b: Bench, factor: int) -> dict:
     record, cal_s = calibrate_noiseshift(b, n)
     b.shifted[n] = b.nodes.noiseshift(b.model, record)
     print(f"N = {n}: sampling {count} per model ...", flush=True)
-    fd_plain, t_plain = reference_fd(b, b.model, n, count)
-    fd_ns, t_ns = reference_fd(b, b.shifted[n], n, count)
-    fd_native = native_fd(b, n, count)
+    fd_plain, t_plain = reference.fd_timed(b.r, b.model, n, count)
+    fd_ns, t_ns = reference.fd_timed(b.r, b.shifted[n], n, count)
+    fd_native = reference.native_fd(b.r, n, count)
     case = {
         "N": n,
         "samples": count,
@@ -395,7 +344,7 @@ def nlc_cell(b: Bench, factor: int, steps: int) -> dict:
     record, res, corr, wall = calibrate_nlc(b, n, steps)
     patched = b.nodes.nlc(b.model, record)
     print(f"N = {n}, {steps} steps: sampling {count} per model ...", flush=True)
-    fd_nlc, t_nlc = reference_fd(b, patched, n, count, steps)
+    fd_nlc, t_nlc = reference.fd_timed(b.r, patched, n, count, steps)
     fd_plain, fd_ns, fd_native, reused = nlc_comparisons(b, n, count, steps)
     cell = {
         "N": n,
@@ -434,9 +383,9 @@ def nlc_comparisons(b: Bench, n: int, count: int, steps: int):
     if steps == STEPS and n in first:
         c = first[n]
         return c["fd_plain"], c["fd_noiseshift"], c["fd_native"], True
-    fd_plain, _ = reference_fd(b, b.model, n, count, steps)
-    fd_ns, _ = reference_fd(b, b.shifted[n], n, count, steps)
-    return fd_plain, fd_ns, native_fd(b, n, count, steps), False
+    fd_plain, _ = reference.fd_timed(b.r, b.model, n, count, steps)
+    fd_ns, _ = reference.fd_timed(b.r, b.shifted[n], n, count, steps)
+    return fd_plain, fd_ns, reference.native_fd(b.r, n, count, steps), False
 
 
 def print_nlc_cell(c: dict) -> None:
@@ -497,78 +446,11 @@ def judge_nlc(run: Run, cells: list[dict]) -> None:
     )
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def plots(run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases, ref = run.data["cases"], run.data["reference"]
-    return [plot_sigma_hat(plt, cases, ref, run.out), plot_fd(plt, cases, run.out)]
-
-
-def save(plt, fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_sigma_hat(plt, cases, ref: dict, out: Path) -> Path:
-    """sigma_hat and the shift against sigma, one line per N."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True)
-    hi = max(max(c["sigmas"]) for c in cases)
-    top.plot([0, hi], [0, hi], color="0.6", linestyle="--", label="identity")
-    bottom.axhline(0.0, color="0.6", linestyle="--")
-    for c in cases:
-        shifts = [h - s for s, h in zip(c["sigmas"], c["sigma_hat"], strict=True)]
-        top.plot(c["sigmas"], c["sigma_hat"], marker="o", markersize=3, label=f"N={c['N']}")
-        bottom.plot(c["sigmas"], shifts, marker="o", markersize=3, label=f"N={c['N']}")
-    top.set_ylabel("sigma_hat (told to the network)")
-    top.set_title(
-        f"Reference SD3 (M={ref['train_res']}, shift {ref['shift']:g}): NoiseShift levels"
-    )
-    top.legend(fontsize=8)
-    bottom.set_xlabel("sigma (trajectory)")
-    bottom.set_ylabel("sigma_hat - sigma")
-    bottom.legend(fontsize=8)
-    fig.tight_layout()
-    return save(plt, fig, out / "reference_sigma_hat.png")
-
-
-def plot_fd(plt, cases, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    x = list(range(len(cases)))
-    width = 0.27
-    series = (("fd_plain", "plain"), ("fd_noiseshift", "NoiseShift"), ("fd_native", "native"))
-    for k, (key, name) in enumerate(series):
-        ax.bar([i + (k - 1) * width for i in x], [c[key] for c in cases], width, label=name)
-    ax.scatter(x, [c["fd_floor"] for c in cases], color="k", marker="_", s=300, label="FD floor")
-    ax.set_yscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"N={c['N']}" for c in cases])
-    ax.set_ylabel("FD to the true field")
-    ax.set_title(f"Reference SD3, {STEPS} {SAMPLER.capitalize()} steps ({SCHEDULER})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save(plt, fig, out / "reference_fd.png")
-
-
 # --------------------------------------------------------------------------- main
 
 
-def reference_info(b: Bench) -> dict:
-    """The reference network, as the results JSON records it."""
-    return {
-        "file": b.ref.path.name,
-        "sha256": b.ref.sidecar.get("sha256"),
-        "train_res": b.m,
-        "shift": b.ref.shift,
-        "spectrum": b.ref.sidecar["data"]["spectrum"],
-        "load_s": b.load_s,
-    }
+def plots(run: Run) -> list[Path]:
+    return figures.reference(run, f"{STEPS} {SAMPLER.capitalize()} steps ({SCHEDULER})")
 
 
 def main(argv=None) -> int:
@@ -576,12 +458,12 @@ def main(argv=None) -> int:
     run = Run.start(args, FULL, QUICK)
     # the Calibrate node writes its files to a private store, away from the user's
     with tempfile.TemporaryDirectory(prefix="reference-bench-") as folder:
-        b = Bench.load(run, Nodes(private_store(folder)))
+        b = Bench(run, Nodes(private_store(folder)), reference.load())
         describe_run(args.quick, f"; model {b.ref.path.name}")
         timings = run_sections(
             (("noiseshift", lambda: section_noiseshift(b)), ("nlc", lambda: section_nlc(b)))
         )
-        run.data["reference"] = reference_info(b)
+        run.data["reference"] = reference.info(b.r)
         seeds = {"calibration_data": CAL_DATA_SEED, "search": SEARCH_SEED, "sampling": SAMPLE_SEED}
         return finish(run, "reference", timings, plots, seeds)
 

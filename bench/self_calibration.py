@@ -1,94 +1,73 @@
 """Self-calibration benchmark: NoiseShift calibrated from data the model generates
 itself, against the same calibration from true data.
 
-Run from the repository root::
+    .venv/bin/python bench/self_calibration.py [--quick] [--out DIR] [--threads N]
 
-    .venv/bin/python bench/self_calibration.py            # full run (about 8 minutes, 2 cores)
-    .venv/bin/python bench/self_calibration.py --quick    # smoke run (under a minute)
-    .venv/bin/python bench/self_calibration.py --out DIR  # plots + JSON go to DIR (default out/bench)
+Not a test: each target prints PASS or MISS (bench/README.md,
+docs/results-self-calibration.md). The Calibrate node's data = "self-generate"
+samples the model at its native size and brings the set to the target
+(``noisecal_host.self_calibration.to_target``; without a VAE in latent space by
+``noisecal.resize.resize_latents``); the sets and the node runs: ``bench/lib/calibration_sets.py``.
 
-Not a test: nothing here fails the run. Each target prints PASS or MISS.
+Sections:
+1. Testbed trained at M = 32 (the two spectra of ``bench/noiseshift.py``, "pixel"
+   and "image"), N = M/2 and M/4: true fields at N against the generated set (20
+   dpmpp_2m steps at M, seed 2002, one set per model for every N) brought to N,
+   and without the spread rescale; the same fast NoiseShift search, the pack's
+   node at N (512 samples), gap closed against the native exact denoiser.
+   Diagnostics (full run): true fields at M resized, 50 generation steps, area or
+   Fourier-crop resize, euler generation; each set's statistics against the true data.
+2. The reference network at N = 16 through the Calibrate node, as ``bench/reference.py``
+   runs it: a LATENT of true field samples against data = "self-generate".
+3. The combined table with the network evaluations of generation and calibrations.
 
-The Calibrate node can make its own calibration data (data = "self-generate"):
-the model samples `count` images at its native size, where it is good, and
-they are brought to the target size; for a model without a VAE the latents are
-resized in latent space (``noisecal.resize.resize_latents``: the ideal
-low-pass by DCT-II truncation, then each channel's spread around its mean
-set back to the native set's). This measures what that costs in quality against calibrating
-from true data at the target size, with the same sample counts.
-
-1. Testbed. The exact-denoiser testbed trained at M = 32 (the two spectra of
-   ``bench/noiseshift.py``, "pixel" and "image"), N = M/2 and M/4. True data:
-   ``testbed.cal_latents`` at N (64 fields, seed 1001). Self-generated:
-   ``noisecal_host.self_calibration.generate`` at M (256 px; 64 samples, 20
-   dpmpp_2m steps, "simple", cfg 1, the testbed conditioning, seed 2002: the
-   Calibrate node's seed, which it uses for generation and search alike),
-   then ``to_target(..., vae=None)`` to N. One set per model serves both N,
-   as the node's cache does. Both go through the same fast NoiseShift search
-   (``bench/lib/calibration.noiseshift_calibration``, 20 Euler steps,
-   "simple", search seed 2002); the pack's NoiseShift node samples at N
-   (512 samples, seed 3003, KSampler path) and gap closed is measured
-   against the native exact denoiser at N. Extra row per case: the
-   generated set resized without the spread rescale (plain
-   ``center_crop_resize``). Diagnostics (full run): where the difference
-   comes from (true fields at M through the pack's resize: the resize alone;
-   50 generation steps; area or Fourier-crop resize with the same rescale),
-   and how close each set is to the true data at N (per-channel std, RAPSD,
-   FD of the set itself to the true field).
-2. Reference model. ``models/reference/sd3_gaussian_field_m32.safetensors``
-   (tiny SD3 trained at M = 32, shift 3, zero conditioning), as
-   ``bench/reference.py`` runs it: the Calibrate node at N = 16 on true field
-   samples given as a LATENT, and the same node with data = "self-generate"
-   (native 256 x 256, 20 dpmpp_2m steps, "simple", cfg 1), each with mode
-   "recalibrate" (reuse would hand back the first calibration: same size,
-   steps and count); FD of 128 KSampler samples through the SD3 latent
-   format against the true field, gap closed against the exact denoiser for
-   N with the same shift-3 schedule. Full run also, each given to the node
-   as a LATENT: the generated set without the rescale, with the area resize
-   and the rescale, and true fields at M through the pack's resize.
-
-Target (the issue): gap closed from self-generated data within 5 points of
-the true-data calibration's, in every case. Network evaluations (NFE, one
-latent through the network, counted with a forward hook) of the generation
-are reported next to the calibration's.
-
-Seeds: ``bench/lib/seeds.py``. Shared helpers: ``bench/lib/``.
+Judges: SC1 (testbed) and SC2 (reference): the self-generated calibration's gap
+closed within 5 points of the true-data one (no-rescale rows are diagnostics).
+Seeds: ``bench/lib/seeds.py``.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
-from bench.lib import reference, testbed
+from bench.lib import figures, reference, testbed
 from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
+from bench.lib.calibration_sets import (
+    DATA_HEADER,
+    GEN_CFG,
+    GEN_SAMPLER,
+    GEN_SCHEDULER,
+    GEN_SEED,
+    GEN_STEPS,
+    Generated,
+    area_resize,
+    calibrate_node,
+    data_row,
+    data_stats,
+    fourier_crop,
+    generate,
+    generation_settings,
+    node_generated_set,
+    self_generated_node,
+    spread_like,
+)
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
-from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
+from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
 from noise_calibration.noisecal.resize import center_crop_resize, resize_latents
-from noise_calibration.noisecal.spectra import rapsd
-from noise_calibration.noisecal.testing import metrics
 from noise_calibration.noisecal_host import self_calibration
-from noise_calibration.noisecal_host.fingerprint import checkpoint_key
 from noise_calibration.noisecal_host.testing.testbed_model import make_testbed_conditioning
 
 SEARCH_MODE = "fast"
-GEN_STEPS = 20  # the Calibrate node's default generation_steps
-GEN_CFG = 1.0
-GEN_SAMPLER = "dpmpp_2m"
-GEN_SCHEDULER = "simple"
-GEN_SEED = SEARCH_SEED  # the Calibrate node generates and searches with its one seed
 DIFF_TARGET = 0.05  # |gap closed (self) - gap closed (true)| <= 5 points
 
 # The calibration sets of a testbed case: key -> label. The first three are
@@ -121,25 +100,12 @@ FULL = {
     },
 }
 QUICK = {
+    **FULL,
     "spectra": [(3.0, 2.5)],
-    "variants": ["pixel", "image"],
-    "resolutions": [M // 2, M // 4],
-    "cal_count": 64,
     "samples": 128,
     "diagnostics": False,
     "reference": {"cal_count": 4, "samples": 8, "max_batch": 32, "extra_arms": []},
 }
-
-
-@dataclass
-class Generated:
-    """A self-generated set at the native size and what it cost."""
-
-    latents: torch.Tensor
-    settings: self_calibration.GenerationSettings
-    nfe: int
-    calls: int
-    wall_s: float
 
 
 @dataclass
@@ -173,57 +139,16 @@ def verdict(diff) -> str:
 # --------------------------------------------------------------------------- set up
 
 
-def generation_settings(
-    steps: int, count: int, positive, sampler: str = GEN_SAMPLER
-) -> self_calibration.GenerationSettings:
-    """What the Calibrate node builds for self-generation at the native M."""
-    return self_calibration.GenerationSettings(
-        width=8 * M,
-        height=8 * M,
-        count=count,
-        steps=steps,
-        cfg=GEN_CFG,
-        sampler=sampler,
-        scheduler=GEN_SCHEDULER,
-        seed=GEN_SEED,
-        conditioning=self_calibration.conditioning_digest(positive, None),
-    )
-
-
 def generated(
     b: Bench, sp, variant: str, steps: int = GEN_STEPS, sampler: str = GEN_SAMPLER
 ) -> Generated:
     """The model's own samples at M (generated once, then reused), with their NFE."""
     key = (sp, variant, steps, sampler)
     if key not in b.generated:
-        model = testbed.model(sp, M, variant)
-        positive = make_testbed_conditioning(1)
-        settings = generation_settings(steps, b.cfg["cal_count"], positive, sampler)
-        t0 = time.perf_counter()
-        with testbed.counting(model) as counter:
-            latents = self_calibration.generate(model, settings, positive=positive)
-        wall = time.perf_counter() - t0
-        b.generated[key] = Generated(latents, settings, counter.rows, counter.calls, wall)
+        model, positive = testbed.model(sp, M, variant), make_testbed_conditioning(1)
+        settings = generation_settings(8 * M, steps, b.cfg["cal_count"], positive, sampler)
+        b.generated[key] = generate(model, settings, positive)
     return b.generated[key]
-
-
-def spread_like(resized: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """Each channel's mean and spread set to the source batch's (resize_latents'
-    rescale, for the other resizes of the diagnostics)."""
-    dims = (0, 2, 3)
-    scale = source.std(dim=dims, keepdim=True) / resized.std(dim=dims, keepdim=True)
-    return (resized - resized.mean(dim=dims, keepdim=True)) * scale + source.mean(
-        dim=dims, keepdim=True
-    )
-
-
-def fourier_crop(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The band limit: keeps the DFT coefficients of frequencies below N/2 cycles per
-    image (exact for the testbed's periodic fields, which no real image is)."""
-    m = x.shape[-1]
-    keep = torch.cat([torch.arange(0, n // 2), torch.arange(m - n // 2, m)])
-    spec = torch.fft.fft2(x.to(torch.float64), norm="ortho")[..., keep, :][..., keep]
-    return torch.fft.ifft2(spec * (n / m), norm="ortho").real.to(torch.float32)
 
 
 def calibration_sets(b: Bench, sp, variant: str, n: int) -> dict[str, torch.Tensor]:
@@ -239,35 +164,11 @@ def calibration_sets(b: Bench, sp, variant: str, n: int) -> dict[str, torch.Tens
         native_50 = generated(b, sp, variant, DIAGNOSTIC_STEPS).latents
         sets["true_m_resized"] = resize_latents(testbed.cal_latents(sp, M, count), n, n)
         sets["self_50_steps"] = self_calibration.to_target(native_50, 8 * n, 8 * n, vae=None)
-        sets["self_area"] = spread_like(F.interpolate(native, size=(n, n), mode="area"), native)
+        sets["self_area"] = area_resize(native, n)
         sets["self_fourier"] = spread_like(fourier_crop(native, n), native)
         euler = generated(b, sp, variant, GEN_STEPS, "euler").latents
         sets["self_euler"] = self_calibration.to_target(euler, 8 * n, 8 * n, vae=None)
     return sets
-
-
-def data_stats(x: torch.Tensor, true: torch.Tensor, power: torch.Tensor) -> dict:
-    """How close a calibration set is to the true data at its size: per-channel std,
-    RAPSD against the true set's (channel mean, per bin) and the set's own FD to the
-    true field (the true set's is the estimator floor)."""
-    std = x.to(torch.float64).std(dim=(0, 2, 3))
-    mine, ref = rapsd(x), rapsd(true)
-    ratio = (mine.mean_power() / ref.mean_power()).tolist()
-    freqs = mine.freqs
-    log_ratio = [math.log(r) for r in ratio[1:]]  # bin 0 is DC (the mean)
-    return {
-        "std_mean": float(std.mean()),
-        "std_min": float(std.min()),
-        "std_max": float(std.max()),
-        "std_per_channel": std.tolist(),
-        "rapsd_freqs": freqs,
-        "rapsd_ratio": ratio,
-        "rapsd_ratio_lowest": ratio[1],
-        "rapsd_ratio_quarter": ratio[min(range(len(freqs)), key=lambda i: abs(freqs[i] - 0.25))],
-        "rapsd_ratio_nyquist": ratio[min(range(len(freqs)), key=lambda i: abs(freqs[i] - 0.5))],
-        "rapsd_rms_log_ratio": math.sqrt(sum(v * v for v in log_ratio) / len(log_ratio)),
-        "data_fd": metrics.frechet_distance(x, power),
-    }
 
 
 # --------------------------------------------------------------------------- 1. testbed
@@ -393,23 +294,6 @@ def fd_table(b: Bench, cases: list[dict]) -> None:
     )
 
 
-def data_rows(label: str, d: dict) -> list:
-    return [
-        label,
-        f"{d['std_mean']:.4f}",
-        f"{d['std_min']:.3f}..{d['std_max']:.3f}",
-        f"{d['rapsd_ratio_lowest']:.3f}",
-        f"{d['rapsd_ratio_quarter']:.3f}",
-        f"{d['rapsd_ratio_nyquist']:.3f}",
-        f"{d['rapsd_rms_log_ratio']:.3f}",
-        fmt(d["data_fd"]),
-    ]
-
-
-DATA_HEADER = ["set", "std", "std range", "RAPSD low", "RAPSD 0.25", "RAPSD 0.5"]
-DATA_HEADER += ["RAPSD rms log", "data FD"]
-
-
 def data_table(b: Bench, cases: list[dict]) -> None:
     """One block per (spectrum, N): the sets are the same for both variants."""
     rows, seen = [], set()
@@ -418,7 +302,7 @@ def data_table(b: Bench, cases: list[dict]) -> None:
             continue
         seen.add((c["spectrum"], c["N"]))
         for key, arm in c["arms"].items():
-            rows.append(data_rows(f"{c['spectrum']} N={c['N']} {ARMS[key]}", arm["data"]))
+            rows.append(data_row(f"{c['spectrum']} N={c['N']} {ARMS[key]}", arm["data"]))
     print_table(
         f"Table 1b: the calibration sets against the true data at N ({b.cfg['cal_count']} "
         "latents each; the same for both variants)",
@@ -459,15 +343,18 @@ def diagnostic_table(cases: list[dict]) -> None:
 def judge_testbed(run: Run, cases: list[dict]) -> None:
     """SC1: the self-generated calibration within 5 points of the true-data one."""
     for c in cases:
-        a = c["arms"]
-        diff = a["self"]["diff_points"]
-        run.check(
-            verdict(diff) == "PASS",
-            f"SC1 testbed {case_name(c)}: gap closed self-generated "
-            f"{pct(a['self']['gap_closed'], '.0f')} vs true data "
-            f"{pct(a['true']['gap_closed'], '.0f')}, {fmt(diff, '+.1f')} points "
-            f"(target |diff| <= {100 * DIFF_TARGET:.0f})",
-        )
+        judge_gap(run, f"SC1 testbed {case_name(c)}", c["arms"])
+
+
+def judge_gap(run: Run, name: str, a: dict) -> None:
+    diff = a["self"]["diff_points"]
+    run.check(
+        verdict(diff) == "PASS",
+        f"{name}: gap closed self-generated "
+        f"{pct(a['self']['gap_closed'], '.0f')} vs true data "
+        f"{pct(a['true']['gap_closed'], '.0f')}, {fmt(diff, '+.1f')} points "
+        f"(target |diff| <= {100 * DIFF_TARGET:.0f})",
+    )
 
 
 # --------------------------------------------------------------------------- 2. reference
@@ -483,89 +370,9 @@ def section_reference(b: Bench) -> None:
     )
     case = reference_case(b, r, n, cfg)
     b.run.data["reference"] = case
-    b.run.data["reference_model"] = {
-        "file": r.ref.path.name,
-        "sha256": r.ref.sidecar.get("sha256"),
-        "train_res": r.ref.train_res,
-        "shift": r.ref.shift,
-        "spectrum": r.ref.sidecar["data"]["spectrum"],
-        "load_s": r.load_s,
-    }
+    b.run.data["reference_model"] = reference.info(r)
     reference_tables(cfg, case)
     judge_reference(b.run, case)
-
-
-def calibrate_node(
-    b: Bench, r: reference.Reference, n: int, cfg: dict, **inputs
-) -> tuple[dict, float]:
-    """The Calibrate node at N = n (recalibrate: never hands back an earlier record;
-    no held-out check: both calibrations use every latent)."""
-    t0 = time.perf_counter()
-    records, _, _ = b.nodes.node("Calibrate").calibrate(
-        r.model,
-        CAL_STEPS,
-        CAL_SCHEDULER,
-        SEARCH_MODE,
-        cfg["cal_count"],
-        SEARCH_SEED,
-        8 * n,
-        8 * n,
-        "",
-        cfg["max_batch"],
-        positive=r.positive,
-        mode="recalibrate",
-        check="off",  # calibrate on every latent, as the true-data calibration does
-        **inputs,
-    )["result"]
-    return records[0], time.perf_counter() - t0
-
-
-def self_generated_node(b: Bench, r: reference.Reference, n: int, cfg: dict):
-    """The node's self-generate path, counted: (record, wall s, rows counted)."""
-    with testbed.counting(r.model) as counter:
-        record, wall = calibrate_node(
-            b,
-            r,
-            n,
-            cfg,
-            data="self-generate",
-            generation_steps=GEN_STEPS,
-            generation_cfg=GEN_CFG,
-            generation_sampler=GEN_SAMPLER,
-            generation_scheduler=GEN_SCHEDULER,
-            native_width=8 * r.ref.train_res,
-            native_height=8 * r.ref.train_res,
-        )
-    return record, wall, counter.rows
-
-
-def node_generated_set(b: Bench, r: reference.Reference, cfg: dict) -> torch.Tensor:
-    """The set the node generated, read back from its cache (no network evaluation)."""
-    settings = self_calibration.GenerationSettings(
-        width=8 * r.ref.train_res,
-        height=8 * r.ref.train_res,
-        count=cfg["cal_count"],
-        steps=GEN_STEPS,
-        cfg=GEN_CFG,
-        sampler=GEN_SAMPLER,
-        scheduler=GEN_SCHEDULER,
-        seed=SEARCH_SEED,
-        conditioning=self_calibration.conditioning_digest(r.positive, None),
-    )
-    with testbed.counting(r.model) as counter:
-        latents, cached = self_calibration.generated_set(
-            r.model, checkpoint_key(r.model), settings, b.folder
-        )
-    if not cached or counter.rows:
-        raise RuntimeError("the node's generated set was not found in its cache")
-    return latents
-
-
-def reference_fd(r: reference.Reference, model, n: int, count: int) -> tuple[float, float]:
-    """reference.fd at N = n, and its wall seconds."""
-    t0 = time.perf_counter()
-    value = reference.fd(r, model, n, count)
-    return value, time.perf_counter() - t0
 
 
 def reference_extra_sets(r: reference.Reference, native: torch.Tensor, n: int, cfg: dict) -> dict:
@@ -575,12 +382,13 @@ def reference_extra_sets(r: reference.Reference, native: torch.Tensor, n: int, c
         if key == "self_no_rescale":
             out[key] = center_crop_resize(native, n, n)
         elif key == "self_area":
-            out[key] = spread_like(F.interpolate(native, size=(n, n), mode="area"), native)
+            out[key] = area_resize(native, n)
         elif key == "true_m_resized":
             x0 = testbed.cal_latents(r.ref.spectrum, r.ref.train_res, cfg["cal_count"])
             out[key] = resize_latents(r.model.model.process_latent_out(x0), n, n)
         elif key == "self_euler":
-            settings = generation_settings(GEN_STEPS, cfg["cal_count"], r.positive, "euler")
+            size = 8 * r.ref.train_res
+            settings = generation_settings(size, GEN_STEPS, cfg["cal_count"], r.positive, "euler")
             euler = self_calibration.generate(r.model, settings, positive=r.positive)
             out[key] = self_calibration.to_target(euler, 8 * n, 8 * n)
         else:
@@ -594,24 +402,24 @@ def reference_case(b: Bench, r: reference.Reference, n: int, cfg: dict) -> dict:
     true_x0 = testbed.cal_latents(r.ref.spectrum, n, cfg["cal_count"])  # model space
     print(f"N = {n}: calibrating on {cfg['cal_count']} true field samples ...", flush=True)
     rec_true, wall_true = calibrate_node(
-        b, r, n, cfg, latent={"samples": model.model.process_latent_out(true_x0)}
+        b.nodes, r, n, cfg, SEARCH_MODE, latent={"samples": model.model.process_latent_out(true_x0)}
     )
     print(f"N = {n}: self-generating and calibrating ...", flush=True)
-    rec_self, wall_self, rows = self_generated_node(b, r, n, cfg)
-    native = node_generated_set(b, r, cfg)
+    rec_self, wall_self, rows = self_generated_node(b.nodes, r, n, cfg, SEARCH_MODE)
+    native = node_generated_set(r, cfg, b.folder)
     sets = {"true": (rec_true, wall_true), "self": (rec_self, wall_self)}
     x0s = {"true": true_x0, "self": self_calibration.to_target(native, 8 * n, 8 * n)}
     for key, latents in reference_extra_sets(r, native, n, cfg).items():
         print(f"N = {n}: calibrating on {ARMS[key]} ...", flush=True)
-        sets[key] = calibrate_node(b, r, n, cfg, latent={"samples": latents})
+        sets[key] = calibrate_node(b.nodes, r, n, cfg, SEARCH_MODE, latent={"samples": latents})
         x0s[key] = latents
     print(f"N = {n}: sampling {count} per model ...", flush=True)
-    fd_plain, t_plain = reference_fd(r, model, n, count)
+    fd_plain, t_plain = reference.fd_timed(r, model, n, count)
     fd_native = reference.native_fd(r, n, count)
     power = r.ref.spectrum.power(n)
     arms = {}
     for key, (record, wall) in sets.items():
-        fd, t_sample = reference_fd(r, b.nodes.noiseshift(model, record), n, count)
+        fd, t_sample = reference.fd_timed(r, b.nodes.noiseshift(model, record), n, count)
         x0 = x0s[key] if key == "true" else model.model.process_latent_in(x0s[key])
         arms[key] = {
             "fd": fd,
@@ -683,7 +491,7 @@ def reference_tables(cfg: dict, c: dict) -> None:
         f"Table 2b: the reference's calibration sets against the true data at N = {c['N']} "
         f"(model space, {cfg['cal_count']} latents; data FD floor {fmt(c['data_fd_floor'])})",
         DATA_HEADER,
-        [data_rows(ARMS[k], arm["data"]) for k, arm in a.items()],
+        [data_row(ARMS[k], arm["data"]) for k, arm in a.items()],
     )
     steps = len(a["true"]["sigma_hat_minus_sigma"])
     print_table(
@@ -694,15 +502,8 @@ def reference_tables(cfg: dict, c: dict) -> None:
 
 
 def judge_reference(run: Run, c: dict) -> None:
-    a = c["arms"]
-    diff = a["self"]["diff_points"]
-    run.check(
-        verdict(diff) == "PASS",
-        f"SC2 reference N={c['N']}: gap closed self-generated "
-        f"{pct(a['self']['gap_closed'], '.0f')} vs true data "
-        f"{pct(a['true']['gap_closed'], '.0f')}, {fmt(diff, '+.1f')} points "
-        f"(target |diff| <= {100 * DIFF_TARGET:.0f})",
-    )
+    """SC2: the same on the reference network."""
+    judge_gap(run, f"SC2 reference N={c['N']}", c["arms"])
 
 
 # --------------------------------------------------------------------------- 3. the table
@@ -751,65 +552,11 @@ def table_row(c: dict, name: str, arm: str) -> list:
     ]
 
 
-# --------------------------------------------------------------------------- plots
+# --------------------------------------------------------------------------- main
 
 
 def plots(run: Run) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = []
-    seen = set()
-    for c in run.data.get("testbed", []):
-        if (c["spectrum"], c["N"]) not in seen:
-            seen.add((c["spectrum"], c["N"]))
-            panels.append((f"testbed {c['spectrum']}, N={c['N']}", c["arms"]))
-    if run.data.get("reference"):
-        panels.append((f"reference, N={run.data['reference']['N']}", run.data["reference"]["arms"]))
-    if not panels:
-        return []
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
-    for j, (title, arms) in enumerate(panels):
-        ax = axes[j // ncols][j % ncols]
-        ax.axhline(1.0, color="0.6", linestyle="--")
-        for key, arm in arms.items():
-            if key == "true":
-                continue
-            d = arm["data"]
-            color = f"C{list(ARMS).index(key) - 1}"  # one color per set in every panel
-            ax.plot(
-                d["rapsd_freqs"][1:],
-                d["rapsd_ratio"][1:],
-                marker="o",
-                ms=2,
-                color=color,
-                label=ARMS[key],
-            )
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("frequency (cycles per pixel)")
-        if j % ncols == 0:
-            ax.set_ylabel("RAPSD / true data's")
-    for j in range(len(panels), nrows * ncols):
-        axes[j // ncols][j % ncols].axis("off")
-    legend = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(label, handle)
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8)
-    fig.suptitle("Calibration sets against the true data at N (channel-mean RAPSD ratio)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    path = run.out / "self_calibration_rapsd.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [path]
-
-
-# --------------------------------------------------------------------------- main
+    return figures.self_calibration(run, ARMS)
 
 
 def main(argv=None) -> int:

@@ -77,6 +77,23 @@ def make_record(model, latents, res, wall, **fields) -> dict:
     )
 
 
+def synthetic_record(model, size: int, sigmas, sigma_hat, source: str, **fields) -> dict:
+    """A flow record for `size` x `size` latents made without a search (for timings):
+    the curve given, and `fields` (a correction table)."""
+    return calibration_record.make_record(
+        key=checkpoint_key(model),
+        image_size=(8 * size, 8 * size),
+        latent_size=(size, size),
+        parameterization="flow",
+        method="noiseshift-fast",
+        method_params={},
+        sigmas=sigmas,
+        sigma_hat=sigma_hat,
+        calibration_set={"count": 1, "source": source, "seed": 0},
+        **fields,
+    )
+
+
 def noiseshift_calibration(model, latents, sigmas, mode: str, max_batch=None, positive=None):
     """run_search (NoiseShift only) plus its record: (result, record, wall seconds)."""
     if max_batch is None:
@@ -135,6 +152,14 @@ class Nodes:
     def node(self, name: str):
         """Any other node of the pack, on this store."""
         return node_class(name)(calibration_store=self.store)
+
+
+def guidance(model, weight: float, mode: str, offset=1.0, pseudo_level=1.0, schedule="constant"):
+    """`model` through the pack's Noise Awareness Guidance node over the whole level
+    range, weight set by hand."""
+    node = node_class("NoiseAwarenessGuidance")()
+    (patched,) = node.apply(model, weight, mode, offset, pseudo_level, schedule, 1.0, 0.0)
+    return patched
 
 
 def with_both_tables(model, latents, sigmas, sampler: str, record: dict, positive=None) -> dict:

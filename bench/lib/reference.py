@@ -49,6 +49,13 @@ def fd(r: Reference, model, n: int, count: int, steps: int = CAL_STEPS) -> float
     return samples_fd(r, model, out, n)
 
 
+def fd_timed(r: Reference, model, n: int, count: int, steps: int = CAL_STEPS):
+    """``fd`` and the sampling wall seconds."""
+    t0 = time.perf_counter()
+    value = fd(r, model, n, count, steps)
+    return value, time.perf_counter() - t0
+
+
 def fd_with_sigmas(r: Reference, model, n: int, count: int, sigmas, sampler: str) -> float:
     """FD to the true field at N = n of `model`'s samples on the given SIGMAS
     (SamplerCustom, the same noise as `fd`)."""
@@ -73,3 +80,15 @@ def native_fd(r: Reference, n: int, count: int, steps: int = CAL_STEPS) -> float
         native, n, count, steps=steps, sampler="euler", scheduler=CAL_SCHEDULER
     )
     return metrics.frechet_distance(out, r.ref.spectrum.power(n))
+
+
+def info(r: Reference) -> dict:
+    """The reference network, as the results JSON records it."""
+    return {
+        "file": r.ref.path.name,
+        "sha256": r.ref.sidecar.get("sha256"),
+        "train_res": r.ref.train_res,
+        "shift": r.ref.shift,
+        "spectrum": r.ref.sidecar["data"]["spectrum"],
+        "load_s": r.load_s,
+    }

@@ -26,6 +26,11 @@ def spectrum_name(sp) -> str:
     return f"f0={sp.f0:g},a={sp.alpha:g}"
 
 
+def cell_name(c: dict, first: str = "spectrum") -> str:
+    """A testbed cell as verdicts name it, e.g. ``[f0=3,a=2.5 N=16 image euler 8]``."""
+    return f"[{c[first]} {c['case']} {c['sampler']} {c['steps']}]"
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
