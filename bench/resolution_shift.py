@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from bench.lib import testbed
 from bench.lib.calibration import Nodes, noiseshift_calibration, private_store
 from bench.lib.testbed import CAL_STEPS, M
-from noise_calibration.noisecal_host.cli import with_flow_shift
+from noise_calibration.noisecal_host.demo_models import with_flow_shift
 
 N = 16
 SPECTRUM = (3.0, 2.5)

@@ -239,8 +239,8 @@ def test_demo_default_is_the_shipped_reference_model(pack_module, tmp_path):
     assert (tmp_path / "demo" / "calibration_N16.png").is_file()
     assert (tmp_path / "demo" / "calibration_apply_N16.png").is_file()
     # the picture: plain, Apply, native and true, 6 samples each, at N = 16
-    cli_module = pack_module("noisecal_host.cli")
-    expected = cli_module.grid_size(4, 6, 16, cli_module.REFERENCE_GRID_SCALE)
+    pictures = pack_module("noisecal_host.demo_pictures")
+    expected = pictures.grid_size(4, 6, 16, pictures.REFERENCE_GRID_SCALE)
     with Image.open(tmp_path / "demo" / "reference_N16.png") as image:
         assert image.size == expected and image.mode == "RGB"
 
@@ -249,9 +249,9 @@ def test_demo_without_the_reference_model_says_why(pack_module, tmp_path):
     """A registry install leaves the reference model out: a clear message, no traceback."""
     import pytest
 
-    cli = pack_module("noisecal_host.cli")
+    demo_models = pack_module("noisecal_host.demo_models")
     with pytest.raises(SystemExit, match="not in this install.*--model testbed"):
-        cli.load_reference(tmp_path / "missing.safetensors")
+        demo_models.load_reference(tmp_path / "missing.safetensors")
 
 
 def test_demo_dead_leaves_writes_the_sample_picture(pack_module, tmp_path):
@@ -288,6 +288,6 @@ def test_demo_dead_leaves_writes_the_sample_picture(pack_module, tmp_path):
         and (record["correction"] or record["correction_joint"])["sampler"] == "euler"
     )
     picture = tmp_path / "demo" / "dead_leaves_N16.png"
-    expected = pack_module("noisecal_host.cli").grid_size(5, 6, 32)
+    expected = pack_module("noisecal_host.demo_pictures").grid_size(5, 6, 32)
     with Image.open(picture) as image:
         assert image.size == expected and image.mode == "RGB"

@@ -162,7 +162,7 @@ def sd3_shift(pack_module, model, shift):
 
         return ModelSamplingSD3().patch(model, shift)[0]
     except ImportError:
-        return pack_module("noisecal_host.cli").with_flow_shift(model, shift)
+        return pack_module("noisecal_host.demo_models").with_flow_shift(model, shift)
 
 
 def test_earlier_shift_survives_and_other_patches_compose(pack_module, nodes, tiny_sd3):

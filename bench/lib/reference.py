@@ -10,7 +10,7 @@ from bench.lib import testbed
 from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS
 from noise_calibration.noisecal.testing import metrics
-from noise_calibration.noisecal_host import cli
+from noise_calibration.noisecal_host import demo_models
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 from noise_calibration.noisecal_host.testing import sampling
 
@@ -19,7 +19,7 @@ from noise_calibration.noisecal_host.testing import sampling
 class Reference:
     """The reference network, its conditioning and how long loading took."""
 
-    ref: cli.Reference
+    ref: demo_models.Reference
     positive: list
     load_s: float
 
@@ -30,7 +30,7 @@ class Reference:
 
 def load() -> Reference:
     t0 = time.perf_counter()
-    loaded = cli.load_reference()
+    loaded = demo_models.load_reference()
     return Reference(loaded, zero_conditioning(loaded.model), time.perf_counter() - t0)
 
 
@@ -75,7 +75,7 @@ def samples_fd(r: Reference, model, out, n: int) -> float:
 
 def native_fd(r: Reference, n: int, count: int, steps: int = CAL_STEPS) -> float:
     """FD of the exact testbed denoiser for N = n on the same data and schedule."""
-    native = cli.reference_native(r.ref, n)
+    native = demo_models.reference_native(r.ref, n)
     out = testbed.ksample_testbed(
         native, n, count, steps=steps, sampler="euler", scheduler=CAL_SCHEDULER
     )
