@@ -176,7 +176,6 @@ MAX_NODE_FILE_LINES = 200
 SIZE_ALLOW_LIST: set[str] = {
     "noisecal_host/guidance_patch.py",
     "noisecal_host/image_folder.py",
-    "noisecal_host/routes.py",
 }
 
 

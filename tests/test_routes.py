@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from noise_calibration.noisecal import calibration_record, calibration_summary  # noqa: E402
 from noise_calibration.noisecal.checkpoint_key import CheckpointKey  # noqa: E402
-from noise_calibration.noisecal_host import routes, store  # noqa: E402
+from noise_calibration.noisecal_host import calibration_index, routes, store  # noqa: E402
 from noise_calibration.noisecal_host.store import CalibrationStore  # noqa: E402
 
 KEY = CheckpointKey("ab" * 32, "SD3", "SD3", "browser test")
@@ -302,7 +302,7 @@ def test_symlinks_are_never_listed_nor_reached(folders):
     secret.write_text(json.dumps(record(OTHER, latent=(4, 4))))
     os.symlink(secret, user / "secret__4x4.json")
     link_ids = {
-        routes.file_id(user, name)
+        calibration_index.file_id(user, name)
         for name in ("linked__8x8.json", "linked-folder.json", "secret__4x4.json")
     }
 
@@ -326,9 +326,9 @@ def test_an_id_names_the_folder_and_the_file():
     from pathlib import Path
 
     a, b = Path("/calibrations/a"), Path("/calibrations/b")
-    assert routes.file_id(a, "x.json") != routes.file_id(b, "x.json")
-    assert routes.file_id(a, "x.json") == routes.file_id(a, "x.json")
-    assert routes.ID_PATTERN.fullmatch(routes.file_id(a, "x.json"))
+    assert calibration_index.file_id(a, "x.json") != calibration_index.file_id(b, "x.json")
+    assert calibration_index.file_id(a, "x.json") == calibration_index.file_id(a, "x.json")
+    assert routes.ID_PATTERN.fullmatch(calibration_index.file_id(a, "x.json"))
 
 
 def test_without_a_server_nothing_is_registered():
@@ -514,7 +514,7 @@ def test_an_unknown_id_is_answered_without_a_folder_scan(folders):
         # a file saved since the list is still found: a miss on a changed folder
         # refreshes the index once
         path = store.save(record(OTHER, latent=(40, 40)), user)
-        new_id = routes.file_id(user, path.name)
+        new_id = calibration_index.file_id(user, path.name)
         found = await client.get(f"{BASE}/{new_id}/plot.png")
         assert found.status == 200 and index.scans == scans + 1
         age(user)
@@ -532,13 +532,13 @@ def test_an_unknown_id_is_answered_without_a_folder_scan(folders):
 def test_concurrent_lists_share_a_refresh(folders, monkeypatch):
     """Lists that come while a refresh is in flight share the next one."""
     many(folders, 20)
-    scan = routes.scan
+    scan = calibration_index.scan
 
     def slow_scan(calibration_store):
         time.sleep(0.5)  # long enough for all 20 requests to come meanwhile
         return scan(calibration_store)
 
-    monkeypatch.setattr(routes, "scan", slow_scan)
+    monkeypatch.setattr(calibration_index, "scan", slow_scan)
 
     async def requests(client, index):
         await listing(client)
@@ -562,8 +562,14 @@ def test_file_work_runs_off_the_event_loop(folders, monkeypatch):
 
         return wrapper
 
-    for name in ("scan", "render_png", "_unlink", "_load_for_plot", "folders_state"):
-        monkeypatch.setattr(routes, name, recorded(getattr(routes, name)))
+    for module, name in (
+        (calibration_index, "scan"),
+        (calibration_index, "folders_state"),
+        (routes, "render_png"),
+        (routes, "_unlink"),
+        (routes, "_load_for_plot"),
+    ):
+        monkeypatch.setattr(module, name, recorded(getattr(module, name)))
     monkeypatch.setattr(store, "load", recorded(store.load))
 
     async def requests(client, index):
