@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..noisecal_host import image_folder
+from ..noisecal_host import image_folder, input_folders
 from . import tooltips
 from .checks import ChecksInputs
 from .common import CATEGORY, log
@@ -37,7 +37,7 @@ class LoadImageFolder(ChecksInputs):
         return input_types(
             tooltips.IMAGE_FOLDER,
             required=[
-                Combo("folder", image_folder.folder_choices(), image_folder.THIS_FOLDER),
+                Combo("folder", input_folders.folder_choices(), input_folders.THIS_FOLDER),
                 Int("width", 512, **size),
                 Int("height", 512, **size),
                 Int("limit", 64, min=0, max=4096),
@@ -50,13 +50,13 @@ class LoadImageFolder(ChecksInputs):
         if problem:
             return problem
         if folder is not None:
-            problem = image_folder.folder_problem(folder)
+            problem = input_folders.folder_problem(folder)
         return problem or True
 
     @classmethod
     def IS_CHANGED(cls, folder=None, **kwargs):
         # the folder's files change without any input changing: re-run then
-        return image_folder.folder_fingerprint(folder)
+        return input_folders.folder_fingerprint(folder)
 
     def load(self, folder, width, height, limit):
         self.check(width=width, height=height, limit=limit)

@@ -1,8 +1,7 @@
 """Real images for calibration from a folder under ComfyUI's input directory.
 
-The folder is named relative to `folder_paths.get_input_directory()` (as
-ComfyUI's own Load Image names its files); absolute paths, `..` and links
-that lead outside the input directory are refused. Every file of the folder
+The folder is checked by input_folders.py (inside ComfyUI's input
+directory, no link leading out). Every file of the folder
 (not of its subfolders) is read with PIL in natural name order (img2 before
 img10); a file PIL cannot decode is skipped with the reason, logged. Each
 image is turned upright (EXIF orientation), converted to RGB (alpha dropped),
@@ -25,14 +24,12 @@ level unknown.
 from __future__ import annotations
 
 import errno
-import hashlib
 import itertools
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
@@ -40,11 +37,10 @@ import torch
 from PIL import Image, ImageOps
 
 from ..noisecal.errors import CalibrationError
-from .atomic_write import name_problem
+from .input_folders import input_root, inside, natural_key, os_reason, resolve_folder
 
 log = logging.getLogger("noise_calibration")
 
-THIS_FOLDER = "."  # the input directory itself
 LISTED_SKIPS = 5  # skipped files named in a summary before "and N more"
 MEMORY_FRACTION = 0.5  # of the RAM available: the rest is ComfyUI's, the models' and the OS's
 FALLBACK_AVAILABLE = 2 * 2**30  # bytes assumed available when the system cannot say
@@ -68,166 +64,6 @@ class _Entry(NamedTuple):
     path: str
     info: os.stat_result
     pixels: int
-
-
-def input_directory() -> Path | None:
-    """ComfyUI's input directory; None outside ComfyUI (no `folder_paths`)."""
-    try:
-        import folder_paths
-    except ImportError:
-        return None
-    return Path(folder_paths.get_input_directory())
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key: digit runs compare as numbers, the rest without case; the name
-    itself breaks ties so the order is total."""
-    parts = re.split(r"(\d+)", name)
-    return (
-        tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)),
-        name,
-    )
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _syntax_problem(folder: str) -> str | None:
-    if not isinstance(folder, str) or not folder.strip():
-        return f"folder {folder!r} is not a folder name: use '.' for the input directory itself"
-    if "\x00" in folder:
-        return f"folder {folder!r} is not a valid folder name"
-    if os.path.isabs(folder) or PureWindowsPath(folder).anchor:
-        return (
-            f"folder {folder!r} is an absolute path: name a folder inside ComfyUI's "
-            "input directory instead"
-        )
-    if ".." in re.split(r"[\\/]", folder):
-        return f"folder {folder!r} leads out of ComfyUI's input directory ('..')"
-    for part in re.split(r"[\\/]", folder):
-        problem = part not in ("", ".") and name_problem(part)
-        if problem:  # the same on every system, so a shared workflow loads everywhere
-            return f"folder {folder!r} cannot be a folder on Windows: {part!r} has {problem}"
-    return None
-
-
-def _root(input_dir: str | os.PathLike | None) -> Path:
-    root = Path(input_dir) if input_dir is not None else input_directory()
-    if root is None:
-        raise CalibrationError(
-            "ComfyUI's input directory is unknown here (no folder_paths module): "
-            "load image folders inside ComfyUI, or name the input directory"
-        )
-    if not root.is_dir():
-        raise CalibrationError(f"ComfyUI's input directory {root} does not exist")
-    return root
-
-
-def _os_reason(exc: Exception) -> str:
-    """Why the file system refused a path, in words, without the path."""
-    # ERROR_FILENAME_EXCED_RANGE (206): Windows' word for a path too long
-    if getattr(exc, "errno", None) == errno.ENAMETOOLONG or getattr(exc, "winerror", 0) == 206:
-        return "the name is longer than the file system allows"
-    if isinstance(exc, RuntimeError):
-        return "its links form a loop"
-    return getattr(exc, "strerror", None) or type(exc).__name__
-
-
-def resolve_folder(folder: str, input_dir: str | os.PathLike | None = None) -> Path:
-    """The folder's real path, checked to be a folder inside the input directory
-    (`input_dir`, default ComfyUI's). CalibrationError says what is wrong."""
-    problem = _syntax_problem(folder)
-    if problem:
-        raise CalibrationError(problem)
-    root = _root(input_dir)
-    try:
-        real_root = root.resolve()
-        path = (root / folder).resolve()
-        exists, is_dir = path.exists(), path.is_dir()
-    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, a link loop
-        raise CalibrationError(f"folder {folder!r} cannot be opened: {_os_reason(exc)}") from None
-    if not _inside(path, real_root):
-        raise CalibrationError(
-            f"folder {folder!r} links outside ComfyUI's input directory: "
-            "only folders inside it are read"
-        )
-    if not exists:
-        raise CalibrationError(
-            f"folder {folder!r} does not exist (any more) in ComfyUI's input directory "
-            f"{root}: create it or pick another one (refresh the node's list with R)"
-        )
-    if not is_dir:
-        raise CalibrationError(f"folder {folder!r} in ComfyUI's input directory is not a folder")
-    return path
-
-
-def folder_problem(folder: str) -> str | None:
-    """What is wrong with a folder name (None: nothing), for VALIDATE_INPUTS, which
-    replaces ComfyUI's own check against the list: the name must be listed.
-    Outside ComfyUI (no input directory to look in) only the name is checked."""
-    if input_directory() is None:
-        return _syntax_problem(folder)
-    try:
-        resolve_folder(folder)
-    except CalibrationError as exc:
-        return str(exc)
-    if folder not in folder_choices():
-        return (
-            f"folder {folder!r} is not one of the listed folders (the input directory '.' "
-            "and its subfolders, hidden ones left out): pick one from the list"
-        )
-    return None
-
-
-def folder_choices() -> list[str]:
-    """'.' and the input directory's subfolders (natural order, hidden ones and
-    links leading outside left out). Never raises: a missing or unreadable
-    input directory gives ['.']."""
-    root = input_directory()
-    names = []
-    try:
-        if root is not None and root.is_dir():
-            real_root = root.resolve()
-            with os.scandir(root) as entries:
-                names = [e.name for e in entries if _listed(e, real_root)]
-    except (OSError, RuntimeError, ValueError):
-        names = []
-    return [THIS_FOLDER, *sorted(names, key=natural_key)]
-
-
-def _listed(entry: os.DirEntry, real_root: Path) -> bool:
-    """Whether an input directory entry is a folder choice (one bad entry hides
-    only itself)."""
-    try:
-        if entry.name.startswith(".") or not entry.is_dir():
-            return False
-        return _inside(Path(os.path.realpath(entry.path)), real_root)
-    except (OSError, RuntimeError, ValueError):
-        return False
-
-
-def folder_fingerprint(folder: str) -> str:
-    """Changes when the folder's files change (names, sizes, modification
-    times) or when the folder becomes unusable: for IS_CHANGED."""
-    try:
-        path = resolve_folder(folder)
-    except CalibrationError as exc:
-        return f"unusable: {exc}"
-    digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape"))
-    try:
-        with os.scandir(path) as entries:
-            names = sorted(e.name for e in entries)
-    except OSError as exc:
-        return f"unreadable: {_os_reason(exc)}"
-    for name in names:
-        try:
-            stat = os.stat(path / name)
-            facts = f"{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            facts = "?"
-        digest.update(f"{name}\x00{facts}\x00".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
 
 
 def _reason(exc: Exception) -> str:
@@ -275,7 +111,7 @@ def _target(folder: Path, name: str, real_root: Path) -> tuple[str, os.stat_resu
         if not os.path.exists(path):
             raise _Skip("a broken link")
         path = os.path.realpath(path)
-        if not _inside(Path(path), real_root):
+        if not inside(Path(path), real_root):
             raise _Skip("links outside ComfyUI's input directory")
         info = os.lstat(path)
     if stat.S_ISDIR(info.st_mode):
@@ -306,7 +142,7 @@ def _open_checked(path: str, info: os.stat_result, real_root: Path) -> BinaryIO:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode) or not _same_file(opened, info):
             raise _Skip(CHANGED)
-        if not _inside(Path(os.path.realpath(os.path.dirname(path))), real_root):
+        if not inside(Path(os.path.realpath(os.path.dirname(path))), real_root):
             raise _Skip(CHANGED)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -443,9 +279,9 @@ def load_image_folder(
         raise CalibrationError(f"limit must be 0 (all images) or more, got {limit}")
     path = resolve_folder(folder, input_dir)
     try:
-        real_root = _root(input_dir).resolve()
+        real_root = input_root(input_dir).resolve()
     except (OSError, RuntimeError) as exc:  # the input directory changed since
-        raise CalibrationError(f"ComfyUI's input directory: {_os_reason(exc)}") from None
+        raise CalibrationError(f"ComfyUI's input directory: {os_reason(exc)}") from None
     skipped: list[tuple[str, str]] = []
     found = _candidates(folder, path, real_root, skipped)
     first = list(itertools.islice(found, limit or None))  # headers only, nothing decoded

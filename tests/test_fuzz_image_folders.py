@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from noise_calibration.noisecal.errors import CalibrationError
-from noise_calibration.noisecal_host import image_folder
+from noise_calibration.noisecal_host import image_folder, input_folders
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -208,7 +208,7 @@ def world(tmp_path, monkeypatch):
     Image.new("RGB", (8, 8), (255, 0, 0)).save(outside)
     budget = {"bytes": None}
     real_limit = image_folder.memory_limit
-    monkeypatch.setattr(image_folder, "input_directory", lambda: root)
+    monkeypatch.setattr(input_folders, "input_directory", lambda: root)
     monkeypatch.setattr(image_folder, "memory_limit", lambda: budget["bytes"] or real_limit())
     return {"root": root, "outside": outside, "budget": budget, "names": itertools.count()}
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from noise_calibration.noisecal.errors import CalibrationError
-from noise_calibration.noisecal_host import image_folder
+from noise_calibration.noisecal_host import image_folder, input_folders
 
 NODE_ID = "NoiseCalibrationLoadImageFolder"
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -29,14 +29,14 @@ RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 def input_dir(tmp_path, monkeypatch):
     """A temporary ComfyUI input directory: set with folder_paths.set_input_directory
     (as ComfyUI's --input-directory does) where the host has folder_paths, else
-    through image_folder.input_directory (the registry snapshot ships no
+    through input_folders.input_directory (the registry snapshot ships no
     folder_paths module). Restored afterwards."""
     root = tmp_path / "input"
     root.mkdir()
     try:
         import folder_paths
     except ImportError:
-        monkeypatch.setattr(image_folder, "input_directory", lambda: root)
+        monkeypatch.setattr(input_folders, "input_directory", lambda: root)
         yield root
         return
     before = folder_paths.get_input_directory()
@@ -230,16 +230,16 @@ def test_folder_list_holds_subfolders_inside_only(input_dir, tmp_path, cats):
     (input_dir / "file.png").write_bytes(b"")
     (tmp_path / "outside").mkdir()
     (input_dir / "escape").symlink_to(tmp_path / "outside", target_is_directory=True)
-    assert image_folder.folder_choices() == [".", "cats", "set2", "set10"]
+    assert input_folders.folder_choices() == [".", "cats", "set2", "set10"]
     kind, options = node().INPUT_TYPES()["required"]["folder"]
     assert kind == [".", "cats", "set2", "set10"] and options["default"] == "."
 
 
 def test_input_types_never_raise_without_an_input_directory(input_dir, monkeypatch):
     input_dir.rmdir()
-    assert image_folder.folder_choices() == ["."]
+    assert input_folders.folder_choices() == ["."]
     assert node().INPUT_TYPES()["required"]["folder"][0] == ["."]
-    monkeypatch.setattr(image_folder, "input_directory", lambda: None)  # outside ComfyUI
+    monkeypatch.setattr(input_folders, "input_directory", lambda: None)  # outside ComfyUI
     assert node().INPUT_TYPES()["required"]["folder"][0] == ["."]
 
 

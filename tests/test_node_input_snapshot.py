@@ -25,7 +25,7 @@ def host_lists(pack_module) -> dict[str, list]:
         "<comfy KSampler.SAMPLERS>": list(comfy.samplers.KSampler.SAMPLERS),
         "<comfy KSampler.SCHEDULERS>": list(comfy.samplers.KSampler.SCHEDULERS),
         "<reference networks present>": pack_module("noisecal_host.reference_models").names(),
-        "<input subfolders>": pack_module("noisecal_host.image_folder").folder_choices(),
+        "<input subfolders>": pack_module("noisecal_host.input_folders").folder_choices(),
     }
 
 

@@ -201,5 +201,5 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path):
 
 @pytest.mark.parametrize("folder", ["CON", "photos/nul", "sets/a.", "x|y"])
 def test_an_image_folder_windows_cannot_hold_is_refused(pack, folder):
-    problem = pack.noisecal_host.image_folder._syntax_problem(folder)
+    problem = pack.noisecal_host.input_folders.syntax_problem(folder)
     assert problem and "Windows" in problem
