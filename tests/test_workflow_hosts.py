@@ -616,7 +616,8 @@ def test_the_no_weights_example_runs_on_the_server(object_info):
     """The example that needs no download runs as shipped through the server's API:
     the prompt the frontend makes of it (api_prompt), POST /prompt, its /history
     entry: success, the Calibrate summary and Apply's status in the nodes' outputs,
-    and both previews (plain, Apply) images the server serves, of the decoded size."""
+    and both previews (plain, Apply): one image per latent of the batch, each served
+    by /view at the decoded size."""
     from PIL import Image
 
     info, strict_files, url = object_info
@@ -640,9 +641,11 @@ def test_the_no_weights_example_runs_on_the_server(object_info):
     previews = [i for i, n in prompt.items() if n["class_type"] == "PreviewImage"]
     assert len(previews) == 2
     for node_id in previews:
-        (image,) = outputs[node_id]["images"]
-        query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
-        with urllib.request.urlopen(f"{url}/view?{query}", timeout=60) as resp:
-            picture = Image.open(io.BytesIO(resp.read()))
-        # the decode node: a latent of W x H latent pixels (image / 8) gives 2W x 2H
-        assert picture.size == (2 * width // 8, 2 * height // 8), picture.size
+        images = outputs[node_id]["images"]
+        assert len(images) == latent["inputs"]["batch_size"], images
+        for image in images:
+            query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
+            with urllib.request.urlopen(f"{url}/view?{query}", timeout=60) as resp:
+                picture = Image.open(io.BytesIO(resp.read()))
+            # the decode node: a latent of W x H latent pixels (image / 8) gives 2W x 2H
+            assert picture.size == (2 * width // 8, 2 * height // 8), picture.size
