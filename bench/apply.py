@@ -54,6 +54,7 @@ from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal import held_out_check
+from noise_calibration.noisecal_host import user_messages
 from noise_calibration.noisecal_host.calibration_job import DEFAULTS
 
 WITHIN = 1.05  # A2: Apply within this ratio of the best single method
@@ -566,7 +567,7 @@ def main(argv=None) -> int:
     ]
     # the candidates pair the nodes on purpose: their warning is known here
     logging.getLogger("noise_calibration").addFilter(
-        lambda record: "use one of them" not in record.getMessage()
+        lambda record: getattr(record, "message_id", None) != user_messages.PAIR
     )
     describe_run(args.quick)
     with tempfile.TemporaryDirectory(prefix="apply-bench-") as folder:

@@ -47,6 +47,7 @@ from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M, NetworkCounter
 from bench.lib.timing import TimedSampler, interleaved, ratios, state_fn_profile
 from noise_calibration.noisecal.correction_search import CorrectionResult
+from noise_calibration.noisecal_host import user_messages
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
 WORSE = 1.02  # the default may not make FD worse than this ratio to plain anywhere
@@ -555,7 +556,7 @@ def main(argv=None) -> int:
     run = Run.start(args, FULL, QUICK)
     # the "both" column pairs the nodes on purpose: their warning is known here
     logging.getLogger("noise_calibration").addFilter(
-        lambda record: "use one of them" not in record.getMessage()
+        lambda record: getattr(record, "message_id", None) != user_messages.PAIR
     )
     describe_run(args.quick)
     # records are connected to the nodes; a private empty store keeps the

@@ -30,7 +30,7 @@ check=True)`` (what the Calibrate node runs with ``correction`` set and
 6 held back, the node's default) at the cell's sampler, steps and
 schedule; the recommendation sampled through the pack's "Noise Calibration:
 Apply" node. Where it recommends plain, Apply leaves every call unchanged
-(``noisecal_host/apply_patch.py``): that is checked bit for bit on two samples
+(``noisecal_host/installer.py``): that is checked bit for bit on two samples
 and plain's metrics are reused. NLC: the same record's table (calibrated alone,
 on the 12 latents) at strength 1 through the pack's Noise Level Correction
 node, i.e. the check's ``nlc@1`` candidate.

@@ -39,7 +39,7 @@ from bench.lib.report import print_section, print_table
 from bench.lib.run import ROOT, Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import TIMING_SEED
 from noise_calibration.noisecal.guidance import GuidanceSettings
-from noise_calibration.noisecal_host import guidance_patch
+from noise_calibration.noisecal_host import guidance_patch, level_patches
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 from noise_calibration.noisecal_host.testing import sampling, tiny_models
 
@@ -79,7 +79,7 @@ def guided(model, mode: str):
 def separate_call(model):
     """The same guidance (offset) with its extra branch in a call of its own."""
     s = GuidanceSettings(weight=0.1, mode="offset", offset=1.0, weight_schedule="constant")
-    return guidance_patch.apply_guidance(model, s, batched=False)
+    return level_patches.apply_guidance(model, s, batched=False)
 
 
 class StepTimer:

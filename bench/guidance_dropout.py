@@ -47,7 +47,7 @@ from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import SAMPLE_SEED
 from noise_calibration.noisecal.guidance import GuidanceSettings
-from noise_calibration.noisecal_host import guidance_patch
+from noise_calibration.noisecal_host import level_patches
 from noise_calibration.noisecal_host.model_info import zero_conditioning
 
 PSEUDO_LEVEL = 1.0  # the network's training pseudo level (sigma 1.0, timestep 1000)
@@ -78,7 +78,7 @@ def uncapped(model, w: float):
         weight_schedule="constant",
         guard=UNCAPPED,
     )
-    return guidance_patch.apply_guidance(model, s)
+    return level_patches.apply_guidance(model, s)
 
 
 class Bench:

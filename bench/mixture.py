@@ -62,6 +62,7 @@ from bench.lib.testbed import CAL_SCHEDULER, M
 from noise_calibration.noisecal.testing import per_sample
 from noise_calibration.noisecal.testing.metrics import frechet_distance
 from noise_calibration.noisecal.testing.mixture import MIXTURES, sample_mixture
+from noise_calibration.noisecal_host import user_messages
 from noise_calibration.noisecal_host.testing import testbed_model
 
 TRUE_SEED = 5005  # the true set the per-sample SWD compares with
@@ -302,7 +303,7 @@ def main(argv=None) -> int:
     run = Run.start(args, FULL, QUICK)
     # the candidates pair the nodes on purpose: their warning is known here
     logging.getLogger("noise_calibration").addFilter(
-        lambda record: "use one of them" not in record.getMessage()
+        lambda record: getattr(record, "message_id", None) != user_messages.PAIR
     )
     describe_run(args.quick)
     with tempfile.TemporaryDirectory(prefix="mixture-bench-") as folder:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..noisecal_host import apply_patch
+from ..noisecal_host import level_patches
 from . import tooltips
 from .common import LevelPatchNode
 
@@ -42,7 +42,7 @@ class Apply(LevelPatchNode):
         latent=None,
     ):
         self.check(strength=strength, if_missing=if_missing)
-        patched = apply_patch.apply_recommended(
+        patched = level_patches.apply_recommended(
             model,
             strength,
             if_missing,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import comfy.samplers
 
-from ..noisecal_host import calibration_job, node_status, user_messages
+from ..noisecal_host import calibration_job, calibrations, user_messages
 from ..noisecal_host.calibration_job import DEFAULTS
 from ..noisecal_host.plots import calibration_plot
 from ..noisecal_host.previews import temp_previews
@@ -171,5 +171,5 @@ class Calibrate(ChecksInputs, UsesCalibrationStore):
         # "images" (the frontends' previews: a second, smaller copy below the panel)
         height, width = rgb.shape[:2]
         plot = [{**p, "width": width, "height": height} for p in temp_previews(rgb)]
-        ui = {"text": [user_messages.gui_text(text)], node_status.PLOT_KEY: plot}
+        ui = {"text": [user_messages.gui_text(text)], calibrations.PLOT_KEY: plot}
         return {"ui": ui, "result": ([record], path, rgb_to_image(rgb))}

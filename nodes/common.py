@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from ..noisecal_host import folders, level_patches, node_status, user_messages
+from ..noisecal_host import calibrations, folders, installer, user_messages
 from .checks import ChecksInputs
 from .widgets import Combo, Float, Socket, String, input_types
 
@@ -50,10 +50,14 @@ class CalibratedModelNode(ChecksInputs, UsesCalibrationStore):
         return folders.user_store().fingerprint_files()
 
     def run(self, **inputs):
-        notes: list[str] = []
+        return self.shown(inputs)[0]
+
+    def shown(self, inputs: dict) -> tuple[dict, user_messages.NodeText]:
+        """run's output, and the node's text (its warnings and calibrated sizes)."""
+        notes = user_messages.NodeText()
         result = self.apply(**inputs, notes=notes)
         text = "\n".join(user_messages.gui_text(note) for note in notes)
-        return {"ui": {"text": [text] if notes else []}, "result": result}
+        return {"ui": {"text": [text] if notes else []}, "result": result}, notes
 
 
 class LevelPatchNode(CalibratedModelNode):
@@ -70,18 +74,21 @@ class LevelPatchNode(CalibratedModelNode):
 
     def run(self, **inputs):
         """As CalibratedModelNode's, and the sizes calibrated for the connected checkpoint
-        (noisecal_host.node_status: the web extension shows them on the node)."""
-        out = super().run(**inputs)
-        try:
-            status = node_status.calibrated(
-                inputs["model"],
-                inputs.get("label", ""),
-                self.store(),
-                self.MISSING != "calibration",
-            )
-        except Exception:  # what the node shows must never break the node
-            return out
-        out["ui"][node_status.UI_KEY] = [status]
+        (noisecal_host.calibrations: the web extension shows them on the node), read
+        by the patch itself (or here, where it read none: strength 0)."""
+        out, notes = self.shown(inputs)
+        status = notes.calibrated
+        if status is None:
+            try:
+                status = calibrations.calibrated(
+                    inputs["model"],
+                    inputs.get("label", ""),
+                    self.store(),
+                    self.MISSING != "calibration",
+                )
+            except Exception:  # what the node shows must never break the node
+                return out
+        out["ui"][calibrations.UI_KEY] = [status]
         return out
 
     @classmethod
@@ -92,7 +99,7 @@ class LevelPatchNode(CalibratedModelNode):
                 Socket("MODEL", "model"),
                 Float("strength", 1.0, min=0.0, max=2.0, step=0.05),
                 *cls.RANGE_INPUTS,
-                Combo("if_missing", level_patches.ON_MISSING, "error"),
+                Combo("if_missing", installer.ON_MISSING, "error"),
                 String("label"),
             ],
             # appended: saved workflows keep their sockets and widgets

@@ -3,11 +3,8 @@ Attention Guidance in ComfyUI)."""
 
 from __future__ import annotations
 
-from ..noisecal.apply import RecommendedLevel
 from ..noisecal.guidance import MODES, WEIGHT_SCHEDULES, GuidanceSettings
-from ..noisecal_host import folders, level_patches, user_messages
-from ..noisecal_host.apply_patch import calibrated_guidance
-from ..noisecal_host.guidance_patch import apply_guidance
+from ..noisecal_host import folders, level_patches
 from . import tooltips
 from .common import CalibratedModelNode
 from .widgets import Combo, Float, Socket, String, input_types
@@ -103,10 +100,6 @@ class NoiseAwarenessGuidance(CalibratedModelNode):
             "level_end": level_end,
         }
         self.check(**widgets, weight_source=weight_source, label=label)
-        if weight == 0:
-            return (model,)
-        if level_patches.installed(model, "level_fns", RecommendedLevel):
-            user_messages.note(notes, f"{self.TITLE}: {level_patches.APPLY_WARNING}")
         if weight_source == "calibrated":
-            return (calibrated_guidance(model, weight, label, self.store(), notes),)
-        return (apply_guidance(model, GuidanceSettings(**widgets)),)
+            return (level_patches.calibrated_guidance(model, weight, label, self.store(), notes),)
+        return (level_patches.apply_guidance(model, GuidanceSettings(**widgets), notes),)

@@ -17,12 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .calibration_record import record_key, record_latent_size
 from .correction_table import CorrectionTable
-from .errors import CalibrationNotFound
-from .resolver import CalibrationResolver
 
-__all__ = ["CorrectionMap", "CorrectionResolver"]
+__all__ = ["CorrectionMap"]
 
 
 class CorrectionMap:
@@ -70,34 +67,3 @@ class CorrectionMap:
         if self.max_level is not None:
             hat = hat.clamp(max=max(float(self.max_level), float(sigma64.max())))
         return hat.to(sigma.dtype)
-
-
-class CorrectionResolver(CalibrationResolver):
-    """The state function Noise Level Correction installs: the CorrectionMap of
-    the calibration for the latent size being sampled."""
-
-    what = "Noise Level Correction"
-
-    def __init__(self, *args, sigma_range=(0.0, math.inf), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sigma_range = sigma_range
-
-    def build(self, records, weights):
-        tables = []
-        for record in records:
-            if not record.get("correction"):
-                h, w = record_latent_size(record)
-                if record.get("correction_joint"):
-                    raise CalibrationNotFound(
-                        f"the calibration of {record_key(record).describe()} at latent {h}x{w} "
-                        f"has its correction table calibrated with NoiseShift on (the held-out "
-                        f"check's table): use 'Noise Calibration: Apply', or calibrate with "
-                        f"check = off for a table this node uses alone"
-                    )
-                raise CalibrationNotFound(
-                    f"the calibration of {record_key(record).describe()} at latent {h}x{w} "
-                    f"has no correction table: run 'Noise Calibration: Calibrate' again with "
-                    f"'correction' set to euler (or heun, for second-order samplers)"
-                )
-            tables.append(CorrectionTable.from_json(record["correction"]))
-        return CorrectionMap(tables, weights, self.strength, self.sigma_range, self.max_level)

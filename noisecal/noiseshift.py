@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from .resolver import CalibrationResolver
 from .sigma_hat_curve import SigmaHatCurve
 
 
@@ -45,12 +44,3 @@ class ShiftMap:
         return max(
             abs(h - s) for sigmas, hats in self.curves for s, h in zip(sigmas, hats, strict=True)
         )
-
-
-class ShiftResolver(CalibrationResolver):
-    """The level function NoiseShift installs (see CalibrationResolver)."""
-
-    what = "NoiseShift"
-
-    def build(self, records, weights):
-        return ShiftMap.from_records(records, weights, self.strength, self.max_level)

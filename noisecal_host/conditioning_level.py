@@ -121,10 +121,11 @@ def _level_class(base: type) -> type:
     return _classes[base]
 
 
-def with_conditioning_level(model_sampling, level_fn: LevelFn | None = None, *, state_fn=None):
-    """A copy of `model_sampling` whose network conditioning goes through level_fn
-    and, with state_fn, whose whole evaluation (input scaling, conditioning,
-    denoised estimate) uses state_fn(sigma) instead of the sampler's sigma."""
+def with_conditioning_level(model_sampling, *level_fns: LevelFn | None, state_fn=None):
+    """A copy of `model_sampling` whose network conditioning goes through the
+    level_fns (in order, after those already on it) and, with state_fn, whose
+    whole evaluation (input scaling, conditioning, denoised estimate) uses
+    state_fn(sigma) instead of the sampler's sigma."""
     # copy the object (a few schedule buffers) but share the functions already
     # installed: they may hold state their owner updates (LevelOverride)
     installed = (
@@ -142,8 +143,7 @@ def with_conditioning_level(model_sampling, level_fn: LevelFn | None = None, *, 
             if (buf := patched._buffers.get(name)) is not None
         }
     patched.served_schedule = {}
-    if level_fn is not None:
-        patched.level_fns = tuple(patched.level_fns) + (level_fn,)
+    patched.level_fns = tuple(patched.level_fns) + tuple(fn for fn in level_fns if fn is not None)
     if state_fn is not None:
         patched.state_fns = tuple(patched.state_fns) + (state_fn,)
     return patched
@@ -168,13 +168,13 @@ class LevelOverride:
             self.fn = None
 
 
-def patch_model(model, level_fn: LevelFn | None = None, *, state_fn=None):
+def patch_model(model, *level_fns: LevelFn | None, state_fn=None):
     """model.clone() with the conditioning level (and, with state_fn, the level the
     whole denoiser is evaluated at) patched; the sampler's sigmas are untouched."""
     patched = model.clone()
     current = patched.get_model_object("model_sampling")
     patched.add_object_patch(
-        "model_sampling", with_conditioning_level(current, level_fn, state_fn=state_fn)
+        "model_sampling", with_conditioning_level(current, *level_fns, state_fn=state_fn)
     )
     return patched
 

@@ -89,7 +89,7 @@ def _apply_table(args, setup, sizes, sample_fd, out_dir, eval_samples, count) ->
     FD to the true field for plain, Apply and native; a picture of the samples at M/2."""
     from ..noisecal.calibration_record import recommendation
     from ..noisecal.testing.metrics import fd_noise_floor
-    from . import apply_patch, calibration_job, folders
+    from . import calibration_job, folders, level_patches
 
     spectrum, model, m = setup.spectrum, setup.model, setup.train_res
     store = folders.user_store(out_dir / "calibrations")
@@ -114,7 +114,7 @@ def _apply_table(args, setup, sizes, sample_fd, out_dir, eval_samples, count) ->
         seconds = time.perf_counter() - started
         save_png(calibration_plot(record), out_dir / f"calibration_apply_N{n}.png")
         notes: list = []
-        applied = apply_patch.apply_recommended(
+        applied = level_patches.apply_recommended(
             model, 1.0, "error", None, [record], store, "", notes
         )
         fd = {name: sample_fd(name, n, model) for name in ("plain", "native")}

@@ -146,12 +146,12 @@ def _calibrate(args, model, cal, n: int, calibration_store, out_dir: Path):
 
 def _sample_methods(args, model, native, n: int, count: int, calibration_store, measure):
     """Samples (model space) and scores of plain, NoiseShift, Apply and the native network."""
-    from . import apply_patch, level_patches
+    from . import level_patches
     from .model_info import zero_conditioning
     from .testing.sampling import empty_latent, ksample
 
     shifted = level_patches.apply_noiseshift(model, 1.0, "error", "", None, calibration_store)
-    applied = apply_patch.apply_recommended(model, 1.0, "error", "", None, calibration_store)
+    applied = level_patches.apply_recommended(model, 1.0, "error", "", None, calibration_store)
     samples, scores = {}, {}
     for label, sampled in (
         ("plain", model),

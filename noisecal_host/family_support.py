@@ -35,7 +35,6 @@ import torch
 
 from ..noisecal.errors import ERROR_MODULE, CalibrationError
 from . import user_messages
-from .store import load
 
 log = logging.getLogger("noise_calibration")
 
@@ -94,25 +93,23 @@ def assess(model) -> Support:
     return _probe_process_timestep(base, ms, family)
 
 
-def check(
-    model,
-    what: str,
-    notes: list | None = None,
-    records=(),
-    calibration_store=None,
-    key=None,
-) -> Support:
+def check(model, what: str, notes: list | None = None, records=()) -> Support:
     """Raise UnsupportedFamily where `what` cannot reach the model's conditioning;
-    warn (logged and added to `notes`) when the given records, or the store's
-    records for `key`, hold shifts the model rounds away."""
+    warn (logged and added to `notes`) when the given records hold shifts the
+    model rounds away. records: calibration records, or (label, record) pairs."""
     support = assess(model)
     if not support.reachable:
         raise UnsupportedFamily(support.message(what))
     if support.resolution is not None:
-        for label, record in _records(records, calibration_store, key):
+        for label, record in _labelled(records):
             lost = lost_shifts(model, record)
             if lost:
-                _note(notes, _rounding_message(what, support, label, lost, record))
+                user_messages.note(
+                    notes,
+                    user_messages.LOST_TO_ROUNDING,
+                    _rounding_message(what, support, label, lost, record),
+                    subject=label,
+                )
     return support
 
 
@@ -215,16 +212,9 @@ def _base_name(ms) -> str:
     return type(ms).__name__
 
 
-def _records(records, calibration_store, key):
-    for i, record in enumerate(records or ()):
-        yield f"calibration {i + 1}", record
-    if calibration_store is None or key is None or records:
-        return
-    for size, path in sorted(calibration_store.files_for(key).items()):
-        try:
-            yield f"the calibration for latent {size[0]}x{size[1]}", load(path)
-        except CalibrationError:
-            continue  # the sampler names a broken file when it needs it
+def _labelled(records):
+    for i, item in enumerate(records or ()):
+        yield item if isinstance(item, tuple) else (f"calibration {i + 1}", item)
 
 
 def _rounding_message(what, support: Support, label, lost, record) -> str:
@@ -237,7 +227,3 @@ def _rounding_message(what, support: Support, label, lost, record) -> str:
         f"{support.resolution:.2%} of the level; these are at most {worst:.2%}); "
         f"those steps sample as if uncalibrated"
     )
-
-
-def _note(notes, text: str) -> None:
-    user_messages.note(notes, text)

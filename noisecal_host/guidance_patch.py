@@ -1,4 +1,5 @@
-"""Noise Awareness Guidance as a MODEL patch that chains with other packs.
+"""Noise Awareness Guidance's hooks on a MODEL, chaining with other packs (the
+installer, noisecal_host/installer.py, clones the model and calls `install`).
 
 A post-CFG function (a list in ComfyUI: every pack's function runs, in the
 order the nodes were applied) adds the guidance term to what the earlier
@@ -25,21 +26,9 @@ import weakref
 import comfy.samplers
 import torch
 
-from ..noisecal.guidance import GuidanceSettings, combine, from_u, to_u
-from . import conditioning_level, dropped_patch, family_support
-from .model_info import parameterization_of
+from ..noisecal.guidance import combine, from_u, to_u
 
-WHAT = "Noise Awareness Guidance"
 WRAPPER_KEY = "noise_calibration.guidance"
-
-
-def guidance_node_installed(model) -> bool:
-    """Whether a Noise Awareness Guidance node's patch is on the model."""
-    ms = model.get_model_object("model_sampling")
-    return any(
-        isinstance(fn, conditioning_level.LevelOverride) and getattr(fn, "what", None) == WHAT
-        for fn in getattr(ms, "level_fns", ())
-    )
 
 
 def next_level(sigma: torch.Tensor, model_options: dict, state: dict) -> torch.Tensor | None:
@@ -102,44 +91,50 @@ def on_chunks(fn, chunks: list[int], rows: int, total: int):
     return level_fn
 
 
-def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WHAT, batched=None):
-    """MODEL -> MODEL with guidance. settings_for: latent (h, w) -> settings or None
-    (no guidance at that size), for Apply; else `settings` everywhere. batched:
-    None = in the step's network call where the host allows, False = a separate call."""
-    parameterization = parameterization_of(model)
-    family_support.check(model, what)
-    override = conditioning_level.LevelOverride()
-    override.what = what  # whose guidance (Apply tells a guidance node's from its own)
-    state: dict = {}
-    local = threading.local()  # per thread: the step in progress, the batch being run
+class Hooks:
+    """The guidance of one installed patch: its post-CFG function and its two
+    wrappers, sharing the step in progress (per thread) and the level override.
+    settings_for: latent (h, w) -> GuidanceSettings or None (no guidance there)."""
 
-    def decide(x, sigma, model_options):
-        current = settings if settings_for is None else settings_for(tuple(x.shape[-2:]))
+    def __init__(self, override, settings_for, parameterization: str):
+        self.override = override
+        self.settings_for = settings_for
+        self.parameterization = parameterization
+        self.state: dict = {}
+        self.local = threading.local()  # per thread: the step in progress, the batch being run
+
+    def __deepcopy__(self, memo):
+        # a patcher's clone deep-copies its model options, and with them these bound
+        # methods: every copy must keep this one object (its override is on the model)
+        return self
+
+    def decide(self, x, sigma, model_options):
+        current = self.settings_for(tuple(x.shape[-2:]))
         if current is None or current.weight == 0:
             return None
-        u = to_u(sigma, parameterization)
-        u_next = next_level(sigma, model_options, state)
-        weight = current.weight_at(u, None if u_next is None else to_u(u_next, parameterization))
+        p = self.parameterization
+        u = to_u(sigma, p)
+        u_next = next_level(sigma, model_options, self.state)
+        weight = current.weight_at(u, None if u_next is None else to_u(u_next, p))
         return (current, weight) if bool((weight != 0).any()) else None
 
-    def step_for(x, sigma, cond, model_options) -> tuple[Step, bool]:
+    def step_for(self, x, sigma, cond, model_options) -> tuple[Step, bool]:
         """This step's record (decided once per step) and whether it is new."""
-        step = getattr(local, "step", None)
+        step = getattr(self.local, "step", None)
         if step is not None and step.is_for(x, sigma, cond):
             return step, False
-        local.step = Step(x, sigma, cond, decide(x, sigma, model_options))
-        return local.step, True
+        self.local.step = Step(x, sigma, cond, self.decide(x, sigma, model_options))
+        return self.local.step, True
 
-    def other_level(current, x):
+    def other_level(self, current, x):
+        p = self.parameterization
+
         def fn(level):
-            level_u = to_u(level, parameterization)
-            return from_u(current.other_level(level_u, x, parameterization), parameterization).to(
-                level
-            )
+            return from_u(current.other_level(to_u(level, p), x, p), p).to(level)
 
         return fn
 
-    def calc_cond_batch_wrapper(executor, model_, conds, x, sigma, model_options):
+    def calc_cond_batch_wrapper(self, executor, model_, conds, x, sigma, model_options):
         # sampling_function's call is [cond, uncond or None], the first of its step;
         # others (PAG's [cond], our own fallback, dual-CFG's three) run as they are,
         # as do context windows and multi-GPU (its pool threads would not see
@@ -150,22 +145,22 @@ def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WH
         )
         if not own or split:
             return executor(model_, conds, x, sigma, model_options)
-        step, new = step_for(x, sigma, conds[0], model_options)
+        step, new = self.step_for(x, sigma, conds[0], model_options)
         if not new or step.guide is None:
             return executor(model_, conds, x, sigma, model_options)
-        local.batch = (len(conds), other_level(step.guide[0], x))
+        self.local.batch = (len(conds), self.other_level(step.guide[0], x))
         try:
             out = executor(model_, [*conds, conds[0]], x, sigma, model_options)
         finally:
-            local.batch = None
+            self.local.batch = None
         step.extra = out[-1]
         return out[:-1]
 
     def apply_model_wrapper(
-        executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs
+        self, executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs
     ):
         options = transformer_options
-        batch = getattr(local, "batch", None)
+        batch = getattr(self.local, "batch", None)
         labels = options.get("cond_or_uncond", [])
         if batch is None or batch[0] not in labels:
             return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
@@ -173,31 +168,34 @@ def apply_guidance(model, settings: GuidanceSettings, settings_for=None, what=WH
         chunks = [i for i, label in enumerate(labels) if label == index]
         # later wrappers and attention patches see our rows as what they are: cond rows
         shown = {**options, "cond_or_uncond": [0 if label == index else label for label in labels]}
-        with override.active(on_chunks(fn, chunks, x.shape[0] // len(labels), x.shape[0])):
+        with self.override.active(on_chunks(fn, chunks, x.shape[0] // len(labels), x.shape[0])):
             return executor(x, t, c_concat, c_crossattn, control, shown, **kwargs)
 
-    def post_cfg(args):
+    def post_cfg(self, args):
         denoised, x, sigma = args["denoised"], args["input"], args["sigma"]
-        step, _ = step_for(x, sigma, args["cond"], args["model_options"])
+        step, _ = self.step_for(x, sigma, args["cond"], args["model_options"])
         if step.guide is None:
             return denoised
         current, weight = step.guide
         other = step.take_extra()
         if other is None:  # no wrappers on this host, or the step's call was not ours
-            with override.active(other_level(current, x)):
+            with self.override.active(self.other_level(current, x)):
                 (other,) = comfy.samplers.calc_cond_batch(
                     args["model"], [args["cond"]], x, sigma, args["model_options"]
                 )
         return combine(denoised, args["cond_denoised"], other, x, weight, current.guard)
 
-    patched = conditioning_level.patch_model(model, override)
-    patched.set_model_sampler_post_cfg_function(post_cfg)
+
+def install(patched, override, settings_for, parameterization: str, batched=None) -> None:
+    """Add guidance to `patched` (a clone whose sampling object carries `override`,
+    a conditioning_level.LevelOverride, as its last level function). batched:
+    None = in the step's network call where the host allows, False = a separate call."""
+    hooks = Hooks(override, settings_for, parameterization)
+    patched.set_model_sampler_post_cfg_function(hooks.post_cfg)
     if batched is not False and wrappers_available(patched):
         from comfy.patcher_extension import WrappersMP
 
         patched.add_wrapper_with_key(
-            WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch_wrapper
+            WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, hooks.calc_cond_batch_wrapper
         )
-        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
-    dropped_patch.watch(patched, override, what, "pass through")
-    return patched
+        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, hooks.apply_model_wrapper)

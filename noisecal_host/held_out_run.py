@@ -17,7 +17,6 @@ from ..noisecal import held_out_check
 from ..noisecal.guidance import GuidanceSettings
 from . import level_patches
 from .calibration_phases import CHECK, GUIDANCE, Phases
-from .guidance_patch import apply_guidance
 from .model_info import zero_conditioning
 
 METHOD = "held-out-spectral-fd-edges-v2"
@@ -152,7 +151,7 @@ def _guidance(base_model, base: str, base_samples, held_out, sample, seed, progr
     """Guidance at each weight on top of the recommendation, scored against it."""
     generated = {base: base_samples}
     for i, weight in enumerate(held_out_check.GUIDANCE_WEIGHTS):
-        guided = apply_guidance(base_model, guidance_settings(weight))
+        guided = level_patches.apply_guidance(base_model, guidance_settings(weight))
         generated[held_out_check.guidance_name(weight)] = sample(guided)
         progress(i + 1, len(held_out_check.GUIDANCE_WEIGHTS))
     scores = held_out_check.score(generated, held_out.to(torch.float32), seed, baseline=base)

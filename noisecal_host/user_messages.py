@@ -3,11 +3,14 @@
 The pack's web extension (web/js/noise_calibration.js) shows each message as a
 toast naming the node it came from. A message goes to the client that queued
 the prompt (`PromptServer.instance.client_id`, all clients when none) as the
-event EVENT with {"text", "level", "node", "prompt_id", "what"}.
+event EVENT with {"id", "subject", "text", "level", "node", "prompt_id", "what"}.
 
-Without a server (the command line, tests, the snapshot host) nothing is sent
-and nothing fails: `send` only logs. The same text for the same node is sent
-once per prompt, however many sampling steps or sizes repeat it.
+Every message has a stable id (the table below): deduplication, tests and
+benchmarks use it, never the wording. The log record carries it as
+`record.message_id`. Without a server (the command line, tests, the snapshot
+host) nothing is sent and nothing fails: `send` only logs. A message of one id
+for the same node (and subject) is sent once per prompt, however many sampling
+steps or sizes repeat it.
 
 `warner(log)` is what a patch built in a node keeps for sampling time: it
 remembers the node that built it (sampling runs while the sampler node is the
@@ -20,12 +23,44 @@ import logging
 import threading
 from collections import OrderedDict
 
+from ..noisecal.plan import PASS_THROUGH, SIZES_DISAGREE
+
 EVENT = "noise_calibration.message"
 MAX_PROMPTS = 32  # prompts whose sent messages are remembered for deduplication
+
+# The ids of the messages a user sees; the text is written where it is raised.
+PAIR = "noiseshift-with-correction"  # NoiseShift and NLC nodes on one model
+APPLY_AND_METHOD = "apply-with-single-method"  # Apply and a method node on one model
+OTHER_CHECKPOINT = "calibration-of-another-checkpoint"
+LOST_TO_ROUNDING = "shifts-lost-to-rounding"
+PATCH_DROPPED = "patch-dropped"
+STEP_CACHE = "step-cache"
+NO_CALIBRATED_GUIDANCE = "no-calibrated-guidance"
+IDS = frozenset(
+    {
+        PASS_THROUGH,  # a node samples a size without its calibration
+        SIZES_DISAGREE,  # two calibrated sizes around a size recommend different methods
+        PAIR,
+        APPLY_AND_METHOD,
+        OTHER_CHECKPOINT,
+        LOST_TO_ROUNDING,
+        PATCH_DROPPED,
+        STEP_CACHE,
+        NO_CALIBRATED_GUIDANCE,
+    }
+)
 
 _log = logging.getLogger("noise_calibration")
 _lock = threading.Lock()
 _sent: OrderedDict[str, set] = OrderedDict()
+
+
+class NodeText(list):
+    """What a patch node shows after a run: the warnings (this list, one text
+    each) and `calibrated`, the sizes calibrated for its checkpoint
+    (noisecal_host/calibrations.py; None until a patch has read them)."""
+
+    calibrated: dict | None = None
 
 
 def executing() -> tuple[str | None, str | None]:
@@ -48,25 +83,17 @@ def _server():
     return getattr(PromptServer, "instance", None)
 
 
-def _topic(text: str) -> str:
-    """What a message is about: the node's pass-through warning at the node and the
-    sampler's for one size are one message to the user."""
-    head = text.split(":", 1)[0]
-    return head if head.endswith("passes through") else text
-
-
-def _first_time(prompt_id, node_id, text: str) -> bool:
+def _first_time(prompt_id, node_id, message_id: str, subject: str) -> bool:
     key = str(prompt_id)
-    text = _topic(text)
     with _lock:
         seen = _sent.get(key)
         if seen is None:
             seen = _sent[key] = set()
             while len(_sent) > MAX_PROMPTS:
                 _sent.popitem(last=False)
-        if (node_id, text) in seen:
+        if (node_id, message_id, subject) in seen:
             return False
-        seen.add((node_id, text))
+        seen.add((node_id, message_id, subject))
         return True
 
 
@@ -76,9 +103,18 @@ def gui_text(text: str) -> str:
     return str(text).replace("`", "").rstrip()
 
 
-def send(text: str, level: str = "warning", node: str | None = None, what: str = "") -> bool:
-    """Send `text` to the frontend (once per prompt and node) as gui_text; True when
-    sent. node: the node id it names (default: the node executing now)."""
+def send(
+    message_id: str,
+    text: str,
+    level: str = "warning",
+    node: str | None = None,
+    what: str = "",
+    subject: str = "",
+) -> bool:
+    """Send `text` to the frontend (once per prompt, node, id and subject) as
+    gui_text; True when sent. node: the node id it names (default: the node
+    executing now)."""
+    _check_id(message_id)
     server = _server()
     if server is None:
         return False
@@ -87,9 +123,17 @@ def send(text: str, level: str = "warning", node: str | None = None, what: str =
     node = node if node is not None else current
     if prompt_id is None:
         prompt_id = getattr(server, "last_prompt_id", None)
-    if not _first_time(prompt_id, node, text):
+    if not _first_time(prompt_id, node, message_id, subject):
         return False
-    data = {"text": text, "level": level, "node": node, "prompt_id": prompt_id, "what": what}
+    data = {
+        "id": message_id,
+        "subject": subject,
+        "text": text,
+        "level": level,
+        "node": node,
+        "prompt_id": prompt_id,
+        "what": what,
+    }
     try:
         server.send_sync(EVENT, data, getattr(server, "client_id", None))
     except Exception:  # a message must never break sampling
@@ -98,26 +142,39 @@ def send(text: str, level: str = "warning", node: str | None = None, what: str =
     return True
 
 
-def warn(text: str, log: logging.Logger | None = None, what: str = "") -> None:
-    """Log a warning and send it to the frontend."""
-    (log or _log).warning(text)
-    send(text, "warning", what=what)
+def _check_id(message_id: str) -> None:
+    if message_id not in IDS:
+        raise ValueError(f"unknown message id {message_id!r}")
 
 
-def note(notes, text: str) -> None:
+def _log_warning(log, message_id: str, text: str) -> None:
+    _check_id(message_id)
+    (log or _log).warning(text, extra={"message_id": message_id})
+
+
+def warn(
+    message_id: str, text: str, log: logging.Logger | None = None, what: str = "", subject=""
+) -> None:
+    """Log a warning (its record carries `message_id`) and send it to the frontend."""
+    _log_warning(log, message_id, text)
+    send(message_id, text, "warning", what=what, subject=subject)
+
+
+def note(notes, message_id: str, text: str, subject: str = "") -> None:
     """A warning the user must see: logged, sent to the frontend (a toast) and shown
     on the node through `notes` (a list the node prints; None: none)."""
-    warn(text)
+    warn(message_id, text, subject=subject)
     if notes is not None:
         notes.append(gui_text(text))
 
 
 def warner(log: logging.Logger | None = None, what: str = ""):
-    """A warn(text) for later (sampling time) that names the node executing now."""
+    """A warn(message_id, text) for later (sampling time) that names the node
+    executing now."""
     _, node = executing()
 
-    def warn_later(text: str) -> None:
-        (log or _log).warning(text)
-        send(text, "warning", node=node, what=what)
+    def warn_later(message_id: str, text: str, subject: str = "") -> None:
+        _log_warning(log, message_id, text)
+        send(message_id, text, "warning", node=node, what=what, subject=subject)
 
     return warn_later

@@ -71,6 +71,11 @@ def with_recommendation(record, name, guidance=0.0):
     return changed
 
 
+def message_ids(caplog) -> list[str]:
+    """The ids of the user messages logged (noisecal_host/user_messages.py)."""
+    return [r.message_id for r in caplog.records if hasattr(r, "message_id")]
+
+
 def apply(world, record):
     return world["nodes"]["Apply"].apply(world["model"], 1.0, "error", calibration=[record])[0]
 
@@ -183,18 +188,20 @@ def test_two_sizes_that_disagree_sample_plain_with_a_warning(pack_module, world,
     with caplog.at_level(logging.WARNING, "noise_calibration"):
         out = sample(pack_module, world, model)
     assert torch.equal(out, sample(pack_module, world, world["model"]))
-    assert "recommend different methods" in caplog.text
+    assert message_ids(caplog) == ["sizes-disagree"]
     assert calibration_record.validate(small) and calibration_record.validate(large)
 
 
-def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, tmp_path):
+def test_no_calibration_is_refused_at_the_apply_node(pack, pack_module, world, tmp_path, caplog):
     errors = pack_module("noisecal.errors")
     empty = pack_module("noisecal_host.folders").user_store(tmp_path)
     node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"](calibration_store=empty)
     with pytest.raises(errors.CalibrationNotFound, match="^Noise Calibration: Apply node: "):
         node.apply(world["model"], 1.0, "error")
-    shown = node.run(model=world["model"], strength=1.0, if_missing="pass through", label="")
-    assert "passes through" in shown["ui"]["text"][0]
+    with caplog.at_level(logging.WARNING, "noise_calibration"):
+        shown = node.run(model=world["model"], strength=1.0, if_missing="pass through", label="")
+    assert message_ids(caplog) == ["pass-through"] and shown["ui"]["text"][0]
+    assert shown["result"][0] is world["model"]  # nothing to apply: nothing installed
     listed = world["nodes"]["Apply"].run(
         model=world["model"], strength=1.0, if_missing="error", label=""
     )
@@ -268,23 +275,24 @@ def test_a_closer_spectrum_with_worse_edges_is_vetoed(pack_module):
     assert not check.vetoed(results["fair"]) and check.recommend(results) == "fair"
 
 
-def test_apply_with_a_single_method_node_is_one_visible_warning(pack_module, world):
+def test_apply_with_a_single_method_node_is_one_visible_warning(pack_module, world, caplog):
     record = world["record"]
     nodes = world["nodes"]
     (shifted,) = nodes["NoiseShift"].apply(world["model"], 1.0, "error", calibration=[record])
-    out = nodes["Apply"].run(
-        model=shifted, strength=1.0, if_missing="error", label="", calibration=[record]
-    )
-    assert "both on this model" in out["ui"]["text"][0]
-    applied = apply(world, record)
-    out = nodes["NoiseShift"].run(
-        model=applied, strength=1.0, if_missing="error", label="", calibration=[record]
-    )
-    assert "Apply node is already on this model" in out["ui"]["text"][0]
+    applied = apply(world, with_recommendation(record, "noiseshift@1"))
+    for model, node in ((shifted, "Apply"), (applied, "NoiseShift")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "noise_calibration"):
+            out = nodes[node].run(
+                model=model, strength=1.0, if_missing="error", label="", calibration=[record]
+            )
+        assert message_ids(caplog) == ["apply-with-single-method"], node
+        assert out["ui"]["text"][0]  # shown on the node too
 
 
-def test_apply_with_a_guidance_node_is_one_visible_warning(pack, world):
+def test_apply_with_a_guidance_node_is_one_visible_warning(pack, world, caplog):
     record, nodes = world["record"], world["nodes"]
+    applied = apply(world, with_recommendation(record, "noiseshift@1", guidance=2.0))
     guidance = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]()
     settings = dict(
         weight=1.0,
@@ -296,17 +304,17 @@ def test_apply_with_a_guidance_node_is_one_visible_warning(pack, world):
         level_end=0.0,
     )
     (guided,) = guidance.run(model=world["model"], **settings)["result"]
-    out = nodes["Apply"].run(
-        model=guided, strength=1.0, if_missing="error", label="", calibration=[record]
-    )
-    assert "both on this model" in out["ui"]["text"][0]
-    out = guidance.run(model=apply(world, record), **settings)
-    assert "Apply node is already on this model" in out["ui"]["text"][0]
-    # a second Apply's own guidance is not a guidance node's
-    out = nodes["Apply"].run(
-        model=apply(world, record), strength=1.0, if_missing="error", label="", calibration=[record]
-    )
-    assert "both on this model" not in "".join(out["ui"]["text"])
+    with caplog.at_level(logging.WARNING, "noise_calibration"):
+        nodes["Apply"].run(
+            model=guided, strength=1.0, if_missing="error", label="", calibration=[record]
+        )
+        guidance.run(model=applied, **settings)
+        assert message_ids(caplog) == ["apply-with-single-method"] * 2
+        # a second Apply's own guidance is not a guidance node's
+        nodes["Apply"].run(
+            model=applied, strength=1.0, if_missing="error", label="", calibration=[record]
+        )
+    assert message_ids(caplog) == ["apply-with-single-method"] * 2
 
 
 def test_strength_scales_the_recommendation(pack_module, world):
@@ -389,7 +397,7 @@ def test_apply_on_tiny_models_is_the_recorded_combination(pack, pack_module, tin
         assert torch.equal(got, run(pack_module, patcher, tiny_model))
 
 
-def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world, tmp_path):
+def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world, tmp_path, caplog):
     store = pack_module("noisecal_host.folders").user_store(tmp_path)
     store.save(with_recommendation(world["record"], "plain", guidance=2.0))
     cls = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationNoiseAwarenessGuidance"]
@@ -412,10 +420,12 @@ def test_the_guidance_node_reads_the_calibrated_weight(pack, pack_module, world,
         assert torch.equal(got, sample(pack_module, world, expected))
     assert not torch.equal(got, sample(pack_module, world, world["model"]))
     empty = pack_module("noisecal_host.folders").user_store(tmp_path / "empty")
-    out = cls(calibration_store=empty).run(
-        model=world["model"], weight=1.0, weight_source="calibrated", **manual
-    )
-    assert out["result"][0] is world["model"] and "has no calibration" in out["ui"]["text"][0]
+    with caplog.at_level(logging.WARNING, "noise_calibration"):
+        out = cls(calibration_store=empty).run(
+            model=world["model"], weight=1.0, weight_source="calibrated", **manual
+        )
+    assert out["result"][0] is world["model"] and out["ui"]["text"][0]
+    assert message_ids(caplog) == ["no-calibrated-guidance"]
 
 
 def test_the_check_sampling_the_joint_pair_raises_no_pair_warning(pack_module, world, caplog):
@@ -426,7 +436,7 @@ def test_the_check_sampling_the_joint_pair_raises_no_pair_warning(pack_module, w
     )
     with caplog.at_level("WARNING", logger="noise_calibration"):
         run._patched(world["model"], world["record"], joint)
-    assert not any("use one of them" in r.getMessage() for r in caplog.records)
+    assert "noiseshift-with-correction" not in message_ids(caplog)
 
 
 def test_only_a_calibrated_guidance_weight_reruns_when_calibrations_change(pack):

@@ -36,7 +36,7 @@ LATENT = 8
 STEPS = 5
 CFG = 2.5  # above 1: the nodes that reshape CFG need the unconditional branch
 CACHE = {"reuse_threshold": 3.0, "start_percent": 0.0, "end_percent": 1.0, "verbose": False}
-COMPOSE_WARNING = "does not compose with"
+STEP_CACHE = "step-cache"  # user_messages.STEP_CACHE
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def tiny_for(pack_module, model_name: str):
 
 
 def compose_warnings(caplog) -> list[str]:
-    return [r.message for r in caplog.records if COMPOSE_WARNING in r.message]
+    return [r.message for r in caplog.records if getattr(r, "message_id", None) == STEP_CACHE]
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -246,7 +246,7 @@ def test_a_step_cache_is_reported_once_per_run(pack, pack_module, tiny_sd3, pack
 
 
 def test_a_step_cache_is_found_by_its_wrapper_key(pack_module):
-    find = pack_module("noisecal_host.step_cache").find
+    find = pack_module("noisecal_host.dropped_patch").find
     wrappers = {"predict_noise": {"lazycache": [print]}, "outer_sample": {"other": [print]}}
     assert find({"transformer_options": {"wrappers": wrappers}})[0] == "LazyCache"
     assert find({"transformer_options": {"wrappers": {"x": {"other": [print]}}}}) is None

@@ -244,9 +244,12 @@ def test_every_host_family_is_classified(pack_module):
     assert not unknown, f"no tiny configuration for: {unknown}"
 
 
-def test_rounded_timestep_warns_below_the_smallest_surviving_shift(pack, pack_module, monkeypatch):
+def test_rounded_timestep_warns_below_the_smallest_surviving_shift(
+    pack, pack_module, monkeypatch, caplog
+):
     """A process_timestep that casts to bf16 (ComfyUI 2026's MageFlow does) rounds
-    small shifts away: the node says which and how small a shift survives."""
+    small shifts away: the node says which and how small a shift survives; Apply,
+    installed through the same installer, says it as NoiseShift does."""
     fm = pack_module("noisecal_host.testing.family_models")
     support_mod = pack_module("noisecal_host.family_support")
     fam = fm.tiny_family(comfy.supported_models.SD3)
@@ -264,8 +267,23 @@ def test_rounded_timestep_warns_below_the_smallest_surviving_shift(pack, pack_mo
     noiseshift.apply(fam.patcher, 1.0, "error", calibration=[large])
     lost = support_mod.lost_shifts(fam.patcher, small)
     assert lost and not support_mod.lost_shifts(fam.patcher, large)
-    support_mod.check(fam.patcher, "NoiseShift", notes, [small])
-    assert len(notes) == 1 and "can tell apart" in notes[0] and "smallest change" in notes[0]
+    with caplog.at_level("WARNING", logger="noise_calibration"):
+        support_mod.check(fam.patcher, "NoiseShift", notes, [small])
+    assert len(notes) == 1 and message_ids(caplog) == ["shifts-lost-to-rounding"]
+    assert f"{found.resolution:.2%}" in notes[0]  # how small a shift survives
+    m = pack.NODE_CLASS_MAPPINGS
+    for name in ("NoiseCalibrationNoiseShift", "NoiseCalibrationApply"):
+        for record, warned in ((small, 1), (large, 0)):
+            caplog.clear()
+            notes = []
+            with caplog.at_level("WARNING", logger="noise_calibration"):
+                m[name]().apply(fam.patcher, 1.0, "error", calibration=[record], notes=notes)
+            assert message_ids(caplog) == ["shifts-lost-to-rounding"] * warned, name
+            assert len(notes) == warned, name
+
+
+def message_ids(caplog) -> list[str]:
+    return [r.message_id for r in caplog.records if hasattr(r, "message_id")]
 
 
 def test_refused_discrete_families_would_be_told_a_wrong_level(pack_module):

@@ -91,7 +91,7 @@ def other_level(pack_module, ms, sigma, s):
 @pytest.mark.parametrize("cfg", [1.0, 2.5])
 @pytest.mark.parametrize("order", ["other patch first", "guidance first"])
 def test_formula_on_captured_predictions_and_chaining(pack_module, tiny_model, cfg, order):
-    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    apply_guidance = pack_module("noisecal_host.level_patches").apply_guidance
     s = settings(pack_module, offset=-1.0)  # a lower level: never clamped to the same t
     nudge = 0.01
     probe = Probe(tiny_model.patcher)
@@ -140,7 +140,7 @@ def test_weight_zero_is_bit_identical(pack, pack_module, tiny_model):
     (off,) = node.apply(tiny_model.patcher, 0.0, "offset", 1.0, 1.0, "per step size", 1.0, 0.0)
     assert torch.equal(run(pack_module, off, tiny_model, 2.0), plain)
     # the patch itself with weight 0 (no node shortcut) changes nothing either
-    patched = pack_module("noisecal_host.guidance_patch").apply_guidance(
+    patched = pack_module("noisecal_host.level_patches").apply_guidance(
         tiny_model.patcher, settings(pack_module, weight=0.0)
     )
     assert torch.equal(run(pack_module, patched, tiny_model, 2.0), plain)
@@ -149,7 +149,7 @@ def test_weight_zero_is_bit_identical(pack, pack_module, tiny_model):
 
 
 def test_outside_the_level_range_nothing_changes(pack_module, tiny_sd3):
-    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    apply_guidance = pack_module("noisecal_host.level_patches").apply_guidance
     probe = Probe(tiny_sd3.patcher)
     model = tiny_sd3.patcher.clone()
     model.set_model_sampler_post_cfg_function(probe.before)
@@ -228,7 +228,7 @@ def count_calls(model, pack_module, tiny, cfg):
 def test_batched_extra_branch_matches_a_separate_call(pack_module, tiny_model, cfg):
     """Where the host chains wrappers the extra branch rides in the step's own call
     (one network call per step); the samples are those of a separate call."""
-    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    apply_guidance = pack_module("noisecal_host.level_patches").apply_guidance
     s = settings(pack_module)
     separate, separate_calls = count_calls(
         apply_guidance(tiny_model.patcher, s, batched=False), pack_module, tiny_model, cfg
@@ -248,7 +248,7 @@ def test_batched_branch_chains_with_other_packs_wrappers(pack_module, tiny_sd3):
         pytest.skip("this ComfyUI has no patcher wrappers (before 2025): nothing to chain")
     from comfy.patcher_extension import WrappersMP
 
-    apply_guidance = pack_module("noisecal_host.guidance_patch").apply_guidance
+    apply_guidance = pack_module("noisecal_host.level_patches").apply_guidance
     s = settings(pack_module)
     seen = {"batches": 0, "rows": 0}
 

@@ -1,6 +1,6 @@
 """What the nodes tell the web extension: the calibrated sizes in their ui output
-(noisecal_host/node_status.py) and the warnings sent to the frontend once per
-prompt and node (noisecal_host/user_messages.py)."""
+(noisecal_host/calibrations.py) and the warnings sent to the frontend once per
+prompt, node and message id (noisecal_host/user_messages.py)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_the_nodes_list_the_sizes_calibrated_for_their_checkpoint(
 ):
     save_record(pack_module, tiny_sd3.patcher, (8, 8), cal_dir)
     save_record(pack_module, tiny_sd3.patcher, (16, 8), cal_dir, correction=True)
-    key = pack_module("noisecal_host.node_status").UI_KEY
+    key = pack_module("noisecal_host.calibrations").UI_KEY
     m = pack.NODE_CLASS_MAPPINGS
     common = {"model": tiny_sd3.patcher, "strength": 1.0, "if_missing": "error", "label": ""}
     shift = m["NoiseCalibrationNoiseShift"]().run(**common)["ui"][key][0]
@@ -91,20 +91,31 @@ def server(monkeypatch, pack_module):
 def test_a_warning_is_sent_once_per_prompt_and_node(server):
     fake, messages, context = server
     for _ in range(5):
-        messages.warn("NoiseShift passes through: no calibration")
+        messages.warn(messages.PASS_THROUGH, "NoiseShift passes through: no calibration")
+    # the same message in other words (the sampler's, for one size) is the same message
+    messages.warn(messages.PASS_THROUGH, "NoiseShift passes through: no calibration at 9x9")
     assert len(fake.sent) == 1
     event, data, sid = fake.sent[0]
-    assert event == messages.EVENT and sid == "client-1"
+    assert event == messages.EVENT and sid == "client-1" and data["id"] == messages.PASS_THROUGH
     assert data["node"] == "7" and data["prompt_id"] == "prompt-1" and data["level"] == "warning"
+    messages.warn(messages.PAIR, "NoiseShift passes through: no calibration")  # another id
     context["now"] = ("prompt-1", "9")
-    messages.warn("NoiseShift passes through: no calibration")
+    messages.warn(messages.PASS_THROUGH, "NoiseShift passes through: no calibration")
     context["now"] = ("prompt-2", "7")
-    messages.warn("NoiseShift passes through: no calibration")
-    assert [(d["prompt_id"], d["node"]) for _, d, _ in fake.sent] == [
-        ("prompt-1", "7"),
-        ("prompt-1", "9"),
-        ("prompt-2", "7"),
+    messages.warn(messages.PASS_THROUGH, "NoiseShift passes through: no calibration")
+    assert [(d["prompt_id"], d["node"], d["id"]) for _, d, _ in fake.sent] == [
+        ("prompt-1", "7", messages.PASS_THROUGH),
+        ("prompt-1", "7", messages.PAIR),
+        ("prompt-1", "9", messages.PASS_THROUGH),
+        ("prompt-2", "7", messages.PASS_THROUGH),
     ]
+
+
+def test_every_message_id_is_listed(server):
+    fake, messages, _ = server
+    with pytest.raises(ValueError, match="unknown message id"):
+        messages.warn("passes through", "NoiseShift passes through: no calibration")
+    assert not fake.sent
 
 
 def test_a_sampling_time_warning_names_the_node_that_built_the_patch(server):
@@ -113,7 +124,7 @@ def test_a_sampling_time_warning_names_the_node_that_built_the_patch(server):
     warn = messages.warner(what="NoiseShift")
     context["now"] = ("prompt-1", "12")  # the sampler runs it, step after step
     for _ in range(20):
-        warn("NoiseShift passes through: latent 9x9")
+        warn(messages.PASS_THROUGH, "NoiseShift passes through: latent 9x9")
     assert [(d["node"], d["what"]) for _, d, _ in fake.sent] == [("4", "NoiseShift")]
 
 
@@ -121,6 +132,7 @@ def test_without_a_server_a_warning_is_only_logged(pack_module, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "server", None)  # import server -> ImportError
     messages = pack_module("noisecal_host.user_messages")
     with caplog.at_level("WARNING", logger="noise_calibration"):
-        assert messages.send("text") is False
-        messages.warn("a warning")
+        assert messages.send(messages.PAIR, "text") is False
+        messages.warn(messages.PAIR, "a warning")
     assert "a warning" in caplog.text
+    assert [r.message_id for r in caplog.records] == [messages.PAIR]

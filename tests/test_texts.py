@@ -124,7 +124,7 @@ def test_gui_text_is_plain():
         == "run python -m x calibrate now"
     )
     notes = []
-    user_messages.note(notes, "see `this`\n")
+    user_messages.note(notes, user_messages.PAIR, "see `this`\n")
     assert notes == ["see this"]
     message = str(size_lookup.not_found(KEY, (16, 16), [(8, 8)]))
     assert "`" not in message and not message.endswith("\n")

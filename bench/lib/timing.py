@@ -145,7 +145,7 @@ def level_profile(patched, model, sigmas, o: dict, run: TimedSampler) -> dict:
     hw = (o["latent"], o["latent"])
     sigma = torch.full((o["batch"],), float(sigmas[5]))
     ms_p.latent_hw = hw
-    s_list, h_list = resolver.map_for(hw).curves[0]
+    s_list, h_list = resolver.resolver.plan_for(hw).shift.curves[0]
     bare, bare_numpy = bare_interpolations(s_list, h_list, sigma)
     reps = o["timeit_reps"]
     plain_us = per_call_us(lambda: ms_0.timestep(sigma), reps)

@@ -11,7 +11,7 @@ import { api } from "../../../scripts/api.js";
 const EXTENSION = "noise-calibration.web";
 const ROUTE = "/noise_calibration/calibrations";
 const MESSAGE_EVENT = "noise_calibration.message"; // noisecal_host/user_messages.py
-const UI_KEY = "noise_calibration"; // noisecal_host/node_status.py
+const UI_KEY = "noise_calibration"; // noisecal_host/calibrations.py
 const PLOT_KEY = "noise_calibration_plot"; // the Calibrate node's plot, the same file
 const CALIBRATE = "NoiseCalibrationCalibrate";
 const STATUS_NODES = {
@@ -169,8 +169,9 @@ function toast(severity, summary, detail) {
   fallbackToast(severity, summary, detail);
 }
 
-function showMessage({ text, level, node, prompt_id: promptId, what }) {
-  const key = `${promptId}|${node}|${text}`;
+function showMessage({ id, subject, text, level, node, prompt_id: promptId, what }) {
+  // a warning by its stable id (noisecal_host/user_messages.py); an error by its text
+  const key = id ? `${promptId}|${node}|${id}|${subject ?? ""}` : `${promptId}|${node}|${text}`;
   if (shownMessages.has(key)) return; // once per run, however often it is sent
   shownMessages.add(key);
   if (shownMessages.size > 500) shownMessages.delete(shownMessages.values().next().value);
