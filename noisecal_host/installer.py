@@ -28,7 +28,14 @@ import logging
 from ..noisecal.calibration_record import recommendation
 from ..noisecal.errors import CalibrationNotFound
 from ..noisecal.plan import CorrectionPart, GuidancePart, PlanResolver, Policy, ShiftPart
-from . import conditioning_level, dropped_patch, family_support, guidance_patch, user_messages
+from . import (
+    conditioning_level,
+    dropped_patch,
+    family_support,
+    guidance_patch,
+    patched_weights,
+    user_messages,
+)
 from .calibrations import Calibrations, provided_records
 from .fingerprint import checkpoint_key
 from .model_info import max_level, parameterization_of
@@ -99,6 +106,9 @@ def install(
     if isinstance(notes, user_messages.NodeText):
         notes.calibrated = found.status(tables_only=policy.kind == "correction")
     family_support.check(model, policy.what, notes, _rounding_records(policy, found))
+    if not provided and calibration_store is not None:  # LoRA or fp8 without calibration
+        on_missing = "pass through" if policy.kind == "guidance" else if_missing
+        patched_weights.check(model, key, calibration_store, policy.what, on_missing, notes)
     if (
         not provided
         and calibration_store is not None

@@ -82,7 +82,9 @@ CORE = [
     Core(
         "FreSca", "nodes_fresca", "FreSca", {"scale_low": 1.0, "scale_high": 1.25, "freq_cutoff": 1}
     ),
-    Core("EasyCache", "nodes_easycache", "EasyCacheNode", CACHE, step_cache=True),
+    # EasyCache wraps the diffusion model's forward (DIFFUSION_MODEL wrappers): Flux runs
+    # them, ComfyUI 0.3.64's SD3 MMDiT does not (EasyCache changes nothing there)
+    Core("EasyCache", "nodes_easycache", "EasyCacheNode", CACHE, models=("flux",), step_cache=True),
     Core("LazyCache", "nodes_easycache", "LazyCacheNode", CACHE, step_cache=True),
 ]
 PACK = ("Apply", "NoiseShift", "Noise Level Correction", "Noise Awareness Guidance")

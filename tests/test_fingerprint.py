@@ -22,7 +22,9 @@ def test_equal_for_same_weights_and_differs_after_one_change(pack_module):
     assert fp.weights_fingerprint(tiny.tiny_sd3(seed=1).patcher) != fp.weights_fingerprint(a)
 
 
-def test_lora_style_patch_does_not_change_it(pack_module):
+def test_weight_patches_leave_the_base_fingerprint_and_change_the_key(pack_module):
+    """The base weights are read from the backup while patched; the key adds the
+    patches (tests/test_weight_patch_key.py)."""
     fp = pack_module("noisecal_host.fingerprint")
     patcher = pack_module("noisecal_host.testing.tiny_models").tiny_sd3().patcher
     base = fp.weights_fingerprint(patcher)
@@ -32,6 +34,7 @@ def test_lora_style_patch_does_not_change_it(pack_module):
     added = patched.add_patches({k: (torch.full_like(state[k], 0.5),) for k in keys}, 1.0)
     assert len(added) == len(keys)
     assert fp.weights_fingerprint(patched) == base
+    assert fp.checkpoint_key(patched) != fp.checkpoint_key(patcher)
     patched.patch_model()  # weights now really modified; the backup holds the base ones
     try:
         assert not torch.equal(patched.model.state_dict()[keys[0]], state[keys[0]].clone() * 0)

@@ -170,6 +170,10 @@ def test_no_import_cycle_between_pack_modules():
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 450
 MAX_NODE_FILE_LINES = 200
+# Temporary: files whose split or rewrite is under way (one plan, one installer;
+# the command line, routes, image folders, calibration); each entry goes when
+# its change lands, and this set must end empty.
+SIZE_ALLOW_LIST: set[str] = set()
 
 
 def product_files() -> list[Path]:
@@ -179,7 +183,7 @@ def product_files() -> list[Path]:
 
 def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
     """(name, lines) of every function or method longer than `limit` lines,
-    nested ones included, from the def line to the last (docstring included)."""
+    nested ones included, decorators and docstring counted."""
     tree = ast.parse(path.read_text(), str(path))
     return [
         (node.name, node.end_lineno - node.lineno + 1)
@@ -199,7 +203,19 @@ def test_the_size_rules_are_measured_as_written(tmp_path):
 @pytest.mark.parametrize("path", product_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_long_function_or_module(path):
     name = str(path.relative_to(ROOT))
+    if name in SIZE_ALLOW_LIST:
+        pytest.skip("temporary: rewritten by the one-installer change")
     lines = len(path.read_text().splitlines())
     limit = MAX_NODE_FILE_LINES if path.parent.name == "nodes" else MAX_MODULE_LINES
     assert lines <= limit, f"{name}: {lines} lines (at most {limit})"
     assert not long_functions(path), f"{name}: functions over {MAX_FUNCTION_LINES} lines"
+
+
+def test_the_allow_list_names_only_files_still_too_long():
+    for name in SIZE_ALLOW_LIST:
+        path = ROOT / name
+        assert path.is_file(), f"{name} is gone: drop it from SIZE_ALLOW_LIST"
+        lines = len(path.read_text().splitlines())
+        assert lines > MAX_MODULE_LINES or long_functions(path), (
+            f"{name} meets the limits now: drop it from SIZE_ALLOW_LIST"
+        )
