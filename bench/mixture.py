@@ -33,7 +33,6 @@ any cell (one line per measure, then the overall verdict).
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import tempfile
@@ -42,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-
-import torch
 
 from bench.lib import testbed
 from bench.lib.apply_models import (
@@ -54,19 +51,24 @@ from bench.lib.apply_models import (
     guidance_weight,
 )
 from bench.lib.calibration import Nodes, private_store, with_both_tables
+from bench.lib.mixture import (
+    FLOOR_SEED,
+    MEASURES,
+    TITLES,
+    TRUE_SEED,
+    cal_latents,
+    floors,
+    measures,
+    model,
+)
 from bench.lib.report import fmt, print_section, print_table
 from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
-from noise_calibration.noisecal.testing import per_sample
-from noise_calibration.noisecal.testing.metrics import frechet_distance
-from noise_calibration.noisecal.testing.mixture import MIXTURES, sample_mixture
 from noise_calibration.noisecal_host import user_messages
-from noise_calibration.noisecal_host.testing import testbed_model
+from noise_calibration.noisecal_host.calibration_job import DEFAULTS
 
-TRUE_SEED = 5005  # the true set the per-sample SWD compares with
-FLOOR_SEED = 6006  # the true sets of the floors
 METHODS = {  # column name -> check candidate (None: built here)
     "plain": "plain",
     "NS1": "noiseshift@1",
@@ -75,7 +77,6 @@ METHODS = {  # column name -> check candidate (None: built here)
     "Apply": None,
     "native": None,
 }
-MEASURES = ("fd", "swd", "tv")
 CASES = [
     ("N=32", "image", M),
     ("N=16 image", "image", M // 2),
@@ -84,14 +85,20 @@ CASES = [
     ("N=8 pixel", "pixel", M // 4),
 ]
 RUNS = [("euler", 8), ("euler", 20), ("heun", 20)]
-# cal_count: the Calibrate node's default (12 calibrated on, 4 held back for the check);
+# cal_count: the Calibrate node's default (10 calibrated on, 6 held back for the check);
 # samples: per method and cell, the same KSampler noise for every model
-FULL = {"mixtures": ["two", "three"], "cases": CASES, "runs": RUNS, "cal_count": 16, "samples": 256}
+FULL = {
+    "mixtures": ["two", "three"],
+    "cases": CASES,
+    "runs": RUNS,
+    "cal_count": DEFAULTS.sample_count,
+    "samples": 256,
+}
 QUICK = {
     "mixtures": ["two", "three"],
     "cases": [CASES[1], CASES[4]],
     "runs": [("euler", 8)],
-    "cal_count": 16,
+    "cal_count": DEFAULTS.sample_count,
     "samples": 128,
 }
 
@@ -108,34 +115,6 @@ class Bench:
 
 def cell_name(c: dict) -> str:
     return f"[{c['mixture']} {c['case']} {c['sampler']} {c['steps']}]"
-
-
-@functools.cache
-def model(name: str, train_res: int, variant: str):
-    """The mixture MODEL trained at `train_res` (one per process and key)."""
-    return testbed_model.make_mixture_model(MIXTURES[name], train_res, variant)
-
-
-@functools.cache
-def true_set(name: str, n: int, count: int) -> torch.Tensor:
-    """The true samples the per-sample SWD compares with (seed TRUE_SEED)."""
-    return sample_mixture(MIXTURES[name], n, count, torch.Generator().manual_seed(TRUE_SEED))[0]
-
-
-@functools.cache
-def floors(name: str, n: int, count: int) -> dict:
-    """Each measure's floor for `count` samples at n (seed FLOOR_SEED)."""
-    return per_sample.floors(MIXTURES[name], n, count, FLOOR_SEED)
-
-
-def measures(name: str, samples: torch.Tensor) -> dict:
-    """Batch FD, per-sample SWD and component TV of generated `samples`."""
-    mix, n = MIXTURES[name], samples.shape[-1]
-    return {
-        "fd": frechet_distance(samples, mix.power(n)),
-        "swd": per_sample.band_power_swd(samples, true_set(name, n, samples.shape[0])),
-        "tv": per_sample.component_tv(mix, samples),
-    }
 
 
 def method_models(b: Bench, name: str, variant: str, n: int, record: dict, full: dict) -> dict:
@@ -156,9 +135,7 @@ def mixture_cell(b: Bench, name: str, label: str, variant: str, n: int, sampler:
     """Calibrate one cell, sample every method with the same noise, measure."""
     cfg = b.cfg
     base = model(name, M, variant)
-    x0 = sample_mixture(
-        MIXTURES[name], n, cfg["cal_count"], torch.Generator().manual_seed(CAL_DATA_SEED)
-    )[0]
+    x0 = cal_latents(name, n, cfg["cal_count"])
     sigmas = testbed.sigmas(base, steps, CAL_SCHEDULER)
     t0 = time.perf_counter()
     record, wall = calibrate_joint(base, x0, sigmas, sampler)
@@ -211,12 +188,6 @@ def print_cell(c: dict) -> None:
 
 
 # --------------------------------------------------------------------------- report
-
-TITLES = {
-    "fd": "batch-spectrum FD to the mean power",
-    "swd": "per-sample log band-power SWD",
-    "tv": "component-histogram TV to the weights",
-}
 
 
 def measure_table(cfg: dict, cells: list[dict], k: str, number: int) -> None:

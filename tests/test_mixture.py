@@ -15,7 +15,12 @@ from noise_calibration.noisecal.testing.mixture import (
     gaussian_denoise,
     sample_mixture,
 )
-from noise_calibration.noisecal.testing.testbed import FieldSpectrum, euler_sample, flow_sigmas
+from noise_calibration.noisecal.testing.testbed import (
+    ExactDenoiser,
+    FieldSpectrum,
+    euler_sample,
+    flow_sigmas,
+)
 
 M = 16
 COUNT = 128
@@ -98,6 +103,24 @@ def test_mismatch_reaches_responsibilities():
         assert den.native(M // 2).assumed_powers(M // 2).equal(native.assumed_powers(M // 2))
         assert not den.assumed_powers(M // 2).equal(native.assumed_powers(M // 2))
         assert not torch.allclose(den.responsibilities(x, 0.5), native.responsibilities(x, 0.5))
+
+
+def test_mismatch_above_training():
+    """At N = 2M every component is mismatched as the field testbed's (docs/design.md
+    section 5): each component's assumed power is its field's, times its amplitude^2."""
+    mix, n = MIXTURES["three"], 2 * M
+    x, _ = sample_mixture(mix, n, 8, _gen(7))
+    for variant in ("pixel", "image"):
+        den = MixtureDenoiser(mix, M, variant)
+        powers = den.assumed_powers(n)
+        for k, (sp, amp) in enumerate(zip(mix.spectra, mix.amplitudes, strict=True)):
+            single = ExactDenoiser(sp, M, variant).assumed_power(n)
+            torch.testing.assert_close(powers[k], amp * amp * single)
+        native = den.native(n)
+        assert native.assumed_powers(n).equal(mix.component_powers(n))
+        assert not torch.allclose(den.responsibilities(x, 0.5), native.responsibilities(x, 0.5))
+    image = MixtureDenoiser(mix, M, "image").assumed_powers(n)
+    assert bool((image < mix.component_powers(n)).all())  # too little power at 2M
 
 
 def test_exact_sampler_matches_per_sample_statistics(mix):

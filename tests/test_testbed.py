@@ -64,6 +64,24 @@ def test_assumed_power_variants():
         ExactDenoiser(SPEC, M, "patch")
 
 
+def test_assumed_power_above_training():
+    """N = 2M (docs/design.md section 5): "pixel" keeps the M field's statistics per
+    pixel (bin k at N is bin k/2 at M, so the model expects twice as many features per
+    side); "image" keeps the spectrum per image with M's normalization, so it expects
+    too little power at every frequency (Z_2M < Z_M)."""
+    n = 2 * M
+    pixel = ExactDenoiser(SPEC, M, "pixel").assumed_power(n)
+    image = ExactDenoiser(SPEC, M, "image").assumed_power(n)
+    torch.testing.assert_close(pixel[::2, ::2], SPEC.power(M))
+    assert float(pixel.mean()) == pytest.approx(1.0, abs=0.1)
+    ratio = SPEC.normalizer(n) / SPEC.normalizer(M)
+    assert ratio < 1
+    torch.testing.assert_close(image, SPEC.power(n) * ratio)
+    # the native model at 2M is the truth there, for both variants
+    for variant in ("pixel", "image"):
+        assert ExactDenoiser(SPEC, M, variant).native(n).assumed_power(n).equal(SPEC.power(n))
+
+
 def test_sample_field_deterministic():
     a = sample_field(SPEC, N, 3, _gen(7))
     b = sample_field(SPEC, N, 3, _gen(7))
