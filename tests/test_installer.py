@@ -65,6 +65,7 @@ def patches_of(model) -> tuple:
         copy.deepcopy(model.model_options),
         dict(model.object_patches),
         {k: list(v) for k, v in model.patches.items()},
+        copy.deepcopy(getattr(model, "wrappers", {})),  # patcher wrappers (2025+ hosts)
     )
 
 
@@ -82,7 +83,11 @@ def parts_on(pack_module, model) -> tuple[list, list]:
 def hooks_of(model) -> tuple[int, int, bool]:
     """(pre-CFG functions, post-CFG functions, guidance wrappers present)."""
     options = model.model_options
-    wrappers = options.get("transformer_options", {}).get("wrappers", {})
+    # 2025+ hosts keep patcher wrappers on the patcher, by type and then key
+    wrappers = {
+        **options.get("transformer_options", {}).get("wrappers", {}),
+        **getattr(model, "wrappers", {}),
+    }
     guided = any("noise_calibration.guidance" in by_key for by_key in wrappers.values())
     return (
         len(options.get("sampler_pre_cfg_function", [])),
