@@ -15,7 +15,9 @@ states a policy (noisecal/plan.py) and hands it here. `install`:
   sampling object (noisecal_host/conditioning_level.py): NoiseShift's level
   function, the correction's state function, and the guidance hooks
   (noisecal_host/guidance_patch.py) only when a plan uses guidance; a plan
-  that is plain on every size installs nothing and returns the model itself;
+  that is plain on every size installs nothing and returns the model itself
+  (with if_missing = error and no latent connected, only the level function
+  that raises the node's error on a size with no calibration);
 - hangs the dropped-patch watcher (noisecal_host/dropped_patch.py) on what it
   installed. The copy keeps its schedule through ComfyUI's dynamic VRAM
   loading (conditioning_level's guard).
@@ -127,7 +129,13 @@ def install(
     )
     check_latent(resolver, latent, if_missing)
     on_dropped = "pass through" if policy.kind == "guidance" else if_missing
-    return _patched(model, resolver, found.parts(policy), on_dropped, batched)
+    parts = found.parts(policy)
+    if not parts and on_dropped == "error" and latent is None:
+        # plain on every calibrated size, but a size sampled later may have no
+        # calibration: a level function that resolves each size raises the node's
+        # error there and leaves calibrated sizes unchanged
+        parts = {"shift"}
+    return _patched(model, resolver, parts, on_dropped, batched)
 
 
 def kinds_on(model) -> set[str]:

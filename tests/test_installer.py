@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 from test_correction_host import with_table
-from test_noiseshift_host import run
+from test_noiseshift_host import LATENT, run
 
 CANDIDATES = {  # name: (noiseshift, correction, table)
     "plain": (0, 0, None),
@@ -148,7 +148,7 @@ def test_a_plain_plan_leaves_the_model_as_it_was(pack, pack_module, tiny_sd3, in
     before = patches_of(base)
     record = calibrated(pack_module, base, "plain", guidance=guidance)
     node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"]()
-    (applied,) = node.apply(base, 1.0, "error", calibration=[record])
+    (applied,) = node.apply(base, 1.0, "pass through", calibration=[record])
     assert installs == ["recommended"]
     if not guidance:
         assert applied is base and patches_of(base) == before
@@ -157,6 +157,29 @@ def test_a_plain_plan_leaves_the_model_as_it_was(pack, pack_module, tiny_sd3, in
     assert parts_on(pack_module, applied) == ([("LevelOverride", "recommended")], [])
     assert hooks_of(applied)[:2] == (1, 1)
     assert patches_of(base) == before
+
+
+def test_a_plain_plan_still_refuses_a_size_without_calibration(pack, pack_module, tiny_sd3):
+    """With if_missing = error, a plain plan keeps one level function: calibrated
+    sizes sample as the model itself does, a size with no calibration fails with
+    Apply's error; with the latent connected the node checks the size itself and
+    installs nothing."""
+    base = tiny_sd3.patcher
+    before = patches_of(base)
+    record = calibrated(pack_module, base, "plain")
+    node = pack.NODE_CLASS_MAPPINGS["NoiseCalibrationApply"]()
+    (applied,) = node.apply(base, 1.0, "error", calibration=[record])
+    assert parts_on(pack_module, applied) == ([("ShiftPart", "recommended")], [])
+    assert patches_of(base) == before
+    assert torch.equal(run(pack_module, applied, tiny_sd3), run(pack_module, base, tiny_sd3))
+    sampling = pack_module("noisecal_host.testing.sampling")
+    other = sampling.empty_latent(base, 2 * LATENT, 2 * LATENT, batch=1)
+    errors = pack_module("noisecal.errors")
+    with pytest.raises(errors.CalibrationNotFound, match="^Noise Calibration: Apply node"):
+        sampling.ksample(applied, other, tiny_sd3.conditioning(1), steps=2, cfg=1.0, seed=0)
+    latent = sampling.empty_latent(base, LATENT, LATENT, batch=1)
+    (checked,) = node.apply(base, 1.0, "error", calibration=[record], latent={"samples": latent})
+    assert checked is base and patches_of(base) == before
 
 
 def test_calibrated_guidance_without_a_guided_size_installs_nothing(
