@@ -12,7 +12,8 @@ loaded by ComfyUI's own loader:
   close to the fp16 network's (Q8_0 tighter than Q4_0);
 - Apply, NoiseShift and Noise Level Correction reach the network: it is told
   other levels than without them, the ones the fp16 model with the same
-  calibration is told, and the samples are close to the fp16 model's.
+  calibration is told, and the sample differs from the fp16 model's by no
+  more than the quantization itself makes plain samples differ.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ M32 = ROOT / "models" / "reference" / "sd3_dead_leaves_m32.safetensors"
 PACK_ENV = "NOISECAL_GGUF_PACK"
 TYPES = ("Q8_0", "Q4_0")
 N, STEPS, CAL_COUNT = 16, 6, 4
-# measured on this network (docs/compatibility.md): largest |sigma_hat - fp16's| of the
-# calibration, relative sample difference with NoiseShift; bounds with headroom
+# largest |sigma_hat - fp16's| of the calibration: measured 0.0022 (Q8_0) and 0.0059
+# (Q4_0) on ComfyUI 0.3.64; two calibrations of the fp16 network on other latents
+# differ by 0.058 (bench/lora_fp8.py)
 CURVE_GAP = {"Q8_0": 0.02, "Q4_0": 0.05}
-SAMPLE_GAP = {"Q8_0": 0.02, "Q4_0": 0.1}
+# a node's sample may differ from the fp16 model's by the quantization's own
+# difference (plain GGUF vs plain fp16; Q4_0 about 11%), not more
+BEYOND_QUANTIZATION = 1.25
 
 
 def gguf_pack(host_info):
@@ -169,12 +173,15 @@ def test_calibrate_on_gguf_is_close_to_fp16(world, qtype):
 @pytest.mark.parametrize("qtype", TYPES)
 def test_pack_nodes_reach_the_gguf_network(world, qtype, node):
     model, record = world.models[qtype], world.records["fp16"]  # one calibration: same levels
+    fp16 = world.models["fp16"]
     plain, plain_told = world.sample(model)
     out, told = world.sample(world.patched(node, model, record))
-    ref, ref_told = world.sample(world.patched(node, world.models["fp16"], record))
+    ref, ref_told = world.sample(world.patched(node, fp16, record))
     assert torch.isfinite(out).all()
     assert not torch.allclose(told, plain_told), f"{node} changes the level the network gets"
     assert torch.allclose(told, ref_told, atol=1e-3), "the levels the fp16 model gets"
+    plain_ref, _ = world.sample(fp16)
+    quantization = float((plain - plain_ref).norm() / plain_ref.norm())
     gap = float((out - ref).norm() / ref.norm())
-    print(f"{qtype} {node}: sample {gap:.4f} from fp16's")  # shown with -s
-    assert gap < SAMPLE_GAP[qtype], f"{qtype} with {node}: {gap:.4f} from fp16"
+    print(f"{qtype} {node}: sample {gap:.4f} from fp16's; plain {quantization:.4f}")  # -s
+    assert gap < BEYOND_QUANTIZATION * quantization + 0.005, f"{qtype} with {node}"
