@@ -8,6 +8,7 @@ import torch
 from ..noisecal import errors
 from ..noisecal.spectra import SpectrumStats, rapsd
 from ..noisecal.spectral_schedule import DEFAULT_START, STARTS, VARIANTS, spectral_sigmas
+from ..noisecal_host import rounded_weights
 from ..noisecal_host.calibration_run import LATENT_DOWNSCALE
 from ..noisecal_host.fingerprint import checkpoint_key
 from ..noisecal_host.model_info import parameterization_of
@@ -113,7 +114,7 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
                     "the reference latent is empty: connect an encoded image (VAE Encode)"
                 )
             return rapsd(model.model.process_latent_in(samples.float()))
-        key = checkpoint_key(model, label)
+        key = rounded_weights.resolve(checkpoint_key(model, label), self.store(), "Spectral")
         match = self.store().find(key, latent_size)
         record = match.records[0] if len(match.records) == 1 else None
         if record is None or not record.get("spectrum"):

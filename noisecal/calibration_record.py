@@ -23,6 +23,7 @@ from .levels import check_descending
 from .record_schema import READ_VERSIONS, SCHEMA, SCHEMA_VERSION
 from .sigma_hat_curve import SigmaHatCurve
 from .spectra import SpectrumStats
+from .weight_sample import WeightSample
 
 # Calibration files are tens of kilobytes; a larger one is not ours, and parsing
 # it would stall the sampler that reads it.
@@ -123,6 +124,9 @@ def validate(record: dict, source: str = "calibration") -> dict:
         sections.append(("check", lambda: check_recommendation(record)))
     if record.get("spectrum"):
         sections.append(("spectrum", lambda: SpectrumStats.from_json(record["spectrum"])))
+    if record["checkpoint"].get("weights"):
+        weights = record["checkpoint"]["weights"]
+        sections.append(("checkpoint weights", lambda: WeightSample.from_json(weights)))
     for section, build in sections:
         try:
             build()

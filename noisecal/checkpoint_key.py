@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import CalibrationError
+from .weight_sample import WeightSample
 
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,63}")
 
@@ -18,12 +19,15 @@ class CheckpointKey:
 
     A user label, when given, replaces the fingerprint as the identity, so
     one calibration can serve e.g. a merged or re-saved copy of a checkpoint.
+    `weights` (not part of the identity) lets the same weights stored at another
+    precision find the calibration (noisecal/weight_sample.py).
     """
 
     fingerprint: str
     model_class: str
     latent_format: str
     label: str | None = None
+    weights: WeightSample | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.label is not None and not LABEL_PATTERN.fullmatch(self.label):
@@ -49,17 +53,25 @@ class CheckpointKey:
         return f"{cls}-{fp}"
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "fingerprint": self.fingerprint,
             "model_class": self.model_class,
             "latent_format": self.latent_format,
             "label": self.label,
         }
+        if self.weights is not None:
+            data["weights"] = self.weights.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> CheckpointKey:
+        weights = data.get("weights")
         return cls(
-            data["fingerprint"], data["model_class"], data["latent_format"], data.get("label")
+            data["fingerprint"],
+            data["model_class"],
+            data["latent_format"],
+            data.get("label"),
+            WeightSample.from_json(weights) if weights else None,
         )
 
     def describe(self) -> str:

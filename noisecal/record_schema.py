@@ -59,6 +59,16 @@ SCHEMA: dict[str, Any] = {
                 "model_class": {"type": "string", "minLength": 1},
                 "latent_format": {"type": "string", "minLength": 1},
                 "label": {"type": ["string", "null"]},
+                # a few weight values (noisecal/weight_sample.py); files before it have none
+                "weights": {
+                    "type": ["object", "null"],
+                    "required": ["layout", "dtypes", "values"],
+                    "properties": {
+                        "layout": {"type": "string", "minLength": 1},
+                        "dtypes": {"type": "array", "items": {"type": "string"}},
+                        "values": {"type": "array", "items": _number_list},
+                    },
+                },
             },
         },
         "resolution": {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..noisecal import calibration_record
 from ..noisecal.errors import CalibrationError
 from ..noisecal.plan import Policy
-from . import store, user_messages
+from . import rounded_weights, store, user_messages
 from .fingerprint import checkpoint_key
 
 UI_KEY = "noise_calibration"
@@ -146,5 +146,5 @@ class Calibrations:
 
 def calibrated(model, label: str, calibration_store, tables_only: bool = False) -> dict:
     """{"checkpoint", "identity", "sizes"} for the model's checkpoint (Calibrations.sizes)."""
-    key = checkpoint_key(model, label)
+    key = rounded_weights.resolve(checkpoint_key(model, label), calibration_store)
     return Calibrations(key, (), calibration_store).status(tables_only)

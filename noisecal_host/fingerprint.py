@@ -13,7 +13,9 @@ dead-leaves network: the base network's calibration on it is worse than
 recalibrating beyond the difference of two calibrations of one network), so
 it gets calibrations of its own. A MODEL without weight patches keeps the
 key it always had. Weight dtype (fp8) is part of the base fingerprint: the
-stored weights differ.
+stored weights differ; the key carries a few of the values (`weight_sample`),
+so the same checkpoint at another precision finds its calibration
+(rounded_weights.py).
 """
 
 from __future__ import annotations
@@ -24,26 +26,55 @@ import torch
 
 from ..noisecal import errors
 from ..noisecal.checkpoint_key import CheckpointKey
+from ..noisecal.weight_sample import MANTISSA_BITS, WeightSample
 
 SAMPLED_TENSORS = 8
 VALUES_PER_TENSOR = 1024
 PATCH_VALUES_PER_TENSOR = 64  # per tensor of a weight patch (a LoRA has hundreds)
+KEPT_VALUES_PER_TENSOR = 32  # kept in the calibration (weight_sample)
 PATCHED_PREFIX = "diffusion_model."
 
 
-def weights_fingerprint(patcher) -> str:
+def _weights(patcher) -> tuple[dict, list[str], list[str]]:
+    """(state dict, its diffusion weight names, the names whose values are sampled)."""
     state = patcher.model.state_dict()
     keys = sorted(k for k in state if k.startswith("diffusion_model."))
     if not keys:
         raise errors.InvalidInput("this MODEL has no diffusion_model weights to fingerprint")
+    step = max(1, len(keys) // SAMPLED_TENSORS)
+    return state, keys, keys[::step][:SAMPLED_TENSORS]
+
+
+def weights_fingerprint(patcher) -> str:
+    state, keys, sampled = _weights(patcher)
     digest = hashlib.sha256()
     for k in keys:
         digest.update(f"{k}|{tuple(state[k].shape)}|{state[k].dtype}\n".encode())
-    step = max(1, len(keys) // SAMPLED_TENSORS)
-    for k in keys[::step][:SAMPLED_TENSORS]:
+    for k in sampled:
         values = _base_weight(patcher, k, state[k])
         digest.update(b"no values" if values is None else _sample_values(values))
     return digest.hexdigest()
+
+
+def weight_sample(patcher) -> WeightSample | None:
+    """A few base weight values with their dtypes and the layout (names and shapes);
+    None where a sampled tensor is not a plain float tensor (GGUF's quantized ones)."""
+    state, keys, sampled = _weights(patcher)
+    layout = hashlib.sha256()
+    for k in keys:
+        layout.update(f"{k}|{tuple(state[k].shape)}\n".encode())
+    dtypes, values = [], []
+    for k in sampled:
+        tensor = _base_weight(patcher, k, state[k])
+        dtype = str(getattr(tensor, "dtype", "")).removeprefix("torch.")
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or dtype not in MANTISSA_BITS:
+            return None
+        row = _sampled(tensor, KEPT_VALUES_PER_TENSOR)
+        if not torch.isfinite(row).all():
+            return None
+        dtypes.append(dtype)
+        values.append(tuple(row.tolist()))
+    return WeightSample(layout.hexdigest(), tuple(dtypes), tuple(values))
 
 
 def weight_patches(patcher) -> dict[str, list]:
@@ -79,7 +110,9 @@ def checkpoint_key(patcher, label: str | None = None, with_patches: bool = True)
     patched = patches_fingerprint(patcher) if with_patches and label is None else None
     if patched is not None:
         fingerprint = hashlib.sha256(f"{fingerprint}|patches|{patched}".encode()).hexdigest()
-    return CheckpointKey(fingerprint, model_class, latent_format, label)
+    # only the plain checkpoint's values are kept: a LoRA'd one is another denoiser
+    weights = weight_sample(patcher) if label is None and patched is None else None
+    return CheckpointKey(fingerprint, model_class, latent_format, label, weights)
 
 
 def _hash_patch_part(digest, part) -> None:
@@ -124,10 +157,15 @@ def _base_weight(patcher, key: str, state: torch.Tensor) -> torch.Tensor | None:
     return live
 
 
-def _sample_values(tensor: torch.Tensor, count: int = VALUES_PER_TENSOR) -> bytes:
+def _sampled(tensor: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` evenly strided values as float32 on the CPU."""
     # a plain tensor view: subclasses (GGUF's quantized GGMLTensor) redefine shape, to()
     flat = tensor.detach().as_subclass(torch.Tensor).reshape(-1)
     if flat.numel() > count:
         index = torch.linspace(0, flat.numel() - 1, count).round().long()
         flat = flat[index.to(flat.device)]
-    return flat.to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes()
+    return flat.to(device="cpu", dtype=torch.float32).contiguous()
+
+
+def _sample_values(tensor: torch.Tensor, count: int = VALUES_PER_TENSOR) -> bytes:
+    return _sampled(tensor, count).numpy().tobytes()

@@ -36,6 +36,7 @@ from . import (
     family_support,
     guidance_patch,
     patched_weights,
+    rounded_weights,
     user_messages,
 )
 from .calibrations import Calibrations, provided_records
@@ -104,6 +105,8 @@ def install(
     provided = provided_records(
         key, records, inline_calibration, policy.what, parameterization, notes
     )
+    if not provided:  # the same weights at another precision use their calibrations
+        key = rounded_weights.resolve(key, calibration_store, policy.what, notes)
     found = Calibrations(key, provided, calibration_store, parameterization)
     if isinstance(notes, user_messages.NodeText):
         notes.calibrated = found.status(tables_only=policy.kind == "correction")

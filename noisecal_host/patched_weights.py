@@ -9,10 +9,9 @@ calibrations; when there are none but the base checkpoint has some, the node's
 error or pass-through note says so instead of only "no calibration".
 
 fp8 weights (UNETLoader's weight_dtype) are other stored values, so their key
-differs from the fp16 file's; measured there, the fp16 calibration serves the
-fp8 weights about as well as recalibrating, but the fp8 values cannot tell
-which fp16 file they came from. So an fp8 MODEL without a calibration is told
-that a label shares one calibration between the two.
+differs from the fp16 file's; the fp16 file's calibration is found through the
+weight values it keeps (rounded_weights.py). An fp8 MODEL for which neither is
+calibrated is told how to get one.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ FP8 = ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
 
 def fp8_uncalibrated(model, key, calibration_store) -> str:
     """'' unless the diffusion weights are mostly fp8 and nothing is calibrated under
-    the key; else the sentence saying how to share a calibration with fp16."""
+    the key (nor at another precision); else the sentence saying how to get one."""
     if key.label or calibration_store is None or calibration_store.files_for(key):
         return ""
     dtypes = [str(p.dtype) for p in model.model.diffusion_model.parameters()]
@@ -56,11 +55,13 @@ def fp8_uncalibrated(model, key, calibration_store) -> str:
     if not dtypes or len(fp8) * 2 < len(dtypes):
         return ""
     return (
-        f"this model's weights are {fp8[0].removeprefix('torch.')}, and calibrations are "
-        f"kept per weight dtype (other stored values): calibrate it as loaded, or "
-        f"calibrate the fp16 model with a label and use that label here (measured on the "
-        f"pack's reference network, an fp16 calibration serves fp8 weights about as well "
-        f"as recalibrating)."
+        f"this model's weights are {fp8[0].removeprefix('torch.')}, and neither they nor "
+        f"the same checkpoint at another precision are calibrated: calibrate it as "
+        f"loaded, or calibrate the fp16 or bf16 file it was loaded from, whose "
+        f"calibration these weights then use (measured on the pack's reference network, "
+        f"it serves fp8 weights about as well as recalibrating; a file from an earlier "
+        f"version of the pack keeps no weight values: recalibrate, or give both the same "
+        f"label)."
     )
 
 

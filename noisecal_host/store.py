@@ -139,6 +139,19 @@ class CalibrationStore:
                     found.setdefault((int(m.group(1)), int(m.group(2))), path)
         return found
 
+    def files_of_class(self, key: CheckpointKey) -> list[Path]:
+        """Every calibration file named for a checkpoint of `key`'s model class."""
+        prefix = key.file_stem().split("-", 1)[0] + "-"
+        paths: list[Path] = []
+        for folder in self.read_dirs:
+            if folder.is_dir():
+                paths += sorted(
+                    p
+                    for p in folder.glob(prefix + "*__*.json")
+                    if not p.name.startswith(TEMP_PREFIX)
+                )
+        return paths
+
     def find(
         self, key: CheckpointKey, latent_size: tuple[int, int], parameterization=None
     ) -> Match:

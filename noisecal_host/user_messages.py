@@ -32,6 +32,7 @@ MAX_PROMPTS = 32  # prompts whose sent messages are remembered for deduplication
 PAIR = "noiseshift-with-correction"  # NoiseShift and NLC nodes on one model
 APPLY_AND_METHOD = "apply-with-single-method"  # Apply and a method node on one model
 OTHER_CHECKPOINT = "calibration-of-another-checkpoint"
+OTHER_PRECISION = "calibration-at-another-precision"
 LOST_TO_ROUNDING = "shifts-lost-to-rounding"
 PATCH_DROPPED = "patch-dropped"
 STEP_CACHE = "step-cache"
@@ -43,6 +44,7 @@ IDS = frozenset(
         PAIR,
         APPLY_AND_METHOD,
         OTHER_CHECKPOINT,
+        OTHER_PRECISION,
         LOST_TO_ROUNDING,
         PATCH_DROPPED,
         STEP_CACHE,

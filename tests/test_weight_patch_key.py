@@ -184,7 +184,7 @@ def test_an_extracted_lora_loaded_by_lora_loader_model_only(pack_module, host_in
     assert not torch.equal(out(one), out(m32)), "the LoRA reaches the network"
 
 
-def test_an_uncalibrated_fp8_model_is_told_how_to_share_a_calibration(pack, pack_module, tmp_path):
+def test_an_uncalibrated_fp8_model_is_told_how_to_get_a_calibration(pack, pack_module, tmp_path):
     errors = pack_module("noisecal.errors")
     store = pack_module("noisecal_host.store").CalibrationStore([tmp_path], tmp_path)
     fp8 = comfy.sd.load_diffusion_model(str(M32), model_options={"dtype": torch.float8_e4m3fn})
@@ -192,15 +192,59 @@ def test_an_uncalibrated_fp8_model_is_told_how_to_share_a_calibration(pack, pack
     for name, node in nodes_on(pack, store).items():
         with pytest.raises(errors.CalibrationNotFound, match="float8_e4m3fn") as error:
             node.apply(fp8, 1.0, "error", notes=[])
-        assert "with a label" in str(error.value), name
+        assert "calibrate the fp16 or bf16 file it was loaded from" in str(error.value), name
         notes = []
         node.apply(fp8, 1.0, "pass through", notes=notes)
-        assert any("kept per weight dtype" in n for n in notes), name
+        assert any("float8_e4m3fn" in n for n in notes), name
         with pytest.raises(errors.CalibrationNotFound) as error:
             node.apply(base, 1.0, "error", notes=[])
-        assert "weight dtype" not in str(error.value), "fp16 weights: the usual error"
+        assert "float8" not in str(error.value), "fp16 weights: the usual error"
     store.save(make_record(pack_module, fp8, lambda s: 0.8 * s))
     for node in nodes_on(pack, store).values():
         notes = []
         node.apply(fp8, 1.0, "error", notes=notes)
-        assert not any("weight dtype" in n for n in notes)
+        assert not any("float8" in n for n in notes), "its own calibration, nothing to say"
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2"])
+def test_fp8_weights_use_the_calibration_of_their_fp16_file(pack, pack_module, tmp_path, dtype):
+    """bench/lora_fp8.py: the fp16 calibration serves fp8 weights about as well as
+    recalibrating, so the fp8 load finds it (through the weight values it keeps)."""
+    store = pack_module("noisecal_host.store").CalibrationStore([tmp_path], tmp_path)
+    base = comfy.sd.load_diffusion_model(str(M32))
+    store.save(make_record(pack_module, base, lambda s: 0.8 * s))
+    fp8 = comfy.sd.load_diffusion_model(str(M32), model_options={"dtype": getattr(torch, dtype)})
+    assert key(pack_module, fp8) != key(pack_module, base), "the stored values differ"
+    for name, node in nodes_on(pack, store).items():
+        notes = []
+        patched = node.apply(fp8, 1.0, "error", notes=notes)[0]
+        assert patched is not fp8, f"{name}: the calibration's shift is installed"
+        used = [n for n in notes if "using the calibrations of" in n]
+        assert len(used) == 1 and dtype in used[0], (name, notes)
+        assert key(pack_module, base).describe() in used[0]
+    status = pack_module("noisecal_host.calibrations").calibrated(fp8, "", store)
+    assert [s["latent"] for s in status["sizes"]] == [[8, 8]], "the node shows the sizes"
+
+
+def test_another_network_at_fp8_does_not_use_the_calibration(pack, pack_module, tmp_path):
+    """m16 has m32's layout (names, shapes) but other weights."""
+    errors = pack_module("noisecal.errors")
+    store = pack_module("noisecal_host.store").CalibrationStore([tmp_path], tmp_path)
+    store.save(make_record(pack_module, comfy.sd.load_diffusion_model(str(M32)), lambda s: 0.8 * s))
+    other = comfy.sd.load_diffusion_model(str(M16), model_options={"dtype": torch.float8_e5m2})
+    rounded = pack_module("noisecal_host.rounded_weights")
+    assert rounded.same_checkpoint(key(pack_module, other), store) is None
+    for node in nodes_on(pack, store).values():
+        with pytest.raises(errors.CalibrationNotFound, match="float8_e5m2"):
+            node.apply(other, 1.0, "error", notes=[])
+
+
+def test_a_lora_on_fp8_weights_does_not_use_the_base_calibration(pack_module, tmp_path):
+    store = pack_module("noisecal_host.store").CalibrationStore([tmp_path], tmp_path)
+    base = comfy.sd.load_diffusion_model(str(M32))
+    store.save(make_record(pack_module, base, lambda s: 0.8 * s))
+    fp8 = comfy.sd.load_diffusion_model(str(M32), model_options={"dtype": torch.float8_e4m3fn})
+    lora = with_lora(fp8, tiny_lora(fp8, seed=0), 1.0)
+    assert key(pack_module, lora).weights is None, "a LoRA'd model keeps no weight values"
+    rounded = pack_module("noisecal_host.rounded_weights")
+    assert rounded.same_checkpoint(key(pack_module, lora), store) is None
