@@ -69,14 +69,16 @@ def world(pack):
 
 
 def paths(value, prefix=()):
-    """Every path into a JSON value (dict keys and list indices)."""
+    """Paths into a JSON value (dict keys and list indices): of a long list only its
+    first three items and its last, so the weight values a record keeps (8 x 32)
+    do not outnumber every other field."""
     yield prefix
     if isinstance(value, dict):
         for k, v in value.items():
             yield from paths(v, (*prefix, k))
     elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from paths(v, (*prefix, i))
+        for i in sorted({*range(min(3, len(value))), len(value) - 1} - {-1}):
+            yield from paths(value[i], (*prefix, i))
 
 
 def replaced(value, path, new):

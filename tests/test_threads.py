@@ -4,6 +4,7 @@ shared sampling object). Real tiny SD3 through ComfyUI's sampler."""
 
 import threading
 
+import comfy.model_patcher
 import pytest
 import torch
 from test_noiseshift_host import make_record
@@ -47,7 +48,14 @@ def in_threads(fn, args) -> tuple[dict, list]:
 
 
 def test_two_threads_at_two_sizes_match_serial_runs(pack, pack_module, tiny_sd3):
-    # some ComfyUI versions cannot sample one model from two threads at all
+    # some ComfyUI versions cannot sample one model from two threads at all: 2025+
+    # keeps the patcher of the sampling in progress on the shared model
+    # (model.current_patcher, read by prepare_state), a race that fails now and then
+    if hasattr(comfy.model_patcher.ModelPatcher, "prepare_state"):
+        pytest.skip(
+            "this ComfyUI keeps the sampling's patcher on the shared model "
+            "(model.current_patcher): one model cannot be sampled from two threads"
+        )
     _, unpatched = in_threads(
         lambda n: sample(pack_module, tiny_sd3.patcher, tiny_sd3, n, 0), SIZES
     )

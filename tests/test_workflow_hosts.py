@@ -631,7 +631,10 @@ def test_the_no_weights_example_runs_on_the_server(object_info):
     outputs = entry["outputs"]
     calibrate = next(i for i, n in prompt.items() if n["class_type"].endswith("Calibrate"))
     summary = outputs[calibrate]["text"][0]
-    assert summary.startswith("wrote ") and "network evaluations" in summary, summary
+    # test_the_server_accepts_workflow queues this example too, and a run that
+    # finished before this one leaves the calibration that this run reuses
+    assert summary.startswith(("wrote ", "reused the stored calibration")), summary
+    assert "evaluations" in summary, summary
     assert "held-out check" in summary and "Apply uses" in summary, summary
     apply = next(i for i, n in prompt.items() if n["class_type"].endswith("Apply"))
     sizes = outputs[apply]["noise_calibration"][0]["sizes"]
