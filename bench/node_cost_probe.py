@@ -38,7 +38,10 @@ def module(name: str):
 calibrate_mod = module("noisecal_host.calibrate")
 held_out_run = module("noisecal_host.held_out_run")
 self_calibration = module("noisecal_host.self_calibration")
-store = module("noisecal_host.store")
+try:  # the calibration files moved to the host layer when the store was split
+    store = module("noisecal_host.store")
+except ModuleNotFoundError:
+    store = module("noisecal.store")
 
 REFERENCE_SIDE = 128  # pixels: a 16x16 latent, below the reference's 32x32
 TESTBED_M, TESTBED_N = 32, 16
