@@ -185,3 +185,24 @@ def test_pack_nodes_reach_the_gguf_network(world, qtype, node):
     gap = float((out - ref).norm() / ref.norm())
     print(f"{qtype} {node}: sample {gap:.4f} from fp16's; plain {quantization:.4f}")  # -s
     assert gap < BEYOND_QUANTIZATION * quantization + 0.005, f"{qtype} with {node}"
+
+
+def test_a_lora_on_a_gguf_model(pack_module, loader, world):
+    """ComfyUI's LoRA loading on a UnetLoaderGGUF model (that pack applies the patches
+    to its quantized weights when a layer runs): the key follows the LoRA, the LoRA
+    reaches the network, and NoiseShift still sets the level it is given."""
+    from test_weight_patch_key import tiny_lora, with_lora
+
+    base = loader("Q8_0")
+    lora = tiny_lora(comfy.sd.load_diffusion_model(str(M32)), seed=0)
+    one = with_lora(base, lora, 1.0)
+    assert pack_module("noisecal_host.fingerprint").weight_patches(one), "the LoRA is registered"
+    assert key(pack_module, one) != key(pack_module, base)
+    assert key(pack_module, with_lora(loader("Q8_0"), lora, 1.0)) == key(pack_module, one)
+    assert key(pack_module, one).weights is None, "a quantized model keeps no weight values"
+    plain, plain_told = world.sample(base)
+    out, _ = world.sample(one)
+    assert not torch.allclose(out, plain, atol=1e-4), "the LoRA reaches the network"
+    shifted, told = world.sample(world.patched("NoiseShift", one, world.records["Q8_0"]))
+    assert torch.isfinite(shifted).all()
+    assert not torch.allclose(told, plain_told), "NoiseShift changes the level on the LoRA'd model"
