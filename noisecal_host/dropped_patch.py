@@ -85,9 +85,17 @@ def first_time(token: object, what: str) -> bool:
 
 
 def check_step_cache(model_options: dict, what: str, warn) -> None:
-    """Warn (once per sampling run and pack node) when a step cache is on the model."""
+    """Warn (once per sampling run and pack node) when a step cache is on the model.
+    EasyCache skips inside the network call, before this step's check, and counts
+    it: none counted, nothing reused yet (on a network that does not run its
+    wrapper, e.g. SD3 on ComfyUI 0.3.64, never). LazyCache skips the whole step,
+    this check included, so it is reported as soon as it is seen."""
     found = find(model_options)
-    if found is not None and first_time(found[1], what):
+    if found is None:
+        return
+    if found[0] == "EasyCache" and getattr(found[1], "total_steps_skipped", None) == 0:
+        return
+    if first_time(found[1], what):
         warn(user_messages.STEP_CACHE, message(what, found[0]))
 
 
