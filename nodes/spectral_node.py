@@ -114,7 +114,9 @@ class SpectralScheduler(ChecksInputs, UsesCalibrationStore):
                     "the reference latent is empty: connect an encoded image (VAE Encode)"
                 )
             return rapsd(model.model.process_latent_in(samples.float()))
-        key = rounded_weights.resolve(checkpoint_key(model, label), self.store(), "Spectral Scheduler")
+        key = rounded_weights.resolve(
+            checkpoint_key(model, label), self.store(), "Spectral Scheduler"
+        )
         match = self.store().find(key, latent_size)
         record = match.records[0] if len(match.records) == 1 else None
         if record is None or not record.get("spectrum"):
