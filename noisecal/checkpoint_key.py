@@ -48,9 +48,12 @@ class CheckpointKey:
             slug = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")[:40] or "label"
             digest = hashlib.sha256(self.label.encode()).hexdigest()[:8]
             return f"label-{slug}-{digest}"
-        cls = re.sub(r"[^A-Za-z0-9]+", "", self.model_class)[:24] or "model"
         fp = re.sub(r"[^0-9a-f]", "", self.fingerprint.lower())[:16] or "nofingerprint"
-        return f"{cls}-{fp}"
+        return f"{self.class_stem()}-{fp}"
+
+    def class_stem(self) -> str:
+        """The model-class part of an unlabelled key's file stem."""
+        return re.sub(r"[^A-Za-z0-9]+", "", self.model_class)[:24] or "model"
 
     def to_json(self) -> dict:
         data = {

@@ -36,7 +36,8 @@ PATCHED_PREFIX = "diffusion_model."
 
 
 def _weights(patcher) -> tuple[dict, list[str], list[str]]:
-    """(state dict, its diffusion weight names, the names whose values are sampled)."""
+    """(state dict, its diffusion weight names, the names whose values are sampled):
+    read once per key, for the fingerprint and the kept values."""
     state = patcher.model.state_dict()
     keys = sorted(k for k in state if k.startswith("diffusion_model."))
     if not keys:
@@ -45,8 +46,8 @@ def _weights(patcher) -> tuple[dict, list[str], list[str]]:
     return state, keys, keys[::step][:SAMPLED_TENSORS]
 
 
-def weights_fingerprint(patcher) -> str:
-    state, keys, sampled = _weights(patcher)
+def weights_fingerprint(patcher, weights=None) -> str:
+    state, keys, sampled = weights or _weights(patcher)
     digest = hashlib.sha256()
     for k in keys:
         digest.update(f"{k}|{tuple(state[k].shape)}|{state[k].dtype}\n".encode())
@@ -56,10 +57,10 @@ def weights_fingerprint(patcher) -> str:
     return digest.hexdigest()
 
 
-def weight_sample(patcher) -> WeightSample | None:
+def weight_sample(patcher, weights=None) -> WeightSample | None:
     """A few base weight values with their dtypes and the layout (names and shapes);
     None where a sampled tensor is not a plain float tensor (GGUF's quantized ones)."""
-    state, keys, sampled = _weights(patcher)
+    state, keys, sampled = weights or _weights(patcher)
     layout = hashlib.sha256()
     for k in keys:
         layout.update(f"{k}|{tuple(state[k].shape)}\n".encode())
@@ -106,13 +107,14 @@ def checkpoint_key(patcher, label: str | None = None, with_patches: bool = True)
     if model_class == "BaseModel":  # SD1.x/2.x use the base class; the config says which
         model_class = type(model.model_config).__name__
     label = (label or "").strip() or None
-    fingerprint = weights_fingerprint(patcher)
+    weights = _weights(patcher)
+    fingerprint = weights_fingerprint(patcher, weights)
     patched = patches_fingerprint(patcher) if with_patches and label is None else None
     if patched is not None:
         fingerprint = hashlib.sha256(f"{fingerprint}|patches|{patched}".encode()).hexdigest()
     # only the plain checkpoint's values are kept: a LoRA'd one is another denoiser
-    weights = weight_sample(patcher) if label is None and patched is None else None
-    return CheckpointKey(fingerprint, model_class, latent_format, label, weights)
+    kept = weight_sample(patcher, weights) if label is None and patched is None else None
+    return CheckpointKey(fingerprint, model_class, latent_format, label, kept)
 
 
 def _hash_patch_part(digest, part) -> None:

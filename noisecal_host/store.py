@@ -141,7 +141,7 @@ class CalibrationStore:
 
     def files_of_class(self, key: CheckpointKey) -> list[Path]:
         """Every calibration file named for a checkpoint of `key`'s model class."""
-        prefix = key.file_stem().split("-", 1)[0] + "-"
+        prefix = key.class_stem() + "-"
         paths: list[Path] = []
         for folder in self.read_dirs:
             if folder.is_dir():
