@@ -558,6 +558,22 @@ def test_workflow_matches_object_info(path, object_info):
     assert not problems, f"{path.name} against /object_info:\n  " + "\n  ".join(problems)
 
 
+def post_prompt(url: str, prompt: dict, what: str = "the workflow") -> str:
+    """POST /prompt; the prompt id, or the test fails with the server's answer."""
+    body = json.dumps({"prompt": prompt}).encode()
+    request = urllib.request.Request(
+        url + "/prompt", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        answer = exc.read().decode("utf-8", "replace")[:2000]
+        pytest.fail(f"{what}: the server refused the prompt: {answer}")
+    assert answer.get("prompt_id") and not answer.get("node_errors"), answer
+    return answer["prompt_id"]
+
+
 @workflow_params()
 def test_the_server_accepts_workflow(path, object_info):
     """POST /prompt validates the prompt the frontend makes of the workflow (types,
@@ -567,37 +583,13 @@ def test_the_server_accepts_workflow(path, object_info):
     info, strict_files, url = object_info
     if not strict_files:
         pytest.skip("a server given by COMFYUI_SERVER_URL may lack the examples' files")
-    body = json.dumps({"prompt": api_prompt(load(path), info)}).encode()
-    request = urllib.request.Request(
-        url + "/prompt", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        answer = json.loads(exc.read() or b"{}")
-        pytest.fail(f"{path.name}: the server refused the prompt: {json.dumps(answer)[:2000]}")
-    assert answer.get("prompt_id") and not answer.get("node_errors"), answer
+    post_prompt(url, api_prompt(load(path), info), path.name)
 
 
 # --------------------------------------------------------------------------- a full run
 
 NO_WEIGHTS_EXAMPLE = "reference_dead_leaves_apply.json"
 RUN_TIMEOUT = 1800.0  # seconds: Calibrate at its defaults on 2 CPU cores takes minutes
-
-
-def post_prompt(url: str, prompt: dict) -> str:
-    body = json.dumps({"prompt": prompt}).encode()
-    request = urllib.request.Request(
-        url + "/prompt", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        pytest.fail(f"the server refused the prompt: {exc.read()[:2000]!r}")
-    assert answer.get("prompt_id") and not answer.get("node_errors"), answer
-    return answer["prompt_id"]
 
 
 def wait_for_history(url: str, prompt_id: str, timeout: float) -> dict:
