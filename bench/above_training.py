@@ -45,7 +45,7 @@ from bench.lib import apply_models as am
 from bench.lib import mixture, testbed
 from bench.lib.calibration import Nodes, private_store, with_both_tables
 from bench.lib.report import fmt, print_section, print_table, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
@@ -71,13 +71,8 @@ QUICK["samples"] = 64
 
 
 @dataclass
-class Bench:
-    run: Run
+class Bench(RunState):
     nodes: Nodes
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
 
 def cell_name(c: dict) -> str:

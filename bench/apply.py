@@ -49,7 +49,7 @@ from bench.lib import figures, reference, testbed
 from bench.lib.apply_models import CANDIDATES, INDEPENDENT, JOINT, NAMES
 from bench.lib.calibration import Nodes, private_store, with_both_tables
 from bench.lib.report import cell_name, fmt, print_section, print_table, ratio, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
@@ -104,14 +104,9 @@ QUICK = {
 
 
 @dataclass
-class Bench:
-    run: Run
+class Bench(RunState):
     nodes: Nodes
     spectra: list
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
 
 # --------------------------------------------------------------------------- 1. testbed

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from bench.lib import figures, online_level, testbed
 from bench.lib.calibration import Nodes, correction_calibration, private_store, synthetic_record
 from bench.lib.report import cell_name, fmt, print_section, print_table, ratio, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M, NetworkCounter
@@ -86,19 +86,14 @@ QUICK = {
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run and what its sections hand on: per (spectrum, case) the calibration
     latents, the testbed model and every calibrated table (``case_data``)."""
 
-    run: Run
     nodes: Nodes
     spectra: list
     counter: NetworkCounter = field(default_factory=NetworkCounter)
     case_data: dict = field(default_factory=dict)
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     def model(self, sp, train_res: int, variant: str):
         """The testbed model, its network calls and rows counted by ``counter``."""

@@ -71,7 +71,7 @@ from bench.lib.dead_leaves import (
     sample,
 )
 from bench.lib.report import fmt, pct, print_section, print_table
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from noise_calibration.noisecal import held_out_check
 from noise_calibration.noisecal.spectral_schedule import DEFAULT_VARIANT
@@ -146,7 +146,7 @@ def calibrate_noiseshift(nodes, model, positive, truth: TrueSets, cfg) -> tuple[
     return records[0], time.perf_counter() - t0
 
 
-class Bench:
+class Bench(RunState):
     def __init__(self, run: Run, nodes: Nodes):
         self.run, self.nodes = run, nodes
         self.model, self.load_s = load(M_FILE)
@@ -154,10 +154,6 @@ class Bench:
         self.truth: dict[int, TrueSets] = {}
         self.cells: list[dict] = []
         self.grids: dict = {}
-
-    @property
-    def cfg(self):
-        return self.run.cfg
 
 
 def calibrate_apply(model, positive, truth: TrueSets, sampler, steps, cfg):

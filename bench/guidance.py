@@ -40,7 +40,7 @@ from bench.lib import figures, testbed
 from bench.lib.calibration import Nodes, guidance, noiseshift_calibration, private_store
 from bench.lib.guidance_sweep import candidate_grid, describe, geomean, rank, worst_cell
 from bench.lib.report import fmt, print_section, print_table
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
 
@@ -126,11 +126,10 @@ def lacking_ns(cfg: dict) -> str:
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run, the spectrum, its cells (all, the help cells at N = M, the
     NoiseShift set), the guidance-off model per row and what the sections hand on."""
 
-    run: Run
     nodes: Nodes
     sp: object
     cells: list = field(default_factory=list)
@@ -154,10 +153,6 @@ class Bench:
         ]
         # the recommended pairing: N = M, and N = M/2 only with NoiseShift
         self.ns_cells = [k for k in self.cells if self.case(k[0])[2] == M or self.case(k[0])[3]]
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     def case(self, label):
         return next(c for c in self.cfg["cases"] if c[0] == label)

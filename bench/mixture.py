@@ -62,7 +62,7 @@ from bench.lib.mixture import (
     model,
 )
 from bench.lib.report import fmt, print_section, print_table
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 from bench.lib.testbed import CAL_SCHEDULER, M
@@ -104,13 +104,8 @@ QUICK = {
 
 
 @dataclass
-class Bench:
-    run: Run
+class Bench(RunState):
     nodes: Nodes
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
 
 def cell_name(c: dict) -> str:

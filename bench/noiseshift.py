@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from bench.lib import figures, search_check, testbed
 from bench.lib.calibration import Nodes, noiseshift_calibration, private_store, synthetic_record
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
@@ -100,19 +100,14 @@ QUICK = {
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run and what its sections hand on: the section 1 calibrations
     (reused by transfer and diagnosis) and the section 3 searches."""
 
-    run: Run
     nodes: Nodes
     spectra: list
     calibrations: dict = field(default_factory=dict)
     cost_results: dict = field(default_factory=dict)
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     def fd(self, model, sp, n, **kw) -> float:
         return testbed.fd(model, sp, n, self.cfg["samples"], **kw)

@@ -73,7 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from bench.lib import figures, reference, testbed
 from bench.lib.calibration import Nodes, correction_calibration, private_store
 from bench.lib.report import fmt, pct, print_section, print_table
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED, SEARCH_SEED
 
 STEPS = 20
@@ -108,19 +108,14 @@ QUICK = {
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run, the patch nodes on their store, the reference network and what
     the first section hands on: its cases and NoiseShift-patched models."""
 
-    run: Run
     nodes: Nodes
     r: reference.Reference  # the network, its zero conditioning, its load time
     shifted: dict = field(default_factory=dict)  # N -> the NoiseShift-patched model
     cases: list = field(default_factory=list)
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     @property
     def ref(self):

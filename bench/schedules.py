@@ -49,7 +49,7 @@ from bench.lib import figures, reference, testbed
 from bench.lib import sigmas as sched
 from bench.lib.exact_fd import Cell, calibration_stats, core_sigmas, sigma_range
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
 from bench.lib.testbed import CHANNELS, M
 from noise_calibration.noisecal import spectral_schedule as ss
@@ -113,18 +113,13 @@ def pct0(v) -> str:
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run, the benchmark spectra and the closed form's agreement with ComfyUI
     (|closed form - ComfyUI| / ComfyUI per schedule of section 1) and section 1's cells."""
 
-    run: Run
     spectra: list
     agreement: list[float] = field(default_factory=list)
     cells: dict = field(default_factory=dict)  # (spectrum, N) -> Cell, from section 1
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     def checked_fd(self, cell: Cell, sigmas, sampler: str) -> float:
         """Exact FD through ComfyUI, and the closed form's agreement with it."""

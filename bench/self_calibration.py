@@ -59,7 +59,7 @@ from bench.lib.calibration_sets import (
     spread_like,
 )
 from bench.lib.report import fmt, pct, print_section, print_table, spectrum_name
-from bench.lib.run import Run, describe_run, finish, parse_args, run_sections
+from bench.lib.run import Run, RunState, describe_run, finish, parse_args, run_sections
 from bench.lib.seeds import ALL as SEEDS
 from bench.lib.seeds import CAL_DATA_SEED, SAMPLE_SEED
 from bench.lib.testbed import CAL_SCHEDULER, CAL_STEPS, M
@@ -109,19 +109,14 @@ QUICK = {
 
 
 @dataclass
-class Bench:
+class Bench(RunState):
     """The run, the patch nodes on their store, and the generated sets per
     (spectrum, variant, steps): one per model, shared by every N."""
 
-    run: Run
     nodes: Nodes
     folder: Path
     spectra: list
     generated: dict = field(default_factory=dict)
-
-    @property
-    def cfg(self) -> dict:
-        return self.run.cfg
 
     def fd(self, model, sp, n) -> float:
         return testbed.fd(model, sp, n, self.cfg["samples"])

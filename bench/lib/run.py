@@ -58,6 +58,18 @@ class Run:
         return self.verdicts.check(ok, text)
 
 
+@dataclass
+class RunState:
+    """What a script's sections share (each script's Bench adds its own state):
+    the run, and its configuration as `cfg`."""
+
+    run: Run
+
+    @property
+    def cfg(self) -> dict:
+        return self.run.cfg
+
+
 def describe_run(quick: bool, extra: str = "") -> None:
     print(f"{HOST.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"mode: {'quick' if quick else 'full'}{extra}\n", flush=True)
